@@ -1,0 +1,18 @@
+//! wasmtpd: a mail transfer agent in the spirit of OpenSMTPD.
+//!
+//! One module per subsystem, mirroring OpenSMTPD's process split:
+//! `config` (smtpd.conf), `smtp` (inbound sessions), `lka` (rule matching
+//! and recipient expansion), `table` (lookup tables), `queue` (durable
+//! storage), `scheduler` (when to try what), `mda` (local delivery),
+//! `control` (wasmtpctl). Subsystems talk through typed messages and
+//! narrow traits.
+
+pub mod config;
+pub mod envelope;
+pub mod lka;
+pub mod mailaddr;
+pub mod mda;
+pub mod queue;
+pub mod scheduler;
+pub mod smtp;
+pub mod table;

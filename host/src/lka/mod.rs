@@ -1,0 +1,1 @@
+//! lka (to be written)

@@ -1,0 +1,1 @@
+//! mda (to be written)
