@@ -8,8 +8,10 @@
 //! narrow traits.
 
 pub mod config;
+pub mod daemon;
 pub mod envelope;
 pub mod lka;
+pub mod log;
 pub mod mailaddr;
 pub mod mda;
 pub mod queue;

@@ -1,1 +1,118 @@
-fn main() {}
+//! `wasmtpd`: the daemon's command line (smtpd(8)'s flags).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use wasmtpd::config;
+use wasmtpd::daemon::{self, DaemonOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "wasmtpd", version, about = "Mail transfer agent with WebAssembly filters")]
+struct Cli {
+    /// Configuration file (smtpd.conf grammar). Without it, the embedded
+    /// default runs: 127.0.0.1:2525, maildirs under ./var/mail/.
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Stay in the foreground and log to stderr.
+    #[arg(short = 'd')]
+    debug: bool,
+    /// Verbose logging.
+    #[arg(short = 'v')]
+    verbose: bool,
+    /// Check the configuration and exit.
+    #[arg(short = 'n')]
+    check: bool,
+    /// Where the queue and state live.
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
+    /// Internal: deliver one job as the recipient's user (spawned by the daemon).
+    #[arg(long = "mda-deliver", hide = true)]
+    mda_deliver: bool,
+    /// Shortest retry delay in seconds (testing and small sites).
+    #[arg(long, hide = true, value_name = "SECS")]
+    retry_min: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("mda-deliver") {
+        return ExitCode::from(wasmtpd::mda::child_main().clamp(0, 255) as u8);
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("wasmtpd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let loaded = match &cli.file {
+        Some(path) => config::load(path),
+        None => config::parse_str(&embedded_default(&cwd), Path::new("<embedded default>")),
+    };
+    let cfg = match loaded {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if cli.check {
+        println!("configuration OK");
+        return Ok(ExitCode::SUCCESS);
+    }
+    wasmtpd::log::init(cli.debug || cli.file.is_none(), cli.verbose);
+    if cli.file.is_none() {
+        tracing::info!("wasmtpd: no -f given: running the embedded default configuration");
+    }
+    let spool = cli.spool.unwrap_or_else(|| default_spool(&cwd));
+    let mut sched = wasmtpd::scheduler::SchedulerOptions::default();
+    if let Some(secs) = cli.retry_min {
+        sched.backoff.min = std::time::Duration::from_secs(secs.max(1));
+        sched.backoff.max = sched.backoff.max.max(sched.backoff.min);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasmtpd")
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(daemon::run(cfg, DaemonOptions { spool, scheduler: sched }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `/var/spool/wasmtpd` for a system install run as root with a config
+/// file; a folder under the working directory otherwise, so the embedded
+/// default never needs root and never touches system paths.
+fn default_spool(cwd: &Path) -> PathBuf {
+    let root = nix::unistd::geteuid().is_root();
+    if root && std::env::args().any(|a| a == "-f") {
+        PathBuf::from("/var/spool/wasmtpd")
+    } else {
+        cwd.join("var/spool")
+    }
+}
+
+/// The configuration `wasmtpd` runs with no arguments: loopback only,
+/// every local recipient delivered to `./var/mail/USER/Maildir`.
+fn embedded_default(cwd: &Path) -> String {
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "root".to_string());
+    let mail = cwd.join("var/mail");
+    format!(
+        "# wasmtpd embedded default\n\
+         listen on 127.0.0.1 port 2525\n\
+         table everyone {{ \"@\" = \"{me}\" }}\n\
+         action \"local\" maildir \"{}/%{{dest.user:lowercase}}/Maildir\" virtual <everyone>\n\
+         match from any for local action \"local\"\n",
+        mail.display()
+    )
+}

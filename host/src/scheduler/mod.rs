@@ -1,1 +1,299 @@
-//! scheduler (to be written)
+//! The scheduler: decides when each envelope is tried, runs the attempt
+//! through a [`Deliver`] implementation, and acts on the outcome — remove
+//! on success, retry with backoff on a temporary failure until the
+//! envelope expires, bounce on a permanent one (never bouncing a bounce).
+//!
+//! It owns the in-memory schedule; the queue owns the durable state. Every
+//! change to an envelope is written to the queue before it is forgotten.
+
+pub mod backoff;
+pub mod bounce;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn, Instrument};
+
+pub use crate::mda::Outcome;
+use crate::envelope::{Envelope, EvpId};
+use crate::queue::Queue;
+use backoff::Backoff;
+
+/// What the scheduler needs from the rest of the daemon.
+pub trait Deliver: Send + Sync + 'static {
+    /// One delivery attempt. Must not panic; errors are outcomes.
+    fn deliver(&self, env: &Envelope) -> impl Future<Output = Outcome> + Send;
+    /// Queue a bounce for `failed` (whose sender is not null); returns the
+    /// new envelopes, already committed, for the scheduler to run.
+    fn bounce(&self, failed: &Envelope) -> impl Future<Output = Vec<Envelope>> + Send;
+    /// Short name of the delivery method for logs (`maildir`, `mbox`, …).
+    fn method_name(&self, env: &Envelope) -> String;
+}
+
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Deliveries running at once.
+    pub max_parallel: usize,
+    pub backoff: Backoff,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions { max_parallel: 64, backoff: Backoff::default() }
+    }
+}
+
+enum Msg {
+    Insert(Vec<Envelope>),
+    /// An attempt finished; `Some` means try again later.
+    Finished(EvpId, Option<Envelope>),
+    ScheduleAll,
+}
+
+/// Handle to the running scheduler; cheap to clone.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl SchedulerHandle {
+    /// Hands freshly committed envelopes over for delivery.
+    pub fn insert(&self, envs: Vec<Envelope>) {
+        let _ = self.tx.send(Msg::Insert(envs));
+    }
+
+    /// Makes every waiting envelope due now (`wasmtpctl schedule all`).
+    pub fn schedule_all(&self) {
+        let _ = self.tx.send(Msg::ScheduleAll);
+    }
+}
+
+/// Starts the scheduler with the envelopes recovered from the queue.
+pub fn start<D: Deliver>(
+    queue: Queue,
+    deliver: Arc<D>,
+    opts: SchedulerOptions,
+    recovered: Vec<Envelope>,
+) -> SchedulerHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = SchedulerHandle { tx: tx.clone() };
+    let sched = Scheduler {
+        queue,
+        deliver,
+        opts,
+        tx,
+        envs: HashMap::new(),
+        due: BTreeSet::new(),
+        running: 0,
+    };
+    tokio::spawn(sched.run(rx, recovered));
+    handle
+}
+
+struct Scheduler<D> {
+    queue: Queue,
+    deliver: Arc<D>,
+    opts: SchedulerOptions,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// Envelopes waiting for their next try (not the running ones).
+    envs: HashMap<EvpId, Envelope>,
+    /// (next_try, id) of every waiting envelope.
+    due: BTreeSet<(i64, EvpId)>,
+    running: usize,
+}
+
+impl<D: Deliver> Scheduler<D> {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>, recovered: Vec<Envelope>) {
+        self.add(recovered);
+        loop {
+            self.dispatch_due();
+            let wait = self.next_wakeup();
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => return,
+                },
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Insert(envs) => self.add(envs),
+            Msg::Finished(_, again) => {
+                self.running -= 1;
+                if let Some(env) = again {
+                    self.add(vec![env]);
+                }
+            }
+            Msg::ScheduleAll => {
+                let now = now();
+                let ids: Vec<EvpId> = self.envs.keys().copied().collect();
+                self.due.clear();
+                for id in ids {
+                    if let Some(env) = self.envs.get_mut(&id) {
+                        env.next_try = now;
+                        self.due.insert((now, id));
+                    }
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, envs: Vec<Envelope>) {
+        for env in envs {
+            self.due.insert((env.next_try, env.id));
+            self.envs.insert(env.id, env);
+        }
+    }
+
+    fn next_wakeup(&self) -> Duration {
+        if self.running >= self.opts.max_parallel {
+            return Duration::from_secs(3600);
+        }
+        match self.due.first() {
+            Some(&(at, _)) => Duration::from_secs(at.saturating_sub(now()).max(0) as u64),
+            None => Duration::from_secs(3600),
+        }
+    }
+
+    fn dispatch_due(&mut self) {
+        let now = now();
+        while self.running < self.opts.max_parallel {
+            let Some(&(at, id)) = self.due.first() else { break };
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            let Some(env) = self.envs.remove(&id) else { continue };
+            self.running += 1;
+            let attempt = Attempt {
+                queue: self.queue.clone(),
+                deliver: self.deliver.clone(),
+                backoff: self.opts.backoff,
+                tx: self.tx.clone(),
+            };
+            let span = tracing::info_span!("delivery", evpid = %id);
+            tokio::spawn(attempt.run(env).instrument(span));
+        }
+    }
+}
+
+/// One delivery attempt and its bookkeeping, run as its own task.
+struct Attempt<D> {
+    queue: Queue,
+    deliver: Arc<D>,
+    backoff: Backoff,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl<D: Deliver> Attempt<D> {
+    async fn run(self, mut env: Envelope) {
+        let id = env.id;
+        let outcome = self.deliver.deliver(&env).await;
+        let now = now();
+        env.tries += 1;
+        env.last_try = now;
+        let outcome = match outcome {
+            Outcome::TempFail(e) if now >= env.expire => {
+                Outcome::PermFail(format!("Envelope expired: {e}"))
+            }
+            other => other,
+        };
+        self.log(&env, &outcome, now);
+        let again = match outcome {
+            Outcome::Ok(_) => {
+                self.remove(id).await;
+                None
+            }
+            Outcome::TempFail(e) => {
+                env.last_error = Some(e);
+                env.next_try = now + self.backoff.delay(env.tries).as_secs() as i64;
+                match self.queue.update_envelope(&env).await {
+                    Ok(()) => Some(env),
+                    Err(err) => {
+                        // The on-disk envelope still holds the previous
+                        // state; keep trying from memory.
+                        warn!("queue: cannot update envelope {id}: {err}");
+                        Some(env)
+                    }
+                }
+            }
+            Outcome::PermFail(e) => {
+                env.last_error = Some(e.clone());
+                env.bounce_reason = Some(e);
+                if env.sender.is_some() {
+                    let bounces = self.deliver.bounce(&env).await;
+                    if !bounces.is_empty() {
+                        let _ = self.tx.send(Msg::Insert(bounces));
+                    }
+                }
+                self.remove(id).await;
+                None
+            }
+        };
+        let _ = self.tx.send(Msg::Finished(id, again));
+    }
+
+    async fn remove(&self, id: EvpId) {
+        if let Err(err) = self.queue.remove_envelope(id).await {
+            warn!("queue: cannot remove envelope {id}: {err}");
+        }
+    }
+
+    fn log(&self, env: &Envelope, outcome: &Outcome, now: i64) {
+        let (result, stat) = match outcome {
+            Outcome::Ok(s) => ("Ok", s.as_str()),
+            Outcome::TempFail(s) => ("TempFail", s.as_str()),
+            Outcome::PermFail(s) => ("PermFail", s.as_str()),
+        };
+        let user = match &env.target {
+            Some(crate::envelope::LocalTarget::User { username, .. }) => username.as_str(),
+            Some(crate::envelope::LocalTarget::File { user, .. })
+            | Some(crate::envelope::LocalTarget::Command { user, .. }) => user.as_str(),
+            None => "",
+        };
+        info!(
+            "delivery: {result} for {}: from=<{}>, to=<{}>, user={user}, method={}, delay={}, stat={stat}",
+            env.id,
+            crate::mailaddr::display_sender(env.sender.as_ref()),
+            env.rcpt,
+            self.deliver.method_name(env),
+            human_delay(now - env.created),
+        );
+    }
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// OpenSMTPD's delay format: `1d2h3m4s` with zero fields left out.
+pub fn human_delay(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (d, h, m, s) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (v, unit) in [(d, 'd'), (h, 'h'), (m, 'm')] {
+        if v > 0 || !out.is_empty() {
+            out += &format!("{v}{unit}");
+        }
+    }
+    out += &format!("{s}s");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_format() {
+        assert_eq!(human_delay(0), "0s");
+        assert_eq!(human_delay(61), "1m1s");
+        assert_eq!(human_delay(90061), "1d1h1m1s");
+    }
+}

@@ -1,0 +1,228 @@
+//! The daemon's [`Deliver`]: turns a due envelope into a local delivery
+//! job (or, later, a relay attempt) and composes bounces.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::format::{self, FormatContext};
+use crate::config::model::{Action, Config, Method};
+use crate::envelope::{Envelope, EnvelopeKind, EvpId, LocalTarget};
+use crate::lka::resolve::Resolver;
+use crate::lka::rules::MatchContext;
+use crate::mailaddr::MailAddr;
+use crate::mda::{self, JobMethod, LocalJob, Outcome};
+use crate::queue::Queue;
+use crate::scheduler::{bounce, Deliver};
+use crate::table::Tables;
+
+pub struct Delivery {
+    pub config: Arc<Config>,
+    pub tables: Arc<Tables>,
+    pub queue: Queue,
+    pub hostname: String,
+    pub local_domains: Vec<String>,
+}
+
+impl Deliver for Delivery {
+    async fn deliver(&self, env: &Envelope) -> Outcome {
+        if env.kind == EnvelopeKind::Mta {
+            return Outcome::TempFail("relaying to other hosts is not available yet".into());
+        }
+        let Some(action) = self.config.actions.get(&env.action) else {
+            return Outcome::PermFail(format!("action \"{}\" no longer exists", env.action));
+        };
+        let content = match self.queue.read_message(env.msgid()).await {
+            Ok(c) => Arc::new(c),
+            Err(err) => return Outcome::TempFail(format!("cannot read message: {err}")),
+        };
+        match self.local_delivery(env, action, content).await {
+            Ok(outcome) => outcome,
+            Err(outcome) => outcome,
+        }
+    }
+
+    async fn bounce(&self, failed: &Envelope) -> Vec<Envelope> {
+        match self.compose_bounce(failed).await {
+            Ok(envs) => envs,
+            Err(why) => {
+                warn!("bounce: cannot bounce {} to <{}>: {why}", failed.id, sender_of(failed));
+                Vec::new()
+            }
+        }
+    }
+
+    fn method_name(&self, env: &Envelope) -> String {
+        match (&env.target, self.config.actions.get(&env.action).map(|a| &a.method)) {
+            (Some(LocalTarget::File { .. }), _) => "file".into(),
+            (Some(LocalTarget::Command { .. }), _) => "mda".into(),
+            (_, Some(Method::Maildir { .. })) => "maildir".into(),
+            (_, Some(Method::Mbox)) => "mbox".into(),
+            (_, Some(Method::Lmtp { .. })) => "lmtp".into(),
+            (_, Some(Method::Mda { .. })) => "mda".into(),
+            (_, Some(Method::Relay(_))) => "relay".into(),
+            _ => "unknown".into(),
+        }
+    }
+}
+
+fn sender_of(env: &Envelope) -> String {
+    crate::mailaddr::display_sender(env.sender.as_ref())
+}
+
+impl Delivery {
+    async fn local_delivery(
+        &self,
+        env: &Envelope,
+        action: &Action,
+        content: Arc<Vec<u8>>,
+    ) -> Result<Outcome, Outcome> {
+        let target = env
+            .target
+            .as_ref()
+            .ok_or_else(|| Outcome::PermFail("envelope has no local target".into()))?;
+        let (username, uid, gid, home) = match target {
+            LocalTarget::User { username, uid, gid, home }
+            | LocalTarget::File { user: username, uid, gid, home, .. }
+            | LocalTarget::Command { user: username, uid, gid, home, .. } => {
+                (username.clone(), *uid, *gid, home.clone())
+            }
+        };
+        let ctx = FormatContext {
+            sender: env.sender.clone(),
+            rcpt: env.rcpt.clone(),
+            dest: env.dest.clone(),
+            user_username: username.clone(),
+            user_directory: home.clone(),
+            mbox_from: sender_of(env),
+            mda: String::new(),
+        };
+        let expand = |template: &str| {
+            format::expand(template, &ctx)
+                .map_err(|e| Outcome::PermFail(format!("bad format in action \"{}\": {e}", action.name)))
+        };
+        let method = match target {
+            LocalTarget::File { path, .. } => JobMethod::Mbox { path: path.into() },
+            LocalTarget::Command { command, .. } => JobMethod::Command {
+                argv: self.command_argv(command, &expand)?,
+                env: mda_environment(env, &username, &home),
+            },
+            LocalTarget::User { .. } => match &action.method {
+                Method::Maildir { path, junk } => {
+                    let path = match path {
+                        Some(p) => expand(p)?,
+                        None => format!("{home}/Maildir"),
+                    };
+                    JobMethod::Maildir { path: path.into(), junk: *junk && env.junk }
+                }
+                Method::Mbox => JobMethod::Mbox { path: format!("/var/mail/{username}").into() },
+                Method::Mda { command } => JobMethod::Command {
+                    argv: self.command_argv(command, &expand)?,
+                    env: mda_environment(env, &username, &home),
+                },
+                Method::Lmtp { dest, rcpt_to } => {
+                    let rcpt = if *rcpt_to { env.rcpt.clone() } else { env.dest.clone() };
+                    return Ok(self.lmtp(dest, env, rcpt, &content).await);
+                }
+                Method::ForwardOnly | Method::ExpandOnly | Method::Relay(_) => {
+                    return Err(Outcome::PermFail("action cannot deliver locally".into()))
+                }
+            },
+        };
+        let job = LocalJob { method, uid, gid, sender: env.sender.clone() };
+        Ok(mda::run_local_job(job, content).await)
+    }
+
+    fn command_argv(
+        &self,
+        command: &str,
+        expand: &impl Fn(&str) -> Result<String, Outcome>,
+    ) -> Result<Vec<String>, Outcome> {
+        // Split first, expand each word after: an envelope value can only
+        // ever be (part of) one argument, never new syntax.
+        let words = mda::split_command(command)
+            .map_err(|e| Outcome::PermFail(format!("bad mda command: {e}")))?;
+        words.iter().map(|w| expand(w)).collect()
+    }
+
+    async fn lmtp(&self, dest: &str, env: &Envelope, rcpt: MailAddr, content: &[u8]) -> Outcome {
+        match mda::deliver_lmtp(dest, &self.hostname, env.sender.as_ref(), &[rcpt], content).await {
+            Ok(mut outcomes) if !outcomes.is_empty() => outcomes.swap_remove(0),
+            Ok(_) => Outcome::TempFail("LMTP server gave no reply for the recipient".into()),
+            Err(err) if err.is_temporary() => Outcome::TempFail(err.to_string()),
+            Err(err) => Outcome::PermFail(err.to_string()),
+        }
+    }
+
+    async fn compose_bounce(&self, failed: &Envelope) -> Result<Vec<Envelope>, String> {
+        let Some(to) = failed.sender.clone() else {
+            return Ok(Vec::new());
+        };
+        let original = self.queue.read_message(failed.msgid()).await.map_err(|e| e.to_string())?;
+        let now = chrono::Utc::now();
+        let content = bounce::compose(&self.hostname, &[failed], &original, rand::random(), now);
+        let ctx = MatchContext {
+            socket: true,
+            rcpt: Some(&to),
+            local_domains: &self.local_domains,
+            ..Default::default()
+        };
+        let resolved = Resolver { config: &self.config, tables: &self.tables }
+            .resolve(&ctx)
+            .map_err(|e| e.to_string())?;
+        let msgid = self.queue.new_msgid();
+        let ts = now.timestamp();
+        let expire = ts + failed.expire.saturating_sub(failed.created).max(0);
+        let envs: Vec<Envelope> = resolved
+            .into_iter()
+            .map(|r| Envelope {
+                id: EvpId::new_in(msgid),
+                kind: r.kind,
+                action: r.action,
+                sender: None,
+                rcpt: to.clone(),
+                dest: r.dest,
+                target: r.target,
+                dsn: Default::default(),
+                tag: None,
+                helo: self.hostname.clone(),
+                peer: None,
+                peer_name: "localhost".into(),
+                hostname: self.hostname.clone(),
+                auth_user: None,
+                created: ts,
+                expire,
+                tries: 0,
+                last_try: 0,
+                next_try: ts,
+                last_error: None,
+                bounce_reason: None,
+                junk: false,
+            })
+            .collect();
+        self.queue.commit(msgid, content, envs.clone()).await.map_err(|e| e.to_string())?;
+        info!(
+            "bounce: Queued bounce {} for <{}> about envelope {}",
+            msgid, to, failed.id
+        );
+        Ok(envs)
+    }
+}
+
+/// The environment OpenSMTPD gives MDA commands (smtpd.conf(5)).
+fn mda_environment(env: &Envelope, user: &str, home: &str) -> Vec<(String, String)> {
+    let ext = env.dest.local.split_once('+').map(|(_, e)| e.to_string()).unwrap_or_default();
+    vec![
+        ("DOMAIN".into(), env.dest.domain.clone()),
+        ("EXTENSION".into(), ext),
+        ("HOME".into(), home.to_string()),
+        ("LOCAL".into(), env.dest.local.clone()),
+        ("LOGNAME".into(), user.to_string()),
+        ("ORIGINAL_RECIPIENT".into(), env.rcpt.to_string()),
+        ("PATH".into(), "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin".into()),
+        ("RECIPIENT".into(), env.dest.to_string()),
+        ("SENDER".into(), sender_of(env)),
+        ("SHELL".into(), "/bin/sh".into()),
+        ("USER".into(), user.to_string()),
+    ]
+}

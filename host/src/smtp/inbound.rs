@@ -1,0 +1,231 @@
+//! What the daemon answers to the protocol's events: rule matching for
+//! each recipient, building envelopes, committing the message to the
+//! queue before the 250, and OpenSMTPD's smtp-in log lines.
+//!
+//! The protocol state machine (`proto`) knows nothing of this; the driver
+//! (`server`) only shuttles bytes and hands events here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::envelope::{DsnParams, Envelope, EnvelopeKind, EvpId, MsgId};
+use crate::lka::resolve::{Resolved, Resolver};
+use crate::lka::rules::MatchContext;
+use crate::mailaddr::{display_sender, MailAddr};
+use crate::smtp::proto::{Decision, Event, MailParams, Reply, RcptParams, Session};
+use crate::smtp::Services;
+
+/// Per-listener facts the event handler needs.
+#[derive(Clone, Debug)]
+pub struct ListenerInfo {
+    pub hostname: String,
+    pub tag: Option<String>,
+    pub mask_src: bool,
+}
+
+/// One accepted recipient and what it resolved to.
+struct AcceptedRcpt {
+    rcpt: MailAddr,
+    params: RcptParams,
+    resolved: Vec<Resolved>,
+}
+
+/// The transaction as the daemon sees it.
+struct Transaction {
+    msgid: MsgId,
+    sender: Option<MailAddr>,
+    params: MailParams,
+    rcpts: Vec<AcceptedRcpt>,
+}
+
+/// Event handling state of one session.
+pub struct Inbound {
+    services: Arc<Services>,
+    listener: Arc<ListenerInfo>,
+    pub session_id: String,
+    peer: SocketAddr,
+    peer_name: String,
+    tx: Option<Transaction>,
+}
+
+impl Inbound {
+    pub fn new(
+        services: Arc<Services>,
+        listener: Arc<ListenerInfo>,
+        session_id: String,
+        peer: SocketAddr,
+        peer_name: String,
+    ) -> Inbound {
+        Inbound { services, listener, session_id, peer, peer_name, tx: None }
+    }
+
+    pub async fn on_event(&mut self, event: Event, session: &Session) -> Decision {
+        match event {
+            Event::Connect => {
+                info!(
+                    "smtp-in: New session {} from host {} [{}]",
+                    self.session_id,
+                    self.peer_name,
+                    self.peer.ip()
+                );
+                Decision::Accept(None)
+            }
+            Event::Helo { .. } | Event::DataStart => Decision::Accept(None),
+            Event::MailFrom { sender, params } => {
+                self.tx = Some(Transaction {
+                    msgid: self.services.queue.new_msgid(),
+                    sender,
+                    params,
+                    rcpts: Vec::new(),
+                });
+                Decision::Accept(None)
+            }
+            Event::RcptTo { rcpt, params } => self.on_rcpt(rcpt, params, session),
+            Event::Message { content } => self.on_message(content, session).await,
+            Event::Quit | Event::Reset => {
+                self.tx = None;
+                Decision::Accept(None)
+            }
+        }
+    }
+
+    fn on_rcpt(&mut self, rcpt: MailAddr, params: RcptParams, session: &Session) -> Decision {
+        let Some(tx) = self.tx.as_mut() else {
+            return Decision::Reject(reply(503, "5.5.1", "Need MAIL before RCPT"));
+        };
+        let ctx = MatchContext {
+            src: Some(self.peer.ip()),
+            socket: false,
+            rdns: Some(self.peer_name.as_str()),
+            helo: session.helo(),
+            auth_user: None,
+            tls: session.tls_active(),
+            tag: self.listener.tag.as_deref(),
+            sender: tx.sender.as_ref(),
+            rcpt: Some(&rcpt),
+            local_domains: &self.services.local_domains,
+        };
+        let resolver = Resolver { config: &self.services.config, tables: &self.services.tables };
+        match resolver.resolve(&ctx) {
+            Ok(resolved) => {
+                tx.rcpts.push(AcceptedRcpt { rcpt, params, resolved });
+                Decision::Accept(None)
+            }
+            Err(refusal) => {
+                let (code, enhanced) = refusal.status();
+                info!(
+                    "smtp-in: Failed command on session {}: \"RCPT TO:<{}>\" => {} {} {}",
+                    self.session_id, rcpt, code, enhanced, refusal
+                );
+                Decision::Reject(reply(code, enhanced, &refusal.to_string()))
+            }
+        }
+    }
+
+    async fn on_message(&mut self, content: Vec<u8>, session: &Session) -> Decision {
+        let Some(tx) = self.tx.take() else {
+            return Decision::Reject(reply(503, "5.5.1", "No transaction"));
+        };
+        let now = chrono::Utc::now();
+        let envelopes = self.envelopes(&tx, session, now.timestamp());
+        let mut message = self.received_header(&tx, session, now).into_bytes();
+        message.extend_from_slice(&content);
+        let size = message.len();
+        if let Err(err) = self.services.queue.commit(tx.msgid, message, envelopes.clone()).await {
+            warn!("smtp-in: queue commit failed on session {}: {err}", self.session_id);
+            return Decision::Reject(reply(451, "4.3.0", "Temporary failure, try again later"));
+        }
+        let to: Vec<String> = tx.rcpts.iter().map(|r| r.rcpt.to_string()).collect();
+        info!(
+            "smtp-in: Accepted message {} on session {}: from=<{}>, to=<{}>, size={}, ndest={}, proto={}",
+            tx.msgid,
+            self.session_id,
+            display_sender(tx.sender.as_ref()),
+            to.join(">, to=<"),
+            size,
+            envelopes.len(),
+            session.protocol()
+        );
+        self.services.scheduler.insert(envelopes);
+        Decision::Accept(Some(format!("2.0.0 {} Message accepted for delivery", tx.msgid)))
+    }
+
+    /// One envelope per distinct delivery: two aliases that reach the same
+    /// mailbox deliver once, as OpenSMTPD does.
+    fn envelopes(&self, tx: &Transaction, session: &Session, now: i64) -> Vec<Envelope> {
+        let mut out: Vec<Envelope> = Vec::new();
+        let expire = now + self.services.expire.as_secs() as i64;
+        for r in &tx.rcpts {
+            for res in &r.resolved {
+                let dup = out.iter().any(|e| {
+                    e.action == res.action && e.dest == res.dest && e.target == res.target
+                });
+                if dup {
+                    continue;
+                }
+                out.push(Envelope {
+                    id: EvpId::new_in(tx.msgid),
+                    kind: res.kind,
+                    action: res.action.clone(),
+                    sender: tx.sender.clone(),
+                    rcpt: r.rcpt.clone(),
+                    dest: res.dest.clone(),
+                    target: res.target.clone(),
+                    dsn: DsnParams {
+                        ret: tx.params.ret.clone(),
+                        envid: tx.params.envid.clone(),
+                        notify: r.params.notify.clone(),
+                        orcpt: r.params.orcpt.clone(),
+                    },
+                    tag: self.listener.tag.clone(),
+                    helo: session.helo().unwrap_or_default().to_string(),
+                    peer: Some(self.peer),
+                    peer_name: self.peer_name.clone(),
+                    hostname: self.listener.hostname.clone(),
+                    auth_user: None,
+                    created: now,
+                    expire,
+                    tries: 0,
+                    last_try: 0,
+                    next_try: now,
+                    last_error: None,
+                    bounce_reason: None,
+                    junk: false,
+                });
+            }
+        }
+        debug_assert!(out.iter().all(|e| e.kind != EnvelopeKind::Bounce));
+        out
+    }
+
+    fn received_header(
+        &self,
+        tx: &Transaction,
+        session: &Session,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        let helo = session.helo().unwrap_or("unknown");
+        let from = if self.listener.mask_src {
+            format!("from {helo} (masked)")
+        } else {
+            format!("from {helo} ({} [{}])", self.peer_name, self.peer.ip())
+        };
+        let mut h = format!(
+            "Received: {from}\r\n\tby {} (wasmtpd) with {} id {}",
+            self.listener.hostname,
+            session.protocol(),
+            tx.msgid
+        );
+        if let [only] = tx.rcpts.as_slice() {
+            h += &format!("\r\n\tfor <{}>", only.rcpt);
+        }
+        h += &format!(";\r\n\t{}\r\n", now.to_rfc2822());
+        h
+    }
+}
+
+fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
+    Reply { code, enhanced: Some(enhanced.to_string()), text: text.to_string() }
+}

@@ -1,0 +1,259 @@
+//! Shared harness for the end-to-end tests: start a real `wasmtpd` on a
+//! free loopback port with a config written by the test, talk to it with
+//! real clients (Python's smtplib, swaks, raw sockets), and look at what
+//! lands on disk.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wasmtpd");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running daemon; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub log: Arc<Mutex<String>>,
+}
+
+/// A test's private folder with a config, a spool and mail folders.
+pub struct Site {
+    pub tmp: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        Site { tmp: tempfile::tempdir().unwrap(), port: free_port() }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    /// Writes `smtpd.conf`; `{port}` and `{dir}` are replaced.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let text = text
+            .replace("{port}", &self.port.to_string())
+            .replace("{dir}", &self.tmp.path().display().to_string());
+        let p = self.path("smtpd.conf");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text.replace("{dir}", &self.tmp.path().display().to_string())).unwrap();
+        p
+    }
+
+    /// Starts the daemon with this site's config and spool.
+    pub fn start(&self, extra: &[&str]) -> Daemon {
+        let mut args: Vec<String> = vec![
+            "-d".into(),
+            "-f".into(),
+            self.path("smtpd.conf").display().to_string(),
+            "--spool".into(),
+            self.path("spool").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        start_daemon(&args, self.tmp.path(), self.port)
+    }
+}
+
+pub fn start_daemon(args: &[String], cwd: &Path, port: u16) -> Daemon {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wasmtpd");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let d = Daemon { child, port, dir: cwd.to_path_buf(), log };
+    d.wait_ready();
+    d
+}
+
+impl Daemon {
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("wasmtpd did not start listening on {}:\n{}", self.port, self.log());
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle` (or fails the test).
+    pub fn wait_log(&self, needle: &str) {
+        wait_for(&format!("log line {needle:?}"), || self.log().contains(needle));
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` for up to 30 s.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Files in a maildir's `new/`, sorted by name.
+pub fn maildir_new(maildir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
+        .map(|rd| rd.map_while(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Waits for `n` messages in a maildir and returns their contents.
+pub fn wait_maildir(maildir: &Path, n: usize) -> Vec<Vec<u8>> {
+    wait_for(&format!("{n} message(s) in {}", maildir.display()), || maildir_new(maildir).len() >= n);
+    maildir_new(maildir).iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Splits a delivered message into (Received: header block we added, rest).
+pub fn strip_received(msg: &[u8]) -> (String, Vec<u8>) {
+    let text = String::from_utf8_lossy(msg);
+    assert!(text.starts_with("Received: "), "no Received: header first:\n{text}");
+    // The header ends at the first line not starting with whitespace.
+    let mut end = 0;
+    for (i, line) in text.split_inclusive("\r\n").enumerate() {
+        if i > 0 && !line.starts_with('\t') && !line.starts_with(' ') {
+            break;
+        }
+        end += line.len();
+    }
+    (text[..end].to_string(), msg[end..].to_vec())
+}
+
+/// Runs a Python snippet (smtplib is in the standard library).
+pub fn python(script: &str, args: &[&str]) -> Output {
+    Command::new("python3").arg("-c").arg(script).args(args).output().expect("python3")
+}
+
+/// Sends one message with Python's smtplib; returns stdout+stderr.
+pub fn smtplib_send(port: u16, from: &str, to: &[&str], msg: &[u8]) -> Output {
+    let script = r#"
+import smtplib, sys
+port, sender, rcpts = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(',')
+msg = sys.stdin.buffer.read()
+with smtplib.SMTP('127.0.0.1', port) as s:
+    s.ehlo('client.example')
+    refused = s.sendmail(sender, rcpts, msg)
+    print('refused', refused)
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(from)
+        .arg(to.join(","))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(msg).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A raw SMTP conversation: write bytes, read what comes back.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = Raw { stream };
+        let greeting = r.read_reply();
+        assert!(greeting.starts_with("220"), "greeting: {greeting}");
+        r
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub fn read_reply(&mut self) -> String {
+        let mut out = String::new();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match self.stream.read(&mut byte) {
+                Ok(0) => return out,
+                Ok(_) => {}
+                Err(e) => panic!("reading reply: {e}; so far {out:?}"),
+            }
+            line.push(byte[0]);
+            if line.ends_with(b"\r\n") {
+                let l = String::from_utf8_lossy(&line).to_string();
+                out.push_str(&l);
+                line.clear();
+                if l.len() < 4 || l.as_bytes()[3] == b' ' {
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// Sends a command line and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.read_reply()
+    }
+}
