@@ -136,7 +136,10 @@ impl Parser {
         let mut out = Vec::with_capacity(stmt.len());
         for t in stmt {
             let Tok::Macro(name) = &t.tok else {
-                out.push(t.clone());
+                // Newlines inside `{ … }` are mere separators.
+                if t.tok != Tok::Newline {
+                    out.push(t.clone());
+                }
                 continue;
             };
             let Some(value) = self.macros.get(name) else {
