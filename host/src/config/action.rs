@@ -12,8 +12,20 @@ use super::parser::{duration, Parser, RefKind};
 const LOCAL_OPTIONS: &[&str] = &["alias", "virtual", "userbase", "user", "wrapper"];
 /// Options only relaying understands.
 const RELAY_OPTIONS: &[&str] = &[
-    "backup", "helo", "helo-src", "domain", "host", "tls", "auth", "mail-from", "src", "pki", "ca",
-    "srs", "protocols", "ciphers",
+    "backup",
+    "helo",
+    "helo-src",
+    "domain",
+    "host",
+    "tls",
+    "auth",
+    "mail-from",
+    "src",
+    "pki",
+    "ca",
+    "srs",
+    "protocols",
+    "ciphers",
 ];
 /// Words that can never be an optional `maildir PATH`.
 const NOT_A_PATH: &[&str] = &[
@@ -40,7 +52,11 @@ impl Parser {
         if let Some(prev) = self.config.actions.get(&name) {
             return Err(ConfigError::new(
                 origin,
-                ErrorKind::Duplicate { what: "action", name, previous: prev.origin.to_string() },
+                ErrorKind::Duplicate {
+                    what: "action",
+                    name,
+                    previous: prev.origin.to_string(),
+                },
             ));
         }
         self.config.actions.insert(name, action);
@@ -57,7 +73,10 @@ impl Parser {
                 if let Some(p) = &path {
                     self.check_format(p, at);
                 }
-                Method::Maildir { path, junk: c.eat_kw("junk") }
+                Method::Maildir {
+                    path,
+                    junk: c.eat_kw("junk"),
+                }
             }
             "lmtp" => Method::Lmtp {
                 dest: c.string("an LMTP destination")?,
@@ -147,7 +166,12 @@ impl Parser {
                     "srs" => r.srs = true,
                     "protocols" => r.protocols = Some(c.string("a protocol list")?),
                     "ciphers" => r.ciphers = Some(c.string("a cipher list")?),
-                    _ => return Err(ConfigError::new(at, ErrorKind::SyntaxNear(word.to_string()))),
+                    _ => {
+                        return Err(ConfigError::new(
+                            at,
+                            ErrorKind::SyntaxNear(word.to_string()),
+                        ))
+                    }
                 }
             } else {
                 match word {
@@ -160,7 +184,12 @@ impl Parser {
                         self.refer(RefKind::Wrapper, &n, at.clone());
                         a.wrapper = Some(n);
                     }
-                    _ => return Err(ConfigError::new(at, ErrorKind::SyntaxNear(word.to_string()))),
+                    _ => {
+                        return Err(ConfigError::new(
+                            at,
+                            ErrorKind::SyntaxNear(word.to_string()),
+                        ))
+                    }
                 }
             }
         }

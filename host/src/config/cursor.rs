@@ -18,7 +18,12 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub fn new(toks: &'a [Token], file: &'a Path, line: usize) -> Self {
-        Cursor { toks, pos: 0, file, line }
+        Cursor {
+            toks,
+            pos: 0,
+            file,
+            line,
+        }
     }
 
     pub fn peek(&self) -> Option<&'a Tok> {
@@ -79,7 +84,10 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn origin(&self) -> Origin {
-        Origin { file: self.file.to_path_buf(), line: self.line() }
+        Origin {
+            file: self.file.to_path_buf(),
+            line: self.line(),
+        }
     }
 
     pub fn error(&self, kind: ErrorKind) -> ConfigError {
@@ -142,7 +150,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub fn number<T: std::str::FromStr>(&mut self, expected: &'static str) -> Result<T, ConfigError> {
+    pub fn number<T: std::str::FromStr>(
+        &mut self,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
         let line_err = self.origin();
         let s = self.string(expected)?;
         s.parse()

@@ -49,7 +49,11 @@ pub enum ErrorKind {
     #[error("mda wrapper \"{0}\" is not defined")]
     UndefinedWrapper(String),
     #[error("{what} \"{name}\" is already defined at {previous}")]
-    Duplicate { what: &'static str, name: String, previous: String },
+    Duplicate {
+        what: &'static str,
+        name: String,
+        previous: String,
+    },
     #[error("pki \"{0}\" already has a {1}")]
     DuplicatePkiPart(String, &'static str),
     #[error("pki \"{0}\" has no {1}")]
@@ -67,7 +71,10 @@ pub enum ErrorKind {
     #[error("filter \"{member}\" appears twice in chain \"{chain}\"")]
     ChainRepeat { chain: String, member: String },
     #[error("invalid format \"{template}\": {error}")]
-    Format { template: String, error: FormatError },
+    Format {
+        template: String,
+        error: FormatError,
+    },
     #[error("table \"{0}\" mixes list values and key = value pairs")]
     MixedTable(String),
 }
@@ -85,7 +92,13 @@ impl ConfigError {
     }
 
     pub fn at(file: impl Into<PathBuf>, line: usize, kind: ErrorKind) -> Self {
-        ConfigError::new(Origin { file: file.into(), line }, kind)
+        ConfigError::new(
+            Origin {
+                file: file.into(),
+                line,
+            },
+            kind,
+        )
     }
 }
 
@@ -140,7 +153,11 @@ mod tests {
     fn renders_file_line_message_one_per_line() {
         let errs = ConfigErrors(vec![
             ConfigError::at("etc/x.conf", 12, ErrorKind::UnknownAction("deliver".into())),
-            ConfigError::at("etc/x.conf", 14, ErrorKind::UndefinedTable("aliases".into())),
+            ConfigError::at(
+                "etc/x.conf",
+                14,
+                ErrorKind::UndefinedTable("aliases".into()),
+            ),
             ConfigError::at("etc/y.conf", 0, ErrorKind::Io("No such file".into())),
         ]);
         assert_eq!(

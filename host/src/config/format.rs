@@ -205,7 +205,12 @@ fn parse_spec(text: &str) -> Result<Spec, FormatError> {
             _ => return Err(FormatError::UnknownModifier(m.to_string())),
         });
     }
-    Ok(Spec { field: head.0, slice: head.1, text: text.to_string(), modifiers })
+    Ok(Spec {
+        field: head.0,
+        slice: head.1,
+        text: text.to_string(),
+        modifiers,
+    })
 }
 
 fn parse_slice(s: &str) -> Result<Slice, FormatError> {
@@ -217,7 +222,10 @@ fn parse_slice(s: &str) -> Result<Slice, FormatError> {
     match s.split_once(':') {
         None => {
             let n = num(s)?;
-            Ok(Slice { begin: n, end: Some(n) })
+            Ok(Slice {
+                begin: n,
+                end: Some(n),
+            })
         }
         Some((b, e)) => Ok(Slice {
             begin: if b.is_empty() { 0 } else { num(b)? },
@@ -346,8 +354,14 @@ mod tests {
     fn every_specifier() {
         assert_eq!(x("%{sender}"), "Alice@Sender.org");
         assert_eq!(x("%{sender.user}/%{sender.domain}"), "Alice/Sender.org");
-        assert_eq!(x("%{rcpt}|%{rcpt.user}|%{rcpt.domain}"), "Bob+lists@Example.org|Bob+lists|Example.org");
-        assert_eq!(x("%{dest} %{dest.user} %{dest.domain}"), "bob@example.org bob example.org");
+        assert_eq!(
+            x("%{rcpt}|%{rcpt.user}|%{rcpt.domain}"),
+            "Bob+lists@Example.org|Bob+lists|Example.org"
+        );
+        assert_eq!(
+            x("%{dest} %{dest.user} %{dest.domain}"),
+            "bob@example.org bob example.org"
+        );
         assert_eq!(x("%{user.username}:%{user.directory}"), "bob:_home_bob");
         assert_eq!(x("%{user.directory:raw}/Maildir"), "/home/bob/Maildir");
         assert_eq!(x("From %{mbox.from}"), "From Alice@Sender.org");
@@ -360,7 +374,10 @@ mod tests {
     fn null_sender() {
         let mut c = ctx();
         c.sender = None;
-        assert_eq!(expand("[%{sender}] %{mbox.from}", &c).unwrap(), "[] MAILER-DAEMON");
+        assert_eq!(
+            expand("[%{sender}] %{mbox.from}", &c).unwrap(),
+            "[] MAILER-DAEMON"
+        );
     }
 
     #[test]
@@ -394,8 +411,14 @@ mod tests {
         assert_eq!(e("%{rcpt.domain[0:-1]}"), "example.or");
         assert_eq!(e("%{rcpt.domain[0:100]}"), "example.org");
         assert_eq!(e("%{rcpt.user[2:]:uppercase}"), "ER");
-        assert!(matches!(expand("%{rcpt.user[9]}", &c), Err(FormatError::OutOfRange(_))));
-        assert!(matches!(expand("%{rcpt.user[3:1]}", &c), Err(FormatError::OutOfRange(_))));
+        assert!(matches!(
+            expand("%{rcpt.user[9]}", &c),
+            Err(FormatError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            expand("%{rcpt.user[3:1]}", &c),
+            Err(FormatError::OutOfRange(_))
+        ));
     }
 
     #[test]
@@ -407,7 +430,10 @@ mod tests {
         assert!(!p.contains("../"));
 
         c.rcpt = MailAddr::new("..", "x.org");
-        assert_eq!(expand("/var/mail/%{rcpt.user}", &c).unwrap(), "/var/mail/_.");
+        assert_eq!(
+            expand("/var/mail/%{rcpt.user}", &c).unwrap(),
+            "/var/mail/_."
+        );
 
         c.sender = Some(MailAddr::new("\";rm -rf /;\"", "evil.org"));
         let cmd = expand("/usr/bin/deliver -f %{sender}", &c).unwrap();
@@ -428,9 +454,18 @@ mod tests {
     #[test]
     fn validate_reports_errors() {
         assert!(validate("/var/mail/%{rcpt.user:lowercase|strip}/%{dest.domain[0:2]}").is_ok());
-        assert_eq!(validate("%{nope}"), Err(FormatError::UnknownSpecifier("nope".into())));
-        assert_eq!(validate("%{rcpt:loud}"), Err(FormatError::UnknownModifier("loud".into())));
-        assert_eq!(validate("%{rcpt[a:b]}"), Err(FormatError::BadSlice("a:b".into())));
+        assert_eq!(
+            validate("%{nope}"),
+            Err(FormatError::UnknownSpecifier("nope".into()))
+        );
+        assert_eq!(
+            validate("%{rcpt:loud}"),
+            Err(FormatError::UnknownModifier("loud".into()))
+        );
+        assert_eq!(
+            validate("%{rcpt[a:b]}"),
+            Err(FormatError::BadSlice("a:b".into()))
+        );
         assert_eq!(validate("%{rcpt[]}"), Err(FormatError::BadSlice("".into())));
         assert_eq!(validate("%{rcpt"), Err(FormatError::Unterminated));
     }

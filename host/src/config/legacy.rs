@@ -17,8 +17,26 @@ use super::parser::{duration, duration_list, size, Parser, RefKind};
 /// Words that end an optional argument (`deliver to maildir [PATH]`,
 /// `relay backup [MX]`) because they start the next clause.
 const KEYWORDS: &[&str] = &[
-    "tagged", "from", "sender", "for", "alias", "virtual", "userbase", "forward-only", "deliver",
-    "relay", "via", "backup", "tls", "auth", "as", "source", "hostname", "pki", "expire", "rcpt-to",
+    "tagged",
+    "from",
+    "sender",
+    "for",
+    "alias",
+    "virtual",
+    "userbase",
+    "forward-only",
+    "deliver",
+    "relay",
+    "via",
+    "backup",
+    "tls",
+    "auth",
+    "as",
+    "source",
+    "hostname",
+    "pki",
+    "expire",
+    "rcpt-to",
 ];
 
 impl Parser {
@@ -60,7 +78,10 @@ impl Parser {
                 ("tagged", _) => {
                     let negated = c.eat_bang();
                     let tag = c.string("a tag")?;
-                    conditions.push(Condition { negated, cond: Cond::Tag(Pattern::Literal(tag)) });
+                    conditions.push(Condition {
+                        negated,
+                        cond: Cond::Tag(Pattern::Literal(tag)),
+                    });
                 }
                 ("from", _) => {
                     let negated = c.eat_bang();
@@ -72,12 +93,18 @@ impl Parser {
                         c.eat_kw("source");
                         FromCond::Src(self.pattern(c)?)
                     };
-                    conditions.push(Condition { negated, cond: Cond::From(cond) });
+                    conditions.push(Condition {
+                        negated,
+                        cond: Cond::From(cond),
+                    });
                 }
                 ("sender", _) => {
                     let negated = c.eat_bang();
                     let p = self.pattern(c)?;
-                    conditions.push(Condition { negated, cond: Cond::MailFrom(p) });
+                    conditions.push(Condition {
+                        negated,
+                        cond: Cond::MailFrom(p),
+                    });
                 }
                 ("for", _) => {
                     let negated = c.eat_bang();
@@ -92,7 +119,10 @@ impl Parser {
                     } else {
                         return Err(c.syntax("any, local, domain or recipient"));
                     };
-                    conditions.push(Condition { negated, cond: Cond::For(cond) });
+                    conditions.push(Condition {
+                        negated,
+                        cond: Cond::For(cond),
+                    });
                 }
                 ("alias", _) => alias = Some(self.legacy_table(c)?),
                 ("virtual", _) => virtual_ = Some(self.legacy_table(c)?),
@@ -108,7 +138,11 @@ impl Parser {
                 }
                 // 5.x `tls` did not verify unless told to.
                 ("tls", Some(r)) => {
-                    r.tls = Some(if c.eat_kw("verify") { RelayTls::Verify } else { RelayTls::NoVerify })
+                    r.tls = Some(if c.eat_kw("verify") {
+                        RelayTls::Verify
+                    } else {
+                        RelayTls::NoVerify
+                    })
                 }
                 ("auth", Some(r)) => {
                     let t = c.table_ref()?;
@@ -127,14 +161,24 @@ impl Parser {
                     self.refer(RefKind::Pki, &n, at);
                     r.pki = Some(n);
                 }
-                _ => return Err(ConfigError::new(at, ErrorKind::SyntaxNear(word.to_string()))),
+                _ => {
+                    return Err(ConfigError::new(
+                        at,
+                        ErrorKind::SyntaxNear(word.to_string()),
+                    ))
+                }
             }
         }
 
         add_default_conditions(&mut conditions);
         let verdict = match (accept, method) {
             (false, None) => Verdict::Reject,
-            (false, Some(_)) => return Err(ConfigError::new(origin, ErrorKind::SyntaxNear("reject".into()))),
+            (false, Some(_)) => {
+                return Err(ConfigError::new(
+                    origin,
+                    ErrorKind::SyntaxNear("reject".into()),
+                ))
+            }
             (true, None) => return Err(c.error(ErrorKind::UnexpectedEnd("deliver to or relay"))),
             (true, Some(method)) => {
                 let mut name = format!("legacy-rule-{}", origin.line);
@@ -158,7 +202,11 @@ impl Parser {
                 Verdict::Action(name)
             }
         };
-        self.config.matches.push(MatchRule { conditions, verdict, origin });
+        self.config.matches.push(MatchRule {
+            conditions,
+            verdict,
+            origin,
+        });
         Ok(())
     }
 
@@ -185,14 +233,19 @@ impl Parser {
             Ok(Method::Maildir { path, junk: false })
         } else if c.eat_kw("lmtp") {
             let dest = c.string("an LMTP destination")?;
-            Ok(Method::Lmtp { dest, rcpt_to: c.eat_kw("rcpt-to") })
+            Ok(Method::Lmtp {
+                dest,
+                rcpt_to: c.eat_kw("rcpt-to"),
+            })
         } else if c.eat_kw("mda") {
             let command = c.string("a command")?;
             self.check_format(&command, at);
             Ok(Method::Mda { command })
         } else {
             match c.peek() {
-                Some(Tok::Word(w)) | Some(Tok::Quoted(w)) => Err(c.error(ErrorKind::UnknownMethod(w.clone()))),
+                Some(Tok::Word(w)) | Some(Tok::Quoted(w)) => {
+                    Err(c.error(ErrorKind::UnknownMethod(w.clone())))
+                }
                 _ => Err(c.syntax("mbox, maildir, lmtp or mda")),
             }
         }

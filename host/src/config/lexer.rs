@@ -51,7 +51,10 @@ pub struct Token {
 
 /// Characters that end a bare word (besides whitespace).
 fn is_special(c: char) -> bool {
-    matches!(c, '{' | '}' | ',' | '=' | '!' | '<' | '>' | '#' | '"' | '\'' | '(' | ')')
+    matches!(
+        c,
+        '{' | '}' | ',' | '=' | '!' | '<' | '>' | '#' | '"' | '\'' | '(' | ')'
+    )
 }
 
 fn is_macro_char(c: char) -> bool {
@@ -160,7 +163,11 @@ pub fn lex(text: &str) -> (Vec<Token>, Vec<(usize, ErrorKind)>) {
                 while j < chars.len() && is_macro_char(chars[j]) {
                     j += 1;
                 }
-                push(&mut toks, Tok::Macro(chars[start..j].iter().collect()), line);
+                push(
+                    &mut toks,
+                    Tok::Macro(chars[start..j].iter().collect()),
+                    line,
+                );
                 i = j;
             }
             _ => {
@@ -229,7 +236,10 @@ mod tests {
             toks(r#""a \"b\" c\\d \n""#),
             vec![Tok::Quoted(r#"a "b" c\d \n"#.into()), Tok::Newline]
         );
-        assert_eq!(toks("'x\"y'"), vec![Tok::Quoted("x\"y".into()), Tok::Newline]);
+        assert_eq!(
+            toks("'x\"y'"),
+            vec![Tok::Quoted("x\"y".into()), Tok::Newline]
+        );
     }
 
     #[test]
@@ -271,6 +281,12 @@ mod tests {
     #[test]
     fn errors_are_reported_with_lines() {
         let (_, e) = lex("a\n\"open\nb < c\n");
-        assert_eq!(e, vec![(2, ErrorKind::UnterminatedQuote), (3, ErrorKind::BadTableRef)]);
+        assert_eq!(
+            e,
+            vec![
+                (2, ErrorKind::UnterminatedQuote),
+                (3, ErrorKind::BadTableRef)
+            ]
+        );
     }
 }

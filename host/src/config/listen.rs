@@ -114,7 +114,11 @@ impl Parser {
                         let name = format!("listener-chain-{}", at.line);
                         self.config.filters.insert(
                             name.clone(),
-                            FilterDef { name: name.clone(), kind: FilterKind::Chain(members), origin: at.clone() },
+                            FilterDef {
+                                name: name.clone(),
+                                kind: FilterKind::Chain(members),
+                                origin: at.clone(),
+                            },
                         );
                         name
                     } else {
@@ -135,7 +139,12 @@ impl Parser {
                 }
                 "protocols" => l.protocols = Some(c.string("a protocol list")?),
                 "ciphers" => l.ciphers = Some(c.string("a cipher list")?),
-                _ => return Err(ConfigError::new(at, ErrorKind::SyntaxNear(word.to_string()))),
+                _ => {
+                    return Err(ConfigError::new(
+                        at,
+                        ErrorKind::SyntaxNear(word.to_string()),
+                    ))
+                }
             }
         }
         c.expect_end()?;

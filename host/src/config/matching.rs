@@ -30,14 +30,24 @@ impl Parser {
             let negated = c.eat_bang();
             let cond = self.condition(c)?;
             let kind = std::mem::discriminant(&cond);
-            if conditions.iter().any(|x: &Condition| std::mem::discriminant(&x.cond) == kind) {
-                return Err(ConfigError::new(at, ErrorKind::RepeatedOption(cond_name(&cond).into())));
+            if conditions
+                .iter()
+                .any(|x: &Condition| std::mem::discriminant(&x.cond) == kind)
+            {
+                return Err(ConfigError::new(
+                    at,
+                    ErrorKind::RepeatedOption(cond_name(&cond).into()),
+                ));
             }
             conditions.push(Condition { negated, cond });
         };
         c.expect_end()?;
         add_default_conditions(&mut conditions);
-        self.config.matches.push(MatchRule { conditions, verdict, origin });
+        self.config.matches.push(MatchRule {
+            conditions,
+            verdict,
+            origin,
+        });
         Ok(())
     }
 
@@ -47,8 +57,8 @@ impl Parser {
         };
         c.bump();
         Ok(match word {
-            "from" => Cond::From(self.from_cond(c)?),
-            "for" => Cond::For(self.for_cond(c)?),
+            "from" => Cond::From(self.source_cond(c)?),
+            "for" => Cond::For(self.dest_cond(c)?),
             "auth" => Cond::Auth(self.optional_pattern(c)?),
             "helo" => Cond::Helo(self.pattern(c)?),
             "mail-from" => Cond::MailFrom(self.pattern(c)?),
@@ -57,14 +67,17 @@ impl Parser {
             "tls" => Cond::Tls,
             _ => {
                 return Err(ConfigError::new(
-                    Origin { line: c.line(), ..c.origin() },
+                    Origin {
+                        line: c.line(),
+                        ..c.origin()
+                    },
                     ErrorKind::SyntaxNear(word.to_string()),
                 ))
             }
         })
     }
 
-    fn from_cond(&mut self, c: &mut Cursor) -> Result<FromCond, ConfigError> {
+    fn source_cond(&mut self, c: &mut Cursor) -> Result<FromCond, ConfigError> {
         let Some(word) = c.peek_word() else {
             return Err(c.syntax("any, local, socket, auth, mail-from, rdns or src"));
         };
@@ -87,7 +100,7 @@ impl Parser {
         Ok(cond)
     }
 
-    fn for_cond(&mut self, c: &mut Cursor) -> Result<ForCond, ConfigError> {
+    fn dest_cond(&mut self, c: &mut Cursor) -> Result<ForCond, ConfigError> {
         if c.eat_kw("any") {
             Ok(ForCond::Any)
         } else if c.eat_kw("local") {
@@ -117,10 +130,18 @@ impl Parser {
             }
             _ => {
                 let s = c.string("a value or <table>")?;
-                return Ok(if regex { Pattern::Regex(s) } else { Pattern::Literal(s) });
+                return Ok(if regex {
+                    Pattern::Regex(s)
+                } else {
+                    Pattern::Literal(s)
+                });
             }
         };
-        Ok(if regex { Pattern::RegexTable(table) } else { Pattern::Table(table) })
+        Ok(if regex {
+            Pattern::RegexTable(table)
+        } else {
+            Pattern::Table(table)
+        })
     }
 
     /// The value after `auth` / `from auth` / `from rdns`, which may only be
@@ -150,9 +171,15 @@ fn cond_name(cond: &Cond) -> &'static str {
 /// OpenSMTPD's defaults: `from local` and `for local` when not given.
 pub(crate) fn add_default_conditions(conditions: &mut Vec<Condition>) {
     if !conditions.iter().any(|c| matches!(c.cond, Cond::From(_))) {
-        conditions.push(Condition { negated: false, cond: Cond::From(FromCond::Local) });
+        conditions.push(Condition {
+            negated: false,
+            cond: Cond::From(FromCond::Local),
+        });
     }
     if !conditions.iter().any(|c| matches!(c.cond, Cond::For(_))) {
-        conditions.push(Condition { negated: false, cond: Cond::For(ForCond::Local) });
+        conditions.push(Condition {
+            negated: false,
+            cond: Cond::For(ForCond::Local),
+        });
     }
 }

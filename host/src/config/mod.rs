@@ -35,7 +35,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// directory.
 pub fn parse_str(text: &str, origin_name: &Path) -> Result<Config, ConfigErrors> {
     let mut p = parser::Parser::new();
-    let ctx = parser::FileCtx { file: origin_name.to_path_buf(), base: None };
+    let ctx = parser::FileCtx {
+        file: origin_name.to_path_buf(),
+        base: None,
+    };
     p.parse_text(text, &ctx);
     p.finish()
 }

@@ -78,20 +78,30 @@ impl Parser {
     }
 
     pub fn refer(&mut self, kind: RefKind, name: &str, origin: Origin) {
-        self.refs.push(Reference { kind, name: name.to_string(), origin });
+        self.refs.push(Reference {
+            kind,
+            name: name.to_string(),
+            origin,
+        });
     }
 
     pub fn check_format(&mut self, template: &str, origin: Origin) {
         if let Err(error) = format::validate(template) {
             self.errors.push(ConfigError::new(
                 origin,
-                ErrorKind::Format { template: template.to_string(), error },
+                ErrorKind::Format {
+                    template: template.to_string(),
+                    error,
+                },
             ));
         }
     }
 
     pub fn parse_file(&mut self, path: &Path, origin: Option<Origin>) {
-        let err_origin = origin.unwrap_or(Origin { file: path.to_path_buf(), line: 0 });
+        let err_origin = origin.unwrap_or(Origin {
+            file: path.to_path_buf(),
+            line: 0,
+        });
         let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         if self.include_stack.len() >= MAX_INCLUDE_DEPTH || self.include_stack.contains(&key) {
             self.errors.push(ConfigError::new(
@@ -103,12 +113,17 @@ impl Parser {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let base = path.parent().map(Path::to_path_buf);
-                let ctx = FileCtx { file: path.to_path_buf(), base };
+                let ctx = FileCtx {
+                    file: path.to_path_buf(),
+                    base,
+                };
                 self.include_stack.push(key);
                 self.parse_text(&text, &ctx);
                 self.include_stack.pop();
             }
-            Err(e) => self.errors.push(ConfigError::new(err_origin, ErrorKind::Io(e.to_string()))),
+            Err(e) => self
+                .errors
+                .push(ConfigError::new(err_origin, ErrorKind::Io(e.to_string()))),
         }
     }
 
@@ -157,7 +172,10 @@ impl Parser {
             out.extend(
                 toks.into_iter()
                     .filter(|v| v.tok != Tok::Newline)
-                    .map(|v| Token { tok: v.tok, line: t.line }),
+                    .map(|v| Token {
+                        tok: v.tok,
+                        line: t.line,
+                    }),
             );
         }
         Some(out)
@@ -204,7 +222,10 @@ impl Parser {
             "accept" | "reject" => self.legacy_rule(c, word == "accept"),
             "expire" | "max-message-size" | "limit" | "bounce-warn" => self.legacy_global(c, word),
             _ => Err(ConfigError::new(
-                Origin { file: ctx.file.clone(), line: c.line() },
+                Origin {
+                    file: ctx.file.clone(),
+                    line: c.line(),
+                },
                 ErrorKind::SyntaxNear(word.to_string()),
             )),
         }
@@ -223,7 +244,11 @@ impl Parser {
     pub fn anonymous_table(&mut self, values: Vec<String>, origin: Origin) -> String {
         self.anonymous += 1;
         let name = format!("anonymous-{}", self.anonymous);
-        let def = TableDef { name: name.clone(), source: TableSource::InlineList(values), origin };
+        let def = TableDef {
+            name: name.clone(),
+            source: TableSource::InlineList(values),
+            origin,
+        };
         self.config.tables.insert(name.clone(), def);
         name
     }
@@ -256,17 +281,34 @@ impl Parser {
         } else {
             let value = c.string("a table source")?;
             table_source(&value, ctx).ok_or_else(|| {
-                ConfigError::new(origin.clone(), ErrorKind::BadValue { what: "table source", value })
+                ConfigError::new(
+                    origin.clone(),
+                    ErrorKind::BadValue {
+                        what: "table source",
+                        value,
+                    },
+                )
             })?
         };
         c.expect_end()?;
         if let Some(prev) = self.config.tables.get(&name) {
             return Err(ConfigError::new(
                 origin,
-                ErrorKind::Duplicate { what: "table", name, previous: prev.origin.to_string() },
+                ErrorKind::Duplicate {
+                    what: "table",
+                    name,
+                    previous: prev.origin.to_string(),
+                },
             ));
         }
-        self.config.tables.insert(name.clone(), TableDef { name, source, origin });
+        self.config.tables.insert(
+            name.clone(),
+            TableDef {
+                name,
+                source,
+                origin,
+            },
+        );
         Ok(())
     }
 
@@ -303,11 +345,11 @@ impl Parser {
     fn pki(&mut self, c: &mut Cursor, ctx: &FileCtx) -> Result<(), ConfigError> {
         let origin = c.origin();
         let name = c.string("a pki name")?;
-        let pki = self
-            .config
-            .pki
-            .entry(name.clone())
-            .or_insert_with(|| Pki { name: name.clone(), origin, ..Pki::default() });
+        let pki = self.config.pki.entry(name.clone()).or_insert_with(|| Pki {
+            name: name.clone(),
+            origin,
+            ..Pki::default()
+        });
         if c.at_end() {
             return Err(c.syntax("cert, key or dhe"));
         }
@@ -342,10 +384,16 @@ impl Parser {
         if let Some(prev) = self.config.ca.get(&name) {
             return Err(ConfigError::new(
                 origin,
-                ErrorKind::Duplicate { what: "ca", name, previous: prev.origin.to_string() },
+                ErrorKind::Duplicate {
+                    what: "ca",
+                    name,
+                    previous: prev.origin.to_string(),
+                },
             ));
         }
-        self.config.ca.insert(name.clone(), Ca { name, cert, origin });
+        self.config
+            .ca
+            .insert(name.clone(), Ca { name, cert, origin });
         Ok(())
     }
 
@@ -371,10 +419,16 @@ impl Parser {
         if let Some(prev) = self.config.filters.get(&name) {
             return Err(ConfigError::new(
                 origin,
-                ErrorKind::Duplicate { what: "filter", name, previous: prev.origin.to_string() },
+                ErrorKind::Duplicate {
+                    what: "filter",
+                    name,
+                    previous: prev.origin.to_string(),
+                },
             ));
         }
-        self.config.filters.insert(name.clone(), FilterDef { name, kind, origin });
+        self.config
+            .filters
+            .insert(name.clone(), FilterDef { name, kind, origin });
         Ok(())
     }
 
@@ -433,7 +487,10 @@ impl Parser {
                     _ => {
                         return Err(ConfigError::new(
                             origin,
-                            ErrorKind::BadValue { what: "sub-address delimiter", value: s },
+                            ErrorKind::BadValue {
+                                what: "sub-address delimiter",
+                                value: s,
+                            },
                         ))
                     }
                 }
@@ -466,7 +523,11 @@ impl Parser {
         if self.config.mda_wrappers.contains_key(&name) {
             return Err(ConfigError::new(
                 origin,
-                ErrorKind::Duplicate { what: "mda wrapper", name, previous: "an earlier line".into() },
+                ErrorKind::Duplicate {
+                    what: "mda wrapper",
+                    name,
+                    previous: "an earlier line".into(),
+                },
             ));
         }
         self.config.mda_wrappers.insert(name, command);
@@ -503,7 +564,9 @@ fn split_statements(tokens: &[Token]) -> Vec<&[Token]> {
 fn table_source(value: &str, ctx: &FileCtx) -> Option<TableSource> {
     if let Some((backend, rest)) = value.split_once(':') {
         let is_backend = !backend.is_empty()
-            && backend.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && backend
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if is_backend {
             return match backend {
                 "file" | "db" if rest.is_empty() => None,
@@ -518,7 +581,10 @@ fn table_source(value: &str, ctx: &FileCtx) -> Option<TableSource> {
             };
         }
     }
-    Some(TableSource::File { backend: "file".into(), path: ctx.resolve(value) })
+    Some(TableSource::File {
+        backend: "file".into(),
+        path: ctx.resolve(value),
+    })
 }
 
 pub(crate) fn size(c: &mut Cursor) -> Result<u64, ConfigError> {

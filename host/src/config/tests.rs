@@ -46,15 +46,42 @@ fn tables_all_forms() {
     let src = |n: &str| c.tables[n].source.clone();
     assert_eq!(
         src("a"),
-        TableSource::File { backend: "file".into(), path: "/etc/mail/aliases".into() }
+        TableSource::File {
+            backend: "file".into(),
+            path: "/etc/mail/aliases".into()
+        }
     );
-    assert_eq!(src("b"), TableSource::File { backend: "file".into(), path: "/etc/mail/b".into() });
-    assert_eq!(src("c"), TableSource::File { backend: "db".into(), path: "/etc/mail/c.db".into() });
-    assert_eq!(src("d"), TableSource::Backend { backend: "getpwnam".into(), config: "".into() });
-    assert_eq!(src("e"), TableSource::InlineList(vec!["one".into(), "two".into(), "three".into()]));
+    assert_eq!(
+        src("b"),
+        TableSource::File {
+            backend: "file".into(),
+            path: "/etc/mail/b".into()
+        }
+    );
+    assert_eq!(
+        src("c"),
+        TableSource::File {
+            backend: "db".into(),
+            path: "/etc/mail/c.db".into()
+        }
+    );
+    assert_eq!(
+        src("d"),
+        TableSource::Backend {
+            backend: "getpwnam".into(),
+            config: "".into()
+        }
+    );
+    assert_eq!(
+        src("e"),
+        TableSource::InlineList(vec!["one".into(), "two".into(), "three".into()])
+    );
     assert_eq!(
         src("f"),
-        TableSource::InlineMap(vec![("k1".into(), "v1".into()), ("k 2".into(), "v 2".into())])
+        TableSource::InlineMap(vec![
+            ("k1".into(), "v1".into()),
+            ("k 2".into(), "v 2".into())
+        ])
     );
     assert_eq!(c.tables["e"].origin.line, 5);
 }
@@ -107,7 +134,10 @@ fn listen_with_every_option() {
 
     let l = &c.listeners[1];
     assert_eq!(l.target, ListenTarget::Addr("127.0.0.1".parse().unwrap()));
-    assert_eq!((l.port, l.tls, l.tls_verify), (Some(465), TlsMode::Smtps, false));
+    assert_eq!(
+        (l.port, l.tls, l.tls_verify),
+        (Some(465), TlsMode::Smtps, false)
+    );
     let l = &c.listeners[2];
     assert_eq!(l.target, ListenTarget::Addr("::1".parse().unwrap()));
     assert_eq!((l.port, l.tls), (Some(587), TlsMode::StartTls));
@@ -116,14 +146,20 @@ fn listen_with_every_option() {
     assert_eq!(c.listeners[3].port, None);
     let l = &c.listeners[4];
     assert_eq!(l.target, ListenTarget::Host("mail.example.org".into()));
-    assert_eq!((l.family, l.tls, l.tls_verify), (AddressFamily::Inet4, TlsMode::Smtps, true));
+    assert_eq!(
+        (l.family, l.tls, l.tls_verify),
+        (AddressFamily::Inet4, TlsMode::Smtps, true)
+    );
 }
 
 #[test]
 fn listen_inline_filter_chain() {
     let c = parse("filter a proc a\nfilter b proc b\nlisten on lo filter { a, b }\n");
     let name = c.listeners[0].filter.clone().unwrap();
-    assert_eq!(c.filters[&name].kind, FilterKind::Chain(vec!["a".into(), "b".into()]));
+    assert_eq!(
+        c.filters[&name].kind,
+        FilterKind::Chain(vec!["a".into(), "b".into()])
+    );
 }
 
 #[test]
@@ -148,21 +184,47 @@ fn local_actions() {
     let a = &c.actions["md"];
     assert_eq!(
         a.method,
-        Method::Maildir { path: Some("/var/mail/%{rcpt.user:lowercase}".into()), junk: true }
+        Method::Maildir {
+            path: Some("/var/mail/%{rcpt.user:lowercase}".into()),
+            junk: true
+        }
     );
     assert_eq!(a.virtual_.as_deref(), Some("v"));
     assert_eq!(a.userbase.as_deref(), Some("users"));
     assert_eq!(a.user.as_deref(), Some("vmail"));
-    assert_eq!(c.actions["md2"].method, Method::Maildir { path: None, junk: false });
-    assert_eq!(c.actions["md3"].method, Method::Maildir { path: None, junk: true });
+    assert_eq!(
+        c.actions["md2"].method,
+        Method::Maildir {
+            path: None,
+            junk: false
+        }
+    );
+    assert_eq!(
+        c.actions["md3"].method,
+        Method::Maildir {
+            path: None,
+            junk: true
+        }
+    );
     assert_eq!(
         c.actions["lm"].method,
-        Method::Lmtp { dest: "/var/run/dovecot/lmtp".into(), rcpt_to: true }
+        Method::Lmtp {
+            dest: "/var/run/dovecot/lmtp".into(),
+            rcpt_to: true
+        }
     );
-    assert_eq!(c.actions["lm2"].method, Method::Lmtp { dest: "127.0.0.1:24".into(), rcpt_to: false });
+    assert_eq!(
+        c.actions["lm2"].method,
+        Method::Lmtp {
+            dest: "127.0.0.1:24".into(),
+            rcpt_to: false
+        }
+    );
     assert_eq!(
         c.actions["m"].method,
-        Method::Mda { command: "/usr/local/bin/procmail -f %{sender}".into() }
+        Method::Mda {
+            command: "/usr/local/bin/procmail -f %{sender}".into()
+        }
     );
     assert_eq!(c.actions["m"].wrapper.as_deref(), Some("w"));
     assert_eq!(c.mda_wrappers["w"], "/usr/bin/wrap %{mda}");
@@ -181,7 +243,9 @@ fn relay_action_options() {
          action r2 relay backup tls src 192.0.2.1\n\
          action r3 relay\n",
     );
-    let Method::Relay(r) = &c.actions["r"].method else { panic!() };
+    let Method::Relay(r) = &c.actions["r"].method else {
+        panic!()
+    };
     assert_eq!(
         *r,
         RelayOptions {
@@ -203,11 +267,16 @@ fn relay_action_options() {
         }
     );
     assert_eq!(c.actions["r"].ttl, Some(Duration::from_secs(3600)));
-    let Method::Relay(r) = &c.actions["r2"].method else { panic!() };
+    let Method::Relay(r) = &c.actions["r2"].method else {
+        panic!()
+    };
     assert!(r.backup && r.backup_mx.is_none());
     assert_eq!(r.tls, Some(RelayTls::Verify));
     assert_eq!(r.src.as_deref(), Some("192.0.2.1"));
-    assert_eq!(c.actions["r3"].method, Method::Relay(RelayOptions::default()));
+    assert_eq!(
+        c.actions["r3"].method,
+        Method::Relay(RelayOptions::default())
+    );
 }
 
 #[test]
@@ -222,7 +291,10 @@ fn match_conditions_and_defaults() {
     let m = &c.matches;
     assert_eq!(
         m[0].conditions,
-        vec![cond(false, Cond::From(FromCond::Any)), cond(false, Cond::For(ForCond::Any))]
+        vec![
+            cond(false, Cond::From(FromCond::Any)),
+            cond(false, Cond::For(ForCond::Any))
+        ]
     );
     assert_eq!(m[0].verdict, Verdict::Action("a".into()));
     assert_eq!(m[0].origin.line, 3);
@@ -236,10 +308,16 @@ fn match_conditions_and_defaults() {
     );
     assert_eq!(
         m[2].conditions,
-        vec![cond(false, Cond::From(FromCond::Local)), cond(false, Cond::For(ForCond::Local))]
+        vec![
+            cond(false, Cond::From(FromCond::Local)),
+            cond(false, Cond::For(ForCond::Local))
+        ]
     );
     assert_eq!(m[3].verdict, Verdict::Reject);
-    assert_eq!(m[3].conditions[0], cond(false, Cond::From(FromCond::Socket)));
+    assert_eq!(
+        m[3].conditions[0],
+        cond(false, Cond::From(FromCond::Socket))
+    );
 }
 
 #[test]
@@ -262,25 +340,62 @@ fn every_match_condition_with_negation() {
     );
     let first = |i: usize| c.matches[i].conditions[0].clone();
     assert_eq!(first(0), cond(false, Cond::From(FromCond::Auth(None))));
-    assert_eq!(first(1), cond(false, Cond::From(FromCond::Auth(Some(table("creds"))))));
-    assert_eq!(first(2), cond(false, Cond::From(FromCond::MailFrom(Pattern::Regex("^bob@".into())))));
-    assert_eq!(first(3), cond(false, Cond::From(FromCond::MailFrom(table("t")))));
+    assert_eq!(
+        first(1),
+        cond(false, Cond::From(FromCond::Auth(Some(table("creds")))))
+    );
+    assert_eq!(
+        first(2),
+        cond(
+            false,
+            Cond::From(FromCond::MailFrom(Pattern::Regex("^bob@".into())))
+        )
+    );
+    assert_eq!(
+        first(3),
+        cond(false, Cond::From(FromCond::MailFrom(table("t"))))
+    );
     assert_eq!(first(4), cond(false, Cond::From(FromCond::Rdns(None))));
-    assert_eq!(first(5), cond(false, Cond::From(FromCond::Rdns(Some(Pattern::RegexTable("t".into()))))));
-    assert_eq!(first(6), cond(true, Cond::From(FromCond::Src(lit("192.168.0.0/16")))));
+    assert_eq!(
+        first(5),
+        cond(
+            false,
+            Cond::From(FromCond::Rdns(Some(Pattern::RegexTable("t".into()))))
+        )
+    );
+    assert_eq!(
+        first(6),
+        cond(true, Cond::From(FromCond::Src(lit("192.168.0.0/16"))))
+    );
     // An inline list becomes an anonymous table.
-    let Cond::From(FromCond::Src(Pattern::Table(anon))) = first(7).cond else { panic!() };
+    let Cond::From(FromCond::Src(Pattern::Table(anon))) = first(7).cond else {
+        panic!()
+    };
     assert_eq!(
         c.tables[&anon].source,
         TableSource::InlineList(vec!["10.0.0.1".into(), "10.0.0.2".into()])
     );
-    assert_eq!(c.matches[8].conditions[1], cond(false, Cond::For(ForCond::RcptTo(Pattern::RegexTable("t".into())))));
+    assert_eq!(
+        c.matches[8].conditions[1],
+        cond(
+            false,
+            Cond::For(ForCond::RcptTo(Pattern::RegexTable("t".into())))
+        )
+    );
     assert_eq!(
         c.matches[9].conditions[1],
-        cond(true, Cond::For(ForCond::Domain(Pattern::Regex(".*\\.example\\.org$".into()))))
+        cond(
+            true,
+            Cond::For(ForCond::Domain(Pattern::Regex(
+                ".*\\.example\\.org$".into()
+            )))
+        )
     );
     assert_eq!(c.matches[10].conditions[2], cond(false, Cond::Auth(None)));
-    assert_eq!(c.matches[11].conditions[2], cond(true, Cond::Auth(Some(table("creds")))));
+    assert_eq!(
+        c.matches[11].conditions[2],
+        cond(true, Cond::Auth(Some(table("creds"))))
+    );
     assert_eq!(
         c.matches[12].conditions[2..],
         [
@@ -305,15 +420,30 @@ fn filters() {
     assert_eq!(
         c.filters["rdns"].kind,
         FilterKind::Other(
-            ["phase", "connect", "match", "!", "rdns", "disconnect", "550 no rDNS"]
-                .map(String::from)
-                .to_vec()
+            [
+                "phase",
+                "connect",
+                "match",
+                "!",
+                "rdns",
+                "disconnect",
+                "550 no rDNS"
+            ]
+            .map(String::from)
+            .to_vec()
         )
     );
     assert_eq!(
         c.filters["spam"].kind,
         FilterKind::Other(
-            ["proc-exec", "/usr/local/bin/spamfilter -q", "user", "_filter"].map(String::from).to_vec()
+            [
+                "proc-exec",
+                "/usr/local/bin/spamfilter -q",
+                "user",
+                "_filter"
+            ]
+            .map(String::from)
+            .to_vec()
         )
     );
     assert_eq!(
@@ -343,7 +473,11 @@ fn global_options() {
     assert_eq!(c.smtp.ciphers.as_deref(), Some("HIGH:!aNULL"));
     assert_eq!(
         c.bounce_warn_interval,
-        vec![Duration::from_secs(3600), Duration::from_secs(6 * 3600), Duration::from_secs(2 * 86_400)]
+        vec![
+            Duration::from_secs(3600),
+            Duration::from_secs(6 * 3600),
+            Duration::from_secs(2 * 86_400)
+        ]
     );
     assert_eq!(parse("queue encryption\n").queue.encryption, Some(None));
     let d = parse("");
@@ -361,11 +495,23 @@ fn macros_expand_outside_quotes_only() {
     assert_eq!(c.listeners[0].target, ListenTarget::Interface("lo0".into()));
     assert_eq!(c.listeners[0].port, Some(2525));
     assert_eq!(c.listeners[0].tag.as_deref(), Some("$ifc"));
-    assert_eq!(c.actions["a"].method, Method::Maildir { path: Some("/var/mail".into()), junk: false });
+    assert_eq!(
+        c.actions["a"].method,
+        Method::Maildir {
+            path: Some("/var/mail".into()),
+            junk: false
+        }
+    );
     // A macro value may hold several tokens, e.g. a whole option list.
     let c = parse("opts = \"port 26 tls\"\nlisten on lo $opts\n");
-    assert_eq!((c.listeners[0].port, c.listeners[0].tls), (Some(26), TlsMode::StartTls));
-    assert_eq!(errors("listen on $nope\n"), vec!["t.conf:1: macro \"nope\" is not defined"]);
+    assert_eq!(
+        (c.listeners[0].port, c.listeners[0].tls),
+        (Some(26), TlsMode::StartTls)
+    );
+    assert_eq!(
+        errors("listen on $nope\n"),
+        vec!["t.conf:1: macro \"nope\" is not defined"]
+    );
 }
 
 #[test]
@@ -388,9 +534,15 @@ fn include_relative_to_including_file() {
     // Table paths are resolved like includes: next to the file naming them.
     assert_eq!(
         c.tables["aliases"].source,
-        TableSource::File { backend: "file".into(), path: dir.path().join("conf.d/aliases") }
+        TableSource::File {
+            backend: "file".into(),
+            path: dir.path().join("conf.d/aliases")
+        }
     );
-    assert_eq!(c.tables["aliases"].origin.file, dir.path().join("conf.d/tables.conf"));
+    assert_eq!(
+        c.tables["aliases"].origin.file,
+        dir.path().join("conf.d/tables.conf")
+    );
     assert_eq!(c.tables["aliases"].origin.line, 2);
 }
 
@@ -398,13 +550,34 @@ fn include_relative_to_including_file() {
 fn include_errors_name_the_included_file() {
     let dir = tempfile::tempdir().unwrap();
     let main = dir.path().join("main.conf");
-    std::fs::write(&main, "include \"sub.conf\"\ninclude \"missing.conf\"\ninclude \"main.conf\"\n").unwrap();
+    std::fs::write(
+        &main,
+        "include \"sub.conf\"\ninclude \"missing.conf\"\ninclude \"main.conf\"\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("sub.conf"), "\n\nbogus directive\n").unwrap();
-    let errs: Vec<String> = load(&main).unwrap_err().iter().map(ToString::to_string).collect();
+    let errs: Vec<String> = load(&main)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(errs.len(), 3, "{errs:?}");
-    assert_eq!(errs[0], format!("{}: syntax error near \"bogus\"", dir.path().join("sub.conf:3").display()));
-    assert!(errs[1].starts_with(&format!("{}:2: cannot read file", main.display())), "{}", errs[1]);
-    assert!(errs[2].starts_with(&format!("{}:3: include nested too deeply or looping", main.display())));
+    assert_eq!(
+        errs[0],
+        format!(
+            "{}: syntax error near \"bogus\"",
+            dir.path().join("sub.conf:3").display()
+        )
+    );
+    assert!(
+        errs[1].starts_with(&format!("{}:2: cannot read file", main.display())),
+        "{}",
+        errs[1]
+    );
+    assert!(errs[2].starts_with(&format!(
+        "{}:3: include nested too deeply or looping",
+        main.display()
+    )));
 }
 
 #[test]
@@ -415,14 +588,19 @@ fn parse_str_includes_relative_to_cwd() {
     let c = parse(&format!("include \"{}\"\n", inc.display()));
     assert!(c.queue.compression);
     let errs = errors("include \"no/such/file.conf\"\n");
-    assert!(errs[0].starts_with("t.conf:1: cannot read file"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("t.conf:1: cannot read file"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn load_reports_missing_file() {
     let e = load(Path::new("/nonexistent/smtpd.conf")).unwrap_err();
     assert_eq!(e.len(), 1);
-    assert!(e.to_string().starts_with("/nonexistent/smtpd.conf: cannot read file"));
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/smtpd.conf: cannot read file"));
 }
 
 #[test]
@@ -437,15 +615,27 @@ fn legacy_local_and_relay() {
     let a = &c.actions["legacy-rule-3"];
     assert_eq!(a.method, Method::Mbox);
     assert_eq!(a.alias.as_deref(), Some("aliases"));
-    assert_eq!(c.matches[0].verdict, Verdict::Action("legacy-rule-3".into()));
+    assert_eq!(
+        c.matches[0].verdict,
+        Verdict::Action("legacy-rule-3".into())
+    );
     assert_eq!(
         c.matches[0].conditions,
-        vec![cond(false, Cond::For(ForCond::Local)), cond(false, Cond::From(FromCond::Local))]
+        vec![
+            cond(false, Cond::For(ForCond::Local)),
+            cond(false, Cond::From(FromCond::Local))
+        ]
     );
-    assert_eq!(c.actions["legacy-rule-4"].method, Method::Relay(RelayOptions::default()));
+    assert_eq!(
+        c.actions["legacy-rule-4"].method,
+        Method::Relay(RelayOptions::default())
+    );
     assert_eq!(
         c.matches[1].conditions,
-        vec![cond(false, Cond::From(FromCond::Local)), cond(false, Cond::For(ForCond::Any))]
+        vec![
+            cond(false, Cond::From(FromCond::Local)),
+            cond(false, Cond::For(ForCond::Any))
+        ]
     );
 }
 
@@ -459,7 +649,13 @@ fn legacy_virtual_lmtp_and_relay_via() {
          accept for any relay via \"smtp://127.0.0.1:10026\"\n",
     );
     let a = &c.actions["legacy-rule-4"];
-    assert_eq!(a.method, Method::Lmtp { dest: "/var/dovecot/lmtp".into(), rcpt_to: false });
+    assert_eq!(
+        a.method,
+        Method::Lmtp {
+            dest: "/var/dovecot/lmtp".into(),
+            rcpt_to: false
+        }
+    );
     assert_eq!(a.userbase.as_deref(), Some("vusers"));
     assert_eq!(a.virtual_.as_deref(), Some("valiasess"));
     assert_eq!(
@@ -470,17 +666,27 @@ fn legacy_virtual_lmtp_and_relay_via() {
             cond(false, Cond::From(FromCond::Local)),
         ]
     );
-    let Method::Relay(r) = &c.actions["legacy-rule-5"].method else { panic!() };
+    let Method::Relay(r) = &c.actions["legacy-rule-5"].method else {
+        panic!()
+    };
     assert_eq!(r.host.as_deref(), Some("smtp://127.0.0.1:10024"));
     assert_eq!(
         c.matches[1].conditions,
-        vec![cond(false, Cond::From(FromCond::Any)), cond(false, Cond::For(ForCond::Domain(table("vdomains"))))]
+        vec![
+            cond(false, Cond::From(FromCond::Any)),
+            cond(false, Cond::For(ForCond::Domain(table("vdomains"))))
+        ]
     );
-    let Method::Relay(r) = &c.actions["legacy-rule-6"].method else { panic!() };
+    let Method::Relay(r) = &c.actions["legacy-rule-6"].method else {
+        panic!()
+    };
     assert_eq!(r.host.as_deref(), Some("smtp://127.0.0.1:10026"));
     assert_eq!(
         c.matches[2].conditions,
-        vec![cond(false, Cond::For(ForCond::Any)), cond(false, Cond::From(FromCond::Local))]
+        vec![
+            cond(false, Cond::For(ForCond::Any)),
+            cond(false, Cond::From(FromCond::Local))
+        ]
     );
 }
 
@@ -504,10 +710,16 @@ fn legacy_other_forms() {
     );
     assert_eq!(c.queue.ttl, Some(Duration::from_secs(3 * 86_400)));
     assert_eq!(c.smtp.max_message_size, 10 << 20);
-    assert_eq!(c.bounce_warn_interval, vec![Duration::from_secs(3600), Duration::from_secs(4 * 3600)]);
+    assert_eq!(
+        c.bounce_warn_interval,
+        vec![Duration::from_secs(3600), Duration::from_secs(4 * 3600)]
+    );
     assert_eq!(c.queue.encryption, Some(Some("k".into())));
     let l = &c.listeners[0];
-    assert_eq!((l.tls, l.pki.clone(), l.mask_src), (TlsMode::StartTls, vec!["mx".to_string()], true));
+    assert_eq!(
+        (l.tls, l.pki.clone(), l.mask_src),
+        (TlsMode::StartTls, vec!["mx".to_string()], true)
+    );
     assert_eq!(l.auth, AuthMode::Required(None));
 
     assert_eq!(c.actions["legacy-rule-13"].method, Method::ForwardOnly);
@@ -522,12 +734,26 @@ fn legacy_other_forms() {
     );
     assert_eq!(
         c.actions["legacy-rule-14"].method,
-        Method::Maildir { path: Some("/var/mail/%{rcpt.user}".into()), junk: false }
+        Method::Maildir {
+            path: Some("/var/mail/%{rcpt.user}".into()),
+            junk: false
+        }
     );
-    assert_eq!(c.matches[2].conditions[0], cond(false, Cond::From(FromCond::Src(lit("192.0.2.1")))));
-    assert_eq!(c.matches[2].conditions[1], cond(true, Cond::For(ForCond::Local)));
-    assert_eq!(c.actions["legacy-rule-15"].ttl, Some(Duration::from_secs(86_400)));
-    let Method::Relay(r) = &c.actions["legacy-rule-16"].method else { panic!() };
+    assert_eq!(
+        c.matches[2].conditions[0],
+        cond(false, Cond::From(FromCond::Src(lit("192.0.2.1"))))
+    );
+    assert_eq!(
+        c.matches[2].conditions[1],
+        cond(true, Cond::For(ForCond::Local))
+    );
+    assert_eq!(
+        c.actions["legacy-rule-15"].ttl,
+        Some(Duration::from_secs(86_400))
+    );
+    let Method::Relay(r) = &c.actions["legacy-rule-16"].method else {
+        panic!()
+    };
     assert_eq!(
         *r,
         RelayOptions {
@@ -543,11 +769,25 @@ fn legacy_other_forms() {
             ..RelayOptions::default()
         }
     );
-    let Method::Relay(r) = &c.actions["legacy-rule-17"].method else { panic!() };
+    let Method::Relay(r) = &c.actions["legacy-rule-17"].method else {
+        panic!()
+    };
     assert!(r.backup && r.backup_mx.is_none());
     assert_eq!(r.tls, Some(RelayTls::NoVerify));
-    assert_eq!(c.actions["legacy-rule-18"].method, Method::Maildir { path: None, junk: false });
-    assert_eq!(c.actions["legacy-rule-19"].method, Method::Lmtp { dest: "127.0.0.1:24".into(), rcpt_to: true });
+    assert_eq!(
+        c.actions["legacy-rule-18"].method,
+        Method::Maildir {
+            path: None,
+            junk: false
+        }
+    );
+    assert_eq!(
+        c.actions["legacy-rule-19"].method,
+        Method::Lmtp {
+            dest: "127.0.0.1:24".into(),
+            rcpt_to: true
+        }
+    );
     assert_eq!(c.matches.last().unwrap().verdict, Verdict::Reject);
 }
 
@@ -620,26 +860,70 @@ fn more_error_kinds() {
             "t.conf:3: filter chain \"c\" cannot contain the chain \"c2\"",
         ]
     );
-    assert_eq!(errors("pki p key k\n"), vec!["t.conf:1: pki \"p\" has no certificate"]);
-    assert_eq!(errors("listen\n"), vec!["t.conf:1: syntax error at end of line (expected on)"]);
-    assert_eq!(errors("action a mbox\nmatch from any for any\n"), vec![
-        "t.conf:2: syntax error at end of line (expected action NAME or reject)"
-    ]);
-    assert_eq!(errors("action a mbox\nmatch from nowhere action a\n"), vec!["t.conf:2: syntax error near \"nowhere\""]);
-    assert_eq!(errors("action a mbox\nmatch from any from local action a\n"), vec!["t.conf:2: option \"from\" given twice"]);
-    assert_eq!(errors("table x { a }\naction a mbox alias <x> alias <x>\n"), vec!["t.conf:2: option \"alias\" given twice"]);
-    assert_eq!(errors("table t { a, b = c }\n"), vec!["t.conf:1: table \"t\" mixes list values and key = value pairs"]);
-    assert_eq!(errors("table t file:\n"), vec!["t.conf:1: invalid table source \"file:\""]);
-    assert_eq!(errors("\n\nqueue ttl \"1d\n"), vec!["t.conf:3: unterminated quoted string", "t.conf:3: syntax error at end of line (expected a duration)"]);
-    assert_eq!(errors("smtp sub-addr-delim ab\n"), vec!["t.conf:1: invalid sub-address delimiter \"ab\""]);
-    assert_eq!(errors("accept for any\n"), vec!["t.conf:1: syntax error at end of line (expected deliver to or relay)"]);
-    assert_eq!(errors("accept for any deliver to pigeon\n"), vec!["t.conf:1: unknown delivery method \"pigeon\""]);
-    assert_eq!(errors("reject for any relay\n"), vec!["t.conf:1: syntax error near \"reject\""]);
+    assert_eq!(
+        errors("pki p key k\n"),
+        vec!["t.conf:1: pki \"p\" has no certificate"]
+    );
+    assert_eq!(
+        errors("listen\n"),
+        vec!["t.conf:1: syntax error at end of line (expected on)"]
+    );
+    assert_eq!(
+        errors("action a mbox\nmatch from any for any\n"),
+        vec!["t.conf:2: syntax error at end of line (expected action NAME or reject)"]
+    );
+    assert_eq!(
+        errors("action a mbox\nmatch from nowhere action a\n"),
+        vec!["t.conf:2: syntax error near \"nowhere\""]
+    );
+    assert_eq!(
+        errors("action a mbox\nmatch from any from local action a\n"),
+        vec!["t.conf:2: option \"from\" given twice"]
+    );
+    assert_eq!(
+        errors("table x { a }\naction a mbox alias <x> alias <x>\n"),
+        vec!["t.conf:2: option \"alias\" given twice"]
+    );
+    assert_eq!(
+        errors("table t { a, b = c }\n"),
+        vec!["t.conf:1: table \"t\" mixes list values and key = value pairs"]
+    );
+    assert_eq!(
+        errors("table t file:\n"),
+        vec!["t.conf:1: invalid table source \"file:\""]
+    );
+    assert_eq!(
+        errors("\n\nqueue ttl \"1d\n"),
+        vec![
+            "t.conf:3: unterminated quoted string",
+            "t.conf:3: syntax error at end of line (expected a duration)"
+        ]
+    );
+    assert_eq!(
+        errors("smtp sub-addr-delim ab\n"),
+        vec!["t.conf:1: invalid sub-address delimiter \"ab\""]
+    );
+    assert_eq!(
+        errors("accept for any\n"),
+        vec!["t.conf:1: syntax error at end of line (expected deliver to or relay)"]
+    );
+    assert_eq!(
+        errors("accept for any deliver to pigeon\n"),
+        vec!["t.conf:1: unknown delivery method \"pigeon\""]
+    );
+    assert_eq!(
+        errors("reject for any relay\n"),
+        vec!["t.conf:1: syntax error near \"reject\""]
+    );
 }
 
 #[test]
 fn errors_do_not_stop_the_parse() {
-    let e = parse_str("bogus\nlisten on lo port x\nqueue nothing\n", Path::new("t.conf")).unwrap_err();
+    let e = parse_str(
+        "bogus\nlisten on lo port x\nqueue nothing\n",
+        Path::new("t.conf"),
+    )
+    .unwrap_err();
     assert_eq!(e.len(), 3);
     assert_eq!(
         e.to_string(),
@@ -655,10 +939,19 @@ fn example_configs_parse() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "conf") {
             let c = load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
-            assert!(!c.listeners.is_empty() && !c.matches.is_empty(), "{}", path.display());
+            assert!(
+                !c.listeners.is_empty() && !c.matches.is_empty(),
+                "{}",
+                path.display()
+            );
             for t in c.tables.values() {
                 if let TableSource::File { path: p, .. } = &t.source {
-                    assert!(p.exists(), "{} references missing {}", path.display(), p.display());
+                    assert!(
+                        p.exists(),
+                        "{} references missing {}",
+                        path.display(),
+                        p.display()
+                    );
                 }
             }
             seen += 1;
