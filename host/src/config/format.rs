@@ -8,6 +8,8 @@
 //! MAILADDR_ESCAPE set to `:`): a value can never form a path component
 //! such as `..`, contain `/`, start like a command-line option, or carry
 //! shell syntax (CVE-2020-7247 was exactly this kind of injection).
+//! `%{user.directory}` and `%{mda}` are not envelope data and are used as
+//! they are, as in OpenSMTPD.
 
 use crate::mailaddr::MailAddr;
 
@@ -84,6 +86,13 @@ impl Field {
         })
     }
 
+    /// Values that come from the user database or the operator's own
+    /// configuration rather than the envelope; OpenSMTPD does not escape
+    /// them either (a home directory needs its slashes).
+    fn trusted(self) -> bool {
+        matches!(self, Field::UserDirectory | Field::Mda)
+    }
+
     fn value(self, ctx: &FormatContext) -> String {
         let sender = ctx.sender.as_ref();
         match self {
@@ -142,11 +151,10 @@ fn parse(template: &str) -> Result<Vec<Piece>, FormatError> {
     let mut pieces = Vec::new();
     let mut lit = String::new();
     let mut rest = template;
-    if let Some(after) = rest.strip_prefix('~') {
-        if after.is_empty() || after.starts_with('/') {
-            pieces.push(Piece::Home);
-            rest = after;
-        }
+    // Only a leading `~/` means the home directory, as in OpenSMTPD.
+    if let Some(after) = rest.strip_prefix("~/") {
+        pieces.push(Piece::Home);
+        rest = after;
     }
     while let Some(pos) = rest.find('%') {
         lit.push_str(&rest[..pos]);
@@ -303,7 +311,11 @@ fn expand_spec(spec: &Spec, ctx: &FormatContext) -> Result<String, FormatError> 
     if let Some(slice) = spec.slice {
         value = apply_slice(&value, slice, &spec.text)?;
     }
-    Ok(if raw { value } else { sanitize(&value) })
+    Ok(if raw || spec.field.trusted() {
+        value
+    } else {
+        sanitize(&value)
+    })
 }
 
 /// Checks a template's syntax (known specifiers, modifiers and slices)
@@ -320,7 +332,10 @@ pub fn expand(template: &str, ctx: &FormatContext) -> Result<String, FormatError
             Piece::Literal(s) => out.push_str(&s),
             // The home directory comes from the user database, not from
             // the envelope, so it is used as is.
-            Piece::Home => out.push_str(&ctx.user_directory),
+            Piece::Home => {
+                out.push_str(&ctx.user_directory);
+                out.push('/');
+            }
             Piece::Spec(spec) => out.push_str(&expand_spec(&spec, ctx)?),
         }
         if out.len() > MAX_EXPANSION {
@@ -362,10 +377,10 @@ mod tests {
             x("%{dest} %{dest.user} %{dest.domain}"),
             "bob@example.org bob example.org"
         );
-        assert_eq!(x("%{user.username}:%{user.directory}"), "bob:_home_bob");
-        assert_eq!(x("%{user.directory:raw}/Maildir"), "/home/bob/Maildir");
+        assert_eq!(x("%{user.username}:%{user.directory}"), "bob:/home/bob");
+        assert_eq!(x("%{user.directory}/Maildir"), "/home/bob/Maildir");
         assert_eq!(x("From %{mbox.from}"), "From Alice@Sender.org");
-        assert_eq!(x("%{mda:raw}"), "/usr/bin/procmail");
+        assert_eq!(x("%{mda} -d bob"), "/usr/bin/procmail -d bob");
         assert_eq!(x("100%% %x"), "100% %x");
         assert_eq!(x("%{RCPT.USER}"), "Bob+lists");
     }
@@ -384,6 +399,7 @@ mod tests {
     fn home_prefix() {
         assert_eq!(x("~/Maildir"), "/home/bob/Maildir");
         assert_eq!(x("a~b"), "a~b");
+        assert_eq!(x("~bob"), "~bob");
     }
 
     #[test]

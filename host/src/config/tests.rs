@@ -959,3 +959,54 @@ fn example_configs_parse() {
     }
     assert!(seen >= 3);
 }
+
+#[test]
+fn garbage_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let vocab = [
+        "listen",
+        "on",
+        "action",
+        "match",
+        "from",
+        "for",
+        "table",
+        "{",
+        "}",
+        ",",
+        "=",
+        "!",
+        "<t>",
+        "$m",
+        "\"q",
+        "\"%{rcpt.user[",
+        "accept",
+        "relay",
+        "deliver",
+        "to",
+        "maildir",
+        "pki",
+        "\\\n",
+        "\n",
+        "#",
+        "<",
+        ">",
+        "regex",
+        "include",
+        "filter",
+        "chain",
+        "m = x",
+        "%{",
+        "tls",
+        "port",
+        "~/",
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..3000 {
+        let n = rng.gen_range(0..25);
+        let text: Vec<&str> = (0..n)
+            .map(|_| vocab[rng.gen_range(0..vocab.len())])
+            .collect();
+        let _ = parse_str(&text.join(" "), Path::new("fuzz.conf"));
+    }
+}
