@@ -12,7 +12,7 @@ use super::error::{ConfigError, ErrorKind};
 use super::lexer::Tok;
 use super::matching::add_default_conditions;
 use super::model::*;
-use super::parser::{duration, duration_list, size, Parser, RefKind};
+use super::parser::{duration, duration_list, ignored, size, Parser, RefKind};
 
 /// Words that end an optional argument (`deliver to maildir [PATH]`,
 /// `relay backup [MX]`) because they start the next clause.
@@ -49,6 +49,7 @@ impl Parser {
             "bounce-warn" => self.config.bounce_warn_interval = duration_list(c)?,
             _ => {
                 c.rest_as_words();
+                ignored(c, word);
             }
         }
         c.expect_end()

@@ -212,11 +212,14 @@ impl Parser {
                     return Err(c.syntax("max-deferred"));
                 }
                 c.number::<u64>("a number")?;
-                c.expect_end()
+                c.expect_end()?;
+                ignored(c, word);
+                Ok(())
             }
             // Accepted for compatibility; wasmtpd has no use for them (yet).
             "srs" | "admd" | "proc" => {
                 c.rest_as_words();
+                ignored(c, word);
                 Ok(())
             }
             "accept" | "reject" => self.legacy_rule(c, word == "accept"),
@@ -533,6 +536,14 @@ impl Parser {
         self.config.mda_wrappers.insert(name, command);
         Ok(())
     }
+}
+
+/// Logs a directive that is accepted for compatibility but does nothing.
+pub(crate) fn ignored(c: &Cursor, word: &str) {
+    tracing::warn!(
+        "{}: \"{word}\" is accepted but has no effect in wasmtpd",
+        c.origin()
+    );
 }
 
 /// Statements end at a newline outside braces, so `{ … }` may span lines.
