@@ -1,0 +1,80 @@
+//! Checks that need the whole configuration: every name used is defined,
+//! pki entries are complete, filter chains are well formed.
+
+use std::collections::HashSet;
+
+use super::error::{ConfigError, ErrorKind};
+use super::model::*;
+use super::parser::{Parser, RefKind};
+
+impl Parser {
+    pub(crate) fn check(&mut self) {
+        let mut errors = Vec::new();
+        let cfg = &self.config;
+        for r in &self.refs {
+            let (defined, kind) = match r.kind {
+                RefKind::Table => (
+                    cfg.tables.contains_key(&r.name),
+                    ErrorKind::UndefinedTable(r.name.clone()),
+                ),
+                RefKind::Pki => (
+                    cfg.pki.contains_key(&r.name),
+                    ErrorKind::UndefinedPki(r.name.clone()),
+                ),
+                RefKind::Ca => (
+                    cfg.ca.contains_key(&r.name),
+                    ErrorKind::UndefinedCa(r.name.clone()),
+                ),
+                RefKind::Filter => (
+                    cfg.filters.contains_key(&r.name),
+                    ErrorKind::UndefinedFilter(r.name.clone()),
+                ),
+                RefKind::Action => (
+                    cfg.actions.contains_key(&r.name),
+                    ErrorKind::UnknownAction(r.name.clone()),
+                ),
+                RefKind::Wrapper => (
+                    cfg.mda_wrappers.contains_key(&r.name),
+                    ErrorKind::UndefinedWrapper(r.name.clone()),
+                ),
+            };
+            if !defined {
+                errors.push(ConfigError::new(r.origin.clone(), kind));
+            }
+        }
+        for pki in cfg.pki.values() {
+            if pki.cert.is_none() {
+                errors.push(ConfigError::new(
+                    pki.origin.clone(),
+                    ErrorKind::IncompletePki(pki.name.clone(), "certificate"),
+                ));
+            }
+            if pki.key.is_none() {
+                errors.push(ConfigError::new(
+                    pki.origin.clone(),
+                    ErrorKind::IncompletePki(pki.name.clone(), "key"),
+                ));
+            }
+        }
+        for f in cfg.filters.values() {
+            let FilterKind::Chain(members) = &f.kind else {
+                continue;
+            };
+            let mut seen = HashSet::new();
+            for m in members {
+                let (chain, member) = (f.name.clone(), m.clone());
+                let kind = match cfg.filters.get(m) {
+                    None => ErrorKind::ChainUnknownFilter { chain, member },
+                    Some(FilterDef {
+                        kind: FilterKind::Chain(_),
+                        ..
+                    }) => ErrorKind::ChainNested { chain, member },
+                    Some(_) if !seen.insert(m) => ErrorKind::ChainRepeat { chain, member },
+                    Some(_) => continue,
+                };
+                errors.push(ConfigError::new(f.origin.clone(), kind));
+            }
+        }
+        self.errors.extend(errors);
+    }
+}
