@@ -45,10 +45,19 @@ pub enum RcptPath {
 pub enum Command {
     Helo(String),
     Ehlo(String),
-    Mail { sender: Option<MailAddr>, params: MailParams },
-    Rcpt { rcpt: RcptPath, params: RcptParams },
+    Mail {
+        sender: Option<MailAddr>,
+        params: MailParams,
+    },
+    Rcpt {
+        rcpt: RcptPath,
+        params: RcptParams,
+    },
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -58,7 +67,10 @@ pub enum Command {
     StartTls,
     /// `AUTH mechanism [initial-response]` (RFC 4954), parsed for the
     /// coming AUTH support.
-    Auth { mechanism: String, initial: Option<String> },
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
 }
 
 /// Why a line is not a valid command.
@@ -107,23 +119,34 @@ fn verb_of(word: &[u8]) -> Option<Verb> {
         (b"STARTTLS", Verb::StartTls),
         (b"AUTH", Verb::Auth),
     ];
-    VERBS.iter().find(|(name, _)| name.eq_ignore_ascii_case(word)).map(|(_, v)| *v)
+    VERBS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(word))
+        .map(|(_, v)| *v)
 }
 
 /// Web and proxy requests sent to an SMTP port: Postfix's
 /// `smtpd_forbidden_commands`. The session hangs up on them.
 pub fn is_forbidden(line: &[u8]) -> bool {
     let word = line.split(|&b| b == b' ').next().unwrap_or_default();
-    [&b"GET"[..], b"POST", b"CONNECT", b"HEAD", b"PUT"].iter().any(|f| f.eq_ignore_ascii_case(word))
+    [&b"GET"[..], b"POST", b"CONNECT", b"HEAD", b"PUT"]
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(word))
 }
 
 /// Parses one command line, CRLF removed.
 pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     // Trailing spaces are common in the wild and harmless.
-    let end = line.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(0, |i| i + 1);
+    let end = line
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |i| i + 1);
     let line = &line[..end];
     if line.is_empty() {
-        return Err(ParseError { verb: None, reply: Reply::new(500, "5.5.2", "Error: bad syntax") });
+        return Err(ParseError {
+            verb: None,
+            reply: Reply::new(500, "5.5.2", "Error: bad syntax"),
+        });
     }
     let (word, rest) = match line.iter().position(|&b| b == b' ') {
         Some(i) => (&line[..i], &line[i + 1..]),
@@ -135,7 +158,10 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             reply: Reply::new(500, "5.5.1", "Command unrecognized"),
         });
     };
-    let fail = |reply: Reply| ParseError { verb: Some(verb), reply };
+    let fail = |reply: Reply| ParseError {
+        verb: Some(verb),
+        reply,
+    };
     // VRFY/EXPN/HELP/NOOP/QUIT ignore their arguments, whatever the bytes.
     let lenient = match verb {
         Verb::Vrfy => Some(Command::Vrfy),
@@ -148,8 +174,13 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     if let Some(cmd) = lenient {
         return Ok(cmd);
     }
-    let rest = std::str::from_utf8(rest)
-        .map_err(|_| fail(Reply::new(501, "5.5.2", "Syntax error: invalid UTF-8 in arguments")))?;
+    let rest = std::str::from_utf8(rest).map_err(|_| {
+        fail(Reply::new(
+            501,
+            "5.5.2",
+            "Syntax error: invalid UTF-8 in arguments",
+        ))
+    })?;
     match verb {
         Verb::Helo | Verb::Ehlo => parse_helo(verb, rest).map_err(fail),
         Verb::Mail => parse_mail(rest).map_err(fail),
@@ -185,19 +216,32 @@ fn parse_helo(verb: Verb, rest: &str) -> Result<Command, Reply> {
     // HELO cannot negotiate SMTPUTF8 (RFC 6531 needs EHLO); an EHLO
     // client may use U-labels since we advertise it (§3.7.1).
     if verb == Verb::Helo && !name.is_ascii() {
-        return Err(Reply::new(553, "5.6.7", "Non-ASCII HELO argument requires EHLO and SMTPUTF8"));
+        return Err(Reply::new(
+            553,
+            "5.6.7",
+            "Non-ASCII HELO argument requires EHLO and SMTPUTF8",
+        ));
     }
-    Ok(if verb == Verb::Ehlo { Command::Ehlo(name.to_string()) } else { Command::Helo(name.to_string()) })
+    Ok(if verb == Verb::Ehlo {
+        Command::Ehlo(name.to_string())
+    } else {
+        Command::Helo(name.to_string())
+    })
 }
 
 /// `prefix` (FROM: / TO:) case-insensitively, then what follows.
 fn after_prefix<'a>(rest: &'a str, prefix: &str) -> Option<&'a str> {
     let head = rest.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &rest[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &rest[prefix.len()..])
 }
 
 fn utf8_required() -> Reply {
-    Reply::new(553, "5.6.7", "Must declare SMTPUTF8 to send non-ASCII addresses")
+    Reply::new(
+        553,
+        "5.6.7",
+        "Must declare SMTPUTF8 to send non-ASCII addresses",
+    )
 }
 
 fn parse_mail(rest: &str) -> Result<Command, Reply> {
@@ -253,12 +297,21 @@ fn parse_bdat(rest: &str) -> Result<Command, Reply> {
 
 fn parse_auth(rest: &str) -> Result<Command, Reply> {
     let mut words = rest.split(' ').filter(|w| !w.is_empty());
-    let mechanism = words.next().ok_or_else(|| Reply::new(501, "5.5.4", "Syntax: AUTH mechanism"))?;
+    let mechanism = words
+        .next()
+        .ok_or_else(|| Reply::new(501, "5.5.4", "Syntax: AUTH mechanism"))?;
     let initial = words.next().map(str::to_string);
     if words.next().is_some() {
-        return Err(Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"));
+        return Err(Reply::new(
+            501,
+            "5.5.4",
+            "Syntax: AUTH mechanism [initial-response]",
+        ));
     }
-    Ok(Command::Auth { mechanism: mechanism.to_ascii_uppercase(), initial })
+    Ok(Command::Auth {
+        mechanism: mechanism.to_ascii_uppercase(),
+        initial,
+    })
 }
 
 #[cfg(test)]
@@ -275,23 +328,35 @@ mod tests {
         assert_eq!(parse(b"QuIt   ").unwrap(), Command::Quit);
         assert_eq!(parse(b"rset \t").unwrap(), Command::Rset);
         assert_eq!(parse(b"StartTLS").unwrap(), Command::StartTls);
-        assert_eq!(parse(b"ehlo client.example.org ").unwrap(), Command::Ehlo("client.example.org".into()));
+        assert_eq!(
+            parse(b"ehlo client.example.org ").unwrap(),
+            Command::Ehlo("client.example.org".into())
+        );
     }
 
     #[test]
     fn unknown_and_empty() {
         let e = err("FOO bar");
-        assert_eq!((e.verb, e.reply.code, e.reply.enhanced.as_deref()), (None, 500, Some("5.5.1")));
+        assert_eq!(
+            (e.verb, e.reply.code, e.reply.enhanced.as_deref()),
+            (None, 500, Some("5.5.1"))
+        );
         assert_eq!(err("").reply.code, 500);
         assert_eq!(err("MAILFROM:<a@b>").reply.code, 500);
     }
 
     #[test]
     fn helo_needs_argument() {
-        assert_eq!(err("EHLO").reply, Reply::plain(501, "Syntax: EHLO hostname"));
+        assert_eq!(
+            err("EHLO").reply,
+            Reply::plain(501, "Syntax: EHLO hostname")
+        );
         assert_eq!(err("HELO   ").reply.code, 501);
         assert_eq!(err("HELO héllo").reply.code, 553);
-        assert_eq!(parse("EHLO héllo".as_bytes()).unwrap(), Command::Ehlo("héllo".into()));
+        assert_eq!(
+            parse("EHLO héllo".as_bytes()).unwrap(),
+            Command::Ehlo("héllo".into())
+        );
     }
 
     #[test]
@@ -300,14 +365,29 @@ mod tests {
             parse(b"MAIL FROM:<a@b.org> SIZE=10").unwrap(),
             Command::Mail {
                 sender: Some(MailAddr::new("a", "b.org")),
-                params: MailParams { size: Some(10), ..Default::default() }
+                params: MailParams {
+                    size: Some(10),
+                    ..Default::default()
+                }
             }
         );
-        assert_eq!(parse(b"mail from:<>").unwrap(), Command::Mail { sender: None, params: MailParams::default() });
+        assert_eq!(
+            parse(b"mail from:<>").unwrap(),
+            Command::Mail {
+                sender: None,
+                params: MailParams::default()
+            }
+        );
         assert_eq!(parse(b"MAIL FROM: <a@b.org>").unwrap().verb(), Verb::Mail);
         let e = err("MAIL FROM:<a@@b>");
-        assert_eq!((e.verb, e.reply.code, e.reply.enhanced.as_deref()), (Some(Verb::Mail), 501, Some("5.1.7")));
-        assert_eq!(err("MAIL TO:<a@b.org>").reply.enhanced.as_deref(), Some("5.5.4"));
+        assert_eq!(
+            (e.verb, e.reply.code, e.reply.enhanced.as_deref()),
+            (Some(Verb::Mail), 501, Some("5.1.7"))
+        );
+        assert_eq!(
+            err("MAIL TO:<a@b.org>").reply.enhanced.as_deref(),
+            Some("5.5.4")
+        );
         assert_eq!(err("MAIL FROM:<a@b.org> FOO=1").reply.code, 555);
         assert_eq!(err("MAIL FROM:<user>").reply.code, 501);
     }
@@ -315,37 +395,74 @@ mod tests {
     #[test]
     fn mail_smtputf8() {
         assert_eq!(err("MAIL FROM:<jösé@b.org>").reply.code, 553);
-        assert_eq!(err("MAIL FROM:<jösé@b.org>").reply.enhanced.as_deref(), Some("5.6.7"));
+        assert_eq!(
+            err("MAIL FROM:<jösé@b.org>").reply.enhanced.as_deref(),
+            Some("5.6.7")
+        );
         assert!(parse("MAIL FROM:<jösé@b.org> SMTPUTF8".as_bytes()).is_ok());
         assert_eq!(err("MAIL FROM:<a\u{ff}").reply.code, 501);
-        assert_eq!(parse(b"MAIL FROM:<\xff@b>").unwrap_err().reply.enhanced.as_deref(), Some("5.5.2"));
+        assert_eq!(
+            parse(b"MAIL FROM:<\xff@b>")
+                .unwrap_err()
+                .reply
+                .enhanced
+                .as_deref(),
+            Some("5.5.2")
+        );
     }
 
     #[test]
     fn rcpt_to() {
         assert_eq!(
             parse(b"RCPT TO:<Postmaster>").unwrap(),
-            Command::Rcpt { rcpt: RcptPath::Postmaster, params: RcptParams::default() }
+            Command::Rcpt {
+                rcpt: RcptPath::Postmaster,
+                params: RcptParams::default()
+            }
         );
         assert_eq!(
             parse(b"RCPT TO:<@relay.org:u@d.org>").unwrap(),
-            Command::Rcpt { rcpt: RcptPath::Addr(MailAddr::new("u", "d.org")), params: RcptParams::default() }
+            Command::Rcpt {
+                rcpt: RcptPath::Addr(MailAddr::new("u", "d.org")),
+                params: RcptParams::default()
+            }
         );
         let e = err("RCPT TO:<>");
-        assert_eq!((e.reply.code, e.reply.enhanced.as_deref()), (501, Some("5.1.3")));
-        assert_eq!(err("RCPT TO:<user>").reply.enhanced.as_deref(), Some("5.1.3"));
+        assert_eq!(
+            (e.reply.code, e.reply.enhanced.as_deref()),
+            (501, Some("5.1.3"))
+        );
+        assert_eq!(
+            err("RCPT TO:<user>").reply.enhanced.as_deref(),
+            Some("5.1.3")
+        );
         assert_eq!(err("RCPT TO:<a@b.org> SIZE=1").reply.code, 555);
     }
 
     #[test]
     fn bdat_and_no_arg_commands() {
-        assert_eq!(parse(b"BDAT 100").unwrap(), Command::Bdat { size: 100, last: false });
-        assert_eq!(parse(b"bdat 0 last").unwrap(), Command::Bdat { size: 0, last: true });
+        assert_eq!(
+            parse(b"BDAT 100").unwrap(),
+            Command::Bdat {
+                size: 100,
+                last: false
+            }
+        );
+        assert_eq!(
+            parse(b"bdat 0 last").unwrap(),
+            Command::Bdat {
+                size: 0,
+                last: true
+            }
+        );
         assert_eq!(err("BDAT").reply.code, 501);
         assert_eq!(err("BDAT -1").reply.code, 501);
         assert_eq!(err("BDAT 1 FIRST").reply.code, 501);
         assert_eq!(err("BDAT 99999999999999999999").reply.code, 501);
-        assert_eq!(err("DATA now").reply, Reply::new(501, "5.5.4", "Syntax: DATA"));
+        assert_eq!(
+            err("DATA now").reply,
+            Reply::new(501, "5.5.4", "Syntax: DATA")
+        );
         assert_eq!(err("STARTTLS x").reply.code, 501);
         assert_eq!(parse(b"NOOP anything").unwrap(), Command::Noop);
         assert_eq!(parse(b"VRFY root").unwrap(), Command::Vrfy);
@@ -355,7 +472,10 @@ mod tests {
     fn auth_parsed_for_later() {
         assert_eq!(
             parse(b"AUTH plain AGFAYg==").unwrap(),
-            Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGFAYg==".into()) }
+            Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGFAYg==".into())
+            }
         );
         assert_eq!(err("AUTH").verb, Some(Verb::Auth));
     }

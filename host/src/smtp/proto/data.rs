@@ -33,7 +33,12 @@ struct Sink {
 
 impl Sink {
     fn new(max: u64) -> Sink {
-        Sink { content: Vec::new(), size: 0, max, bare: false }
+        Sink {
+            content: Vec::new(),
+            size: 0,
+            max,
+            bare: false,
+        }
     }
 
     fn too_big(&self) -> bool {
@@ -92,7 +97,11 @@ pub struct DataReader {
 impl DataReader {
     /// `max` is the size cap in octets (0 = unlimited).
     pub fn new(max: u64) -> DataReader {
-        DataReader { state: DataState::LineStart, sink: Sink::new(max), done: false }
+        DataReader {
+            state: DataState::LineStart,
+            sink: Sink::new(max),
+            done: false,
+        }
     }
 
     /// Consumes octets from `input`; returns how many. Stops right after
@@ -184,7 +193,10 @@ pub struct BdatBody {
 
 impl BdatBody {
     pub fn new(max: u64) -> BdatBody {
-        BdatBody { sink: Sink::new(max), pending_cr: false }
+        BdatBody {
+            sink: Sink::new(max),
+            pending_cr: false,
+        }
     }
 
     /// Octets received so far.
@@ -213,7 +225,9 @@ impl BdatBody {
                 from = 1;
             }
             while !self.sink.bare {
-                let Some(rel) = memchr::memchr2(b'\r', b'\n', &bytes[from..]) else { break };
+                let Some(rel) = memchr::memchr2(b'\r', b'\n', &bytes[from..]) else {
+                    break;
+                };
                 let j = from + rel;
                 if bytes[j] == b'\n' {
                     self.sink.mark_bare();
@@ -239,7 +253,8 @@ impl BdatBody {
         if self.pending_cr {
             self.sink.mark_bare();
         }
-        if !self.sink.content.is_empty() && !self.sink.content.ends_with(b"\r\n") && !self.sink.bare {
+        if !self.sink.content.is_empty() && !self.sink.content.ends_with(b"\r\n") && !self.sink.bare
+        {
             self.sink.content.extend_from_slice(b"\r\n");
         }
         self.sink.finish()
@@ -280,14 +295,25 @@ mod tests {
 
     #[test]
     fn simple_message_and_unstuffing() {
-        let (body, rest) = all_steps(b"Subject: x\r\n\r\n..dot\r\n.single\r\nend\r\n.\r\nQUIT\r\n", 0);
-        assert_eq!(body, Some(Body::Complete(b"Subject: x\r\n\r\n.dot\r\nsingle\r\nend\r\n".to_vec())));
+        let (body, rest) = all_steps(
+            b"Subject: x\r\n\r\n..dot\r\n.single\r\nend\r\n.\r\nQUIT\r\n",
+            0,
+        );
+        assert_eq!(
+            body,
+            Some(Body::Complete(
+                b"Subject: x\r\n\r\n.dot\r\nsingle\r\nend\r\n".to_vec()
+            ))
+        );
         assert_eq!(rest, b"QUIT\r\n");
     }
 
     #[test]
     fn empty_message() {
-        assert_eq!(all_steps(b".\r\n", 0), (Some(Body::Complete(Vec::new())), Vec::new()));
+        assert_eq!(
+            all_steps(b".\r\n", 0),
+            (Some(Body::Complete(Vec::new())), Vec::new())
+        );
     }
 
     #[test]
@@ -360,8 +386,14 @@ mod tests {
 
     #[test]
     fn bdat_raw_content() {
-        assert_eq!(bdat(&[b"a\r\n..b\r\n.\r\n"]), Body::Complete(b"a\r\n..b\r\n.\r\n".to_vec()));
-        assert_eq!(bdat(&[b"a\r", b"\nb"]), Body::Complete(b"a\r\nb\r\n".to_vec()));
+        assert_eq!(
+            bdat(&[b"a\r\n..b\r\n.\r\n"]),
+            Body::Complete(b"a\r\n..b\r\n.\r\n".to_vec())
+        );
+        assert_eq!(
+            bdat(&[b"a\r", b"\nb"]),
+            Body::Complete(b"a\r\nb\r\n".to_vec())
+        );
         assert_eq!(bdat(&[]), Body::Complete(Vec::new()));
     }
 

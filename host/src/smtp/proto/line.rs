@@ -68,7 +68,10 @@ impl LineReader {
         }
         if input[i] == b'\n' {
             self.scanned = 0;
-            return LineStatus::Bad { error: LineError::BareLf, consumed: i + 1 };
+            return LineStatus::Bad {
+                error: LineError::BareLf,
+                consumed: i + 1,
+            };
         }
         match input.get(i + 1) {
             None => {
@@ -78,11 +81,17 @@ impl LineReader {
             }
             Some(b'\n') => {
                 self.scanned = 0;
-                LineStatus::Line { len: i, consumed: i + 2 }
+                LineStatus::Line {
+                    len: i,
+                    consumed: i + 2,
+                }
             }
             Some(_) => {
                 self.scanned = 0;
-                LineStatus::Bad { error: LineError::BareCr, consumed: i + 1 }
+                LineStatus::Bad {
+                    error: LineError::BareCr,
+                    consumed: i + 1,
+                }
             }
         }
     }
@@ -92,18 +101,27 @@ impl LineReader {
         let mut from = 0;
         while let Some(rel) = memchr::memchr(b'\n', &input[from..]) {
             let j = from + rel;
-            let after_cr = if j == 0 { self.prev_cr } else { input[j - 1] == b'\r' };
+            let after_cr = if j == 0 {
+                self.prev_cr
+            } else {
+                input[j - 1] == b'\r'
+            };
             if after_cr {
                 self.discarding = false;
                 self.prev_cr = false;
-                return LineStatus::Bad { error: LineError::TooLong, consumed: j + 1 };
+                return LineStatus::Bad {
+                    error: LineError::TooLong,
+                    consumed: j + 1,
+                };
             }
             from = j + 1;
         }
         if let Some(&last) = input.last() {
             self.prev_cr = last == b'\r';
         }
-        LineStatus::Incomplete { consumed: input.len() }
+        LineStatus::Incomplete {
+            consumed: input.len(),
+        }
     }
 }
 
@@ -142,7 +160,12 @@ mod tests {
     #[test]
     fn crlf_lines_any_fragmentation() {
         let input = b"EHLO a\r\nNOOP\r\n\r\nQUIT\r\n";
-        let want = vec![Ok("EHLO a".to_string()), Ok("NOOP".into()), Ok("".into()), Ok("QUIT".into())];
+        let want = vec![
+            Ok("EHLO a".to_string()),
+            Ok("NOOP".into()),
+            Ok("".into()),
+            Ok("QUIT".into()),
+        ];
         for step in 1..input.len() {
             assert_eq!(frame(input, step), want, "step {step}");
         }
@@ -186,9 +209,21 @@ mod tests {
     fn long_line_not_buffered() {
         let mut reader = LineReader::default();
         let chunk = vec![b'x'; 4096];
-        assert_eq!(reader.next(&chunk), LineStatus::Incomplete { consumed: 4096 });
-        assert_eq!(reader.next(&chunk), LineStatus::Incomplete { consumed: 4096 });
+        assert_eq!(
+            reader.next(&chunk),
+            LineStatus::Incomplete { consumed: 4096 }
+        );
+        assert_eq!(
+            reader.next(&chunk),
+            LineStatus::Incomplete { consumed: 4096 }
+        );
         assert_eq!(reader.next(b"\r"), LineStatus::Incomplete { consumed: 1 });
-        assert_eq!(reader.next(b"\nNOOP"), LineStatus::Bad { error: LineError::TooLong, consumed: 1 });
+        assert_eq!(
+            reader.next(b"\nNOOP"),
+            LineStatus::Bad {
+                error: LineError::TooLong,
+                consumed: 1
+            }
+        );
     }
 }

@@ -13,4 +13,6 @@ pub mod session;
 pub use command::{Command, ParseError, RcptPath, Verb};
 pub use params::{BodyType, MailParams, RcptParams};
 pub use reply::Reply;
-pub use session::{Decision, Event, Output, Session, SessionConfig, Transaction, COMMAND_TIMEOUT, DATA_TIMEOUT};
+pub use session::{
+    Decision, Event, Output, Session, SessionConfig, Transaction, COMMAND_TIMEOUT, DATA_TIMEOUT,
+};

@@ -162,7 +162,9 @@ pub fn parse_rcpt_params(s: &str) -> Result<RcptParams, Reply> {
                 let ok = if items.contains(&"NEVER") {
                     items.len() == 1
                 } else {
-                    items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"))
+                    items
+                        .iter()
+                        .all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"))
                 };
                 if !ok {
                     return Err(bad("Bad NOTIFY value"));
@@ -198,7 +200,8 @@ mod tests {
 
     #[test]
     fn mail_params_parse() {
-        let p = parse_mail_params("SIZE=1000 body=8bitmime SMTPUTF8 RET=hdrs ENVID=abc+2B").unwrap();
+        let p =
+            parse_mail_params("SIZE=1000 body=8bitmime SMTPUTF8 RET=hdrs ENVID=abc+2B").unwrap();
         assert_eq!(p.size, Some(1000));
         assert_eq!(p.body, Some(BodyType::EightBitMime));
         assert!(p.smtputf8);
@@ -213,7 +216,12 @@ mod tests {
         assert_eq!(parse_mail_params("FOO=1").unwrap_err().code, 555);
         assert_eq!(parse_mail_params("XFORWARD").unwrap_err().code, 555);
         assert_eq!(parse_mail_params("SIZE=abc").unwrap_err().code, 501);
-        assert_eq!(parse_mail_params("SIZE=99999999999999999999999").unwrap_err().code, 501);
+        assert_eq!(
+            parse_mail_params("SIZE=99999999999999999999999")
+                .unwrap_err()
+                .code,
+            501
+        );
         assert_eq!(parse_mail_params("SIZE").unwrap_err().code, 501);
         assert_eq!(parse_mail_params("SIZE=1 SIZE=2").unwrap_err().code, 501);
         assert_eq!(parse_mail_params("BODY=9BIT").unwrap_err().code, 501);
@@ -228,8 +236,14 @@ mod tests {
         let p = parse_rcpt_params("NOTIFY=success,failure ORCPT=rfc822;a@b.org").unwrap();
         assert_eq!(p.notify.as_deref(), Some("SUCCESS,FAILURE"));
         assert_eq!(p.orcpt.as_deref(), Some("rfc822;a@b.org"));
-        assert_eq!(parse_rcpt_params("NOTIFY=NEVER").unwrap().notify.as_deref(), Some("NEVER"));
-        assert_eq!(parse_rcpt_params("NOTIFY=NEVER,DELAY").unwrap_err().code, 501);
+        assert_eq!(
+            parse_rcpt_params("NOTIFY=NEVER").unwrap().notify.as_deref(),
+            Some("NEVER")
+        );
+        assert_eq!(
+            parse_rcpt_params("NOTIFY=NEVER,DELAY").unwrap_err().code,
+            501
+        );
         assert_eq!(parse_rcpt_params("NOTIFY=SOMETIMES").unwrap_err().code, 501);
         assert_eq!(parse_rcpt_params("ORCPT=a@b.org").unwrap_err().code, 501);
         assert_eq!(parse_rcpt_params("SIZE=10").unwrap_err().code, 555);

@@ -95,22 +95,43 @@ mod tests {
 
     #[test]
     fn plain_null_and_params() {
-        assert_eq!(split_path("<a@b.org>"), Some((RawPath::Addr("a@b.org"), "")));
+        assert_eq!(
+            split_path("<a@b.org>"),
+            Some((RawPath::Addr("a@b.org"), ""))
+        );
         assert_eq!(split_path("<> SIZE=10"), Some((RawPath::Null, " SIZE=10")));
-        assert_eq!(split_path(" <a@b.org>"), Some((RawPath::Addr("a@b.org"), "")));
-        assert_eq!(split_path("a@b.org SIZE=1"), Some((RawPath::Addr("a@b.org"), " SIZE=1")));
+        assert_eq!(
+            split_path(" <a@b.org>"),
+            Some((RawPath::Addr("a@b.org"), ""))
+        );
+        assert_eq!(
+            split_path("a@b.org SIZE=1"),
+            Some((RawPath::Addr("a@b.org"), " SIZE=1"))
+        );
     }
 
     #[test]
     fn quoted_local_part_may_hide_bracket() {
-        assert_eq!(split_path("<\"a>b\"@c.org>"), Some((RawPath::Addr("\"a>b\"@c.org"), "")));
-        assert_eq!(split_path("<\"a\\\"b\"@c.org>"), Some((RawPath::Addr("\"a\\\"b\"@c.org"), "")));
+        assert_eq!(
+            split_path("<\"a>b\"@c.org>"),
+            Some((RawPath::Addr("\"a>b\"@c.org"), ""))
+        );
+        assert_eq!(
+            split_path("<\"a\\\"b\"@c.org>"),
+            Some((RawPath::Addr("\"a\\\"b\"@c.org"), ""))
+        );
     }
 
     #[test]
     fn source_route_stripped() {
-        assert_eq!(split_path("<@a.org,@b.org:u@d.org>"), Some((RawPath::Addr("u@d.org"), "")));
-        assert_eq!(split_path("<@[IPv6:::1]:u@d.org>"), Some((RawPath::Addr("u@d.org"), "")));
+        assert_eq!(
+            split_path("<@a.org,@b.org:u@d.org>"),
+            Some((RawPath::Addr("u@d.org"), ""))
+        );
+        assert_eq!(
+            split_path("<@[IPv6:::1]:u@d.org>"),
+            Some((RawPath::Addr("u@d.org"), ""))
+        );
         assert_eq!(split_path("<@a.org>"), None);
         assert_eq!(split_path("<@a.org,b.org:u@d>"), None);
     }

@@ -18,12 +18,20 @@ pub struct Reply {
 impl Reply {
     /// A reply with an enhanced status code.
     pub fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
-        Reply { code, enhanced: Some(enhanced.to_string()), text: text.into() }
+        Reply {
+            code,
+            enhanced: Some(enhanced.to_string()),
+            text: text.into(),
+        }
     }
 
     /// A reply without an enhanced status code (greeting, HELO/EHLO, 354).
     pub fn plain(code: u16, text: impl Into<String>) -> Reply {
-        Reply { code, enhanced: None, text: text.into() }
+        Reply {
+            code,
+            enhanced: None,
+            text: text.into(),
+        }
     }
 
     /// 421 tells the client the server is closing the connection.
@@ -46,7 +54,11 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Codes outside 100..=999 would break the 3-digit framing the
         // client relies on; such a reply can only come from a caller bug.
-        let code = if (100..1000).contains(&self.code) { self.code } else { 451 };
+        let code = if (100..1000).contains(&self.code) {
+            self.code
+        } else {
+            451
+        };
         let lines: Vec<&str> = self.text.split('\n').collect();
         let last = lines.len() - 1;
         for (i, line) in lines.iter().enumerate() {
@@ -84,7 +96,10 @@ mod tests {
     #[test]
     fn multi_line_repeats_codes() {
         let r = Reply::new(214, "2.0.0", "one\ntwo\nthree");
-        assert_eq!(r.to_string(), "214-2.0.0 one\r\n214-2.0.0 two\r\n214 2.0.0 three\r\n");
+        assert_eq!(
+            r.to_string(),
+            "214-2.0.0 one\r\n214-2.0.0 two\r\n214 2.0.0 three\r\n"
+        );
     }
 
     #[test]

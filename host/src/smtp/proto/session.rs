@@ -95,17 +95,28 @@ pub enum Event {
     /// `220 {hostname} ESMTP wasmtpd`, Accept(Some(t)) with `220 t`;
     /// Reject(r) sends r and closes.
     Connect,
-    Helo { extended: bool, name: String },
+    Helo {
+        extended: bool,
+        name: String,
+    },
     /// `None` is the null sender `<>`.
-    MailFrom { sender: Option<MailAddr>, params: MailParams },
+    MailFrom {
+        sender: Option<MailAddr>,
+        params: MailParams,
+    },
     /// `<postmaster>` arrives as `postmaster@{hostname}`.
-    RcptTo { rcpt: MailAddr, params: RcptParams },
+    RcptTo {
+        rcpt: MailAddr,
+        params: RcptParams,
+    },
     /// DATA, or the first BDAT chunk of a transaction. For BDAT a
     /// rejection is sent once the chunk has been read and discarded.
     DataStart,
     /// The complete message: CRLF lines, dots unstuffed. The transaction
     /// is reset after the decision either way.
-    Message { content: Vec<u8> },
+    Message {
+        content: Vec<u8>,
+    },
     /// Informational: the reply (221 + close) follows any decision.
     Quit,
     /// Informational (RSET): the reply (250) follows any decision.
@@ -146,11 +157,23 @@ struct Tx {
 #[derive(Debug)]
 enum Pending {
     Connect,
-    Helo { extended: bool, name: String },
-    Mail { sender: Option<MailAddr>, params: MailParams },
-    Rcpt { rcpt: MailAddr, params: RcptParams },
+    Helo {
+        extended: bool,
+        name: String,
+    },
+    Mail {
+        sender: Option<MailAddr>,
+        params: MailParams,
+    },
+    Rcpt {
+        rcpt: MailAddr,
+        params: RcptParams,
+    },
     DataStart,
-    BdatStart { size: u64, last: bool },
+    BdatStart {
+        size: u64,
+        last: bool,
+    },
     Message,
     Quit,
     Reset,
@@ -162,14 +185,23 @@ enum ChunkFate {
     Keep,
     /// Drop the octets, then send `reply` (counted as a protocol error if
     /// `error`), resetting the transaction if `reset`.
-    Discard { reply: Reply, error: bool, reset: bool },
+    Discard {
+        reply: Reply,
+        error: bool,
+        reset: bool,
+    },
 }
 
 #[derive(Debug)]
 enum State {
     Command,
     Data(DataReader),
-    Chunk { size: u64, remaining: u64, last: bool, fate: ChunkFate },
+    Chunk {
+        size: u64,
+        remaining: u64,
+        last: bool,
+        fate: ChunkFate,
+    },
     /// STARTTLS answered; input is dropped until the handshake is done.
     TlsHandshake,
 }
@@ -275,7 +307,9 @@ impl Session {
 
     /// Answers the pending event; ignored when none is pending.
     pub fn decide(&mut self, decision: Decision) {
-        let Some(pending) = self.pending.take() else { return };
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
         if self.closing {
             return;
         }
@@ -295,7 +329,11 @@ impl Session {
             }
             (Pending::Mail { sender, params }, Decision::Accept(text)) => {
                 self.tx = Some(Tx {
-                    tx: Transaction { sender, mail_params: params, rcpts: Vec::new() },
+                    tx: Transaction {
+                        sender,
+                        mail_params: params,
+                        rcpts: Vec::new(),
+                    },
                     rcpt_attempts: 0,
                     bdat: None,
                 });
@@ -309,7 +347,8 @@ impl Session {
                 self.write(&accepted(text, 250, "2.1.5", "Recipient ok"));
             }
             (Pending::DataStart, Decision::Accept(text)) => {
-                let text = text.unwrap_or_else(|| "Enter mail, end with \".\" on a line by itself".into());
+                let text =
+                    text.unwrap_or_else(|| "Enter mail, end with \".\" on a line by itself".into());
                 self.write(&Reply::plain(354, text));
                 self.state = State::Data(DataReader::new(cfg.max_message_size));
             }
@@ -317,20 +356,39 @@ impl Session {
                 if let Some(tx) = self.tx.as_mut() {
                     tx.bdat = Some(BdatBody::new(cfg.max_message_size));
                 }
-                self.state = State::Chunk { size, remaining: size, last, fate: ChunkFate::Keep };
+                self.state = State::Chunk {
+                    size,
+                    remaining: size,
+                    last,
+                    fate: ChunkFate::Keep,
+                };
             }
             (Pending::BdatStart { size, last }, Decision::Reject(r)) => {
                 let reply = sanitize(r);
                 if reply.is_closing() {
                     self.close_with(reply);
                 } else {
-                    let fate = ChunkFate::Discard { reply, error: false, reset: true };
-                    self.state = State::Chunk { size, remaining: size, last, fate };
+                    let fate = ChunkFate::Discard {
+                        reply,
+                        error: false,
+                        reset: true,
+                    };
+                    self.state = State::Chunk {
+                        size,
+                        remaining: size,
+                        last,
+                        fate,
+                    };
                 }
             }
             (Pending::Message, Decision::Accept(text)) => {
                 self.tx = None;
-                self.write(&accepted(text, 250, "2.0.0", "Message accepted for delivery"));
+                self.write(&accepted(
+                    text,
+                    250,
+                    "2.0.0",
+                    "Message accepted for delivery",
+                ));
             }
             (Pending::Message, Decision::Reject(r)) => {
                 self.tx = None;
@@ -433,7 +491,11 @@ impl Session {
                 let parsed = command::parse(line);
                 self.pos += consumed;
                 if forbidden {
-                    self.close_with(Reply::new(421, "4.7.0", "Non-SMTP command, closing connection"));
+                    self.close_with(Reply::new(
+                        421,
+                        "4.7.0",
+                        "Non-SMTP command, closing connection",
+                    ));
                 } else {
                     self.on_command(parsed);
                 }
@@ -455,7 +517,9 @@ impl Session {
     }
 
     fn step_data(&mut self) -> bool {
-        let State::Data(reader) = &mut self.state else { return false };
+        let State::Data(reader) = &mut self.state else {
+            return false;
+        };
         let n = reader.read(&self.buf[self.pos..]);
         self.pos += n;
         if !reader.is_done() {
@@ -468,7 +532,12 @@ impl Session {
     }
 
     fn step_chunk(&mut self) -> bool {
-        let State::Chunk { remaining, fate, .. } = &mut self.state else { return false };
+        let State::Chunk {
+            remaining, fate, ..
+        } = &mut self.state
+        else {
+            return false;
+        };
         let avail = (self.buf.len() - self.pos) as u64;
         let n = (*remaining).min(avail) as usize;
         if n > 0 {
@@ -483,7 +552,10 @@ impl Session {
         if *remaining > 0 {
             return n > 0;
         }
-        if let State::Chunk { size, last, fate, .. } = mem::replace(&mut self.state, State::Command) {
+        if let State::Chunk {
+            size, last, fate, ..
+        } = mem::replace(&mut self.state, State::Command)
+        {
             self.end_of_chunk(size, last, fate);
         }
         true
@@ -491,7 +563,11 @@ impl Session {
 
     fn end_of_chunk(&mut self, size: u64, last: bool, fate: ChunkFate) {
         match fate {
-            ChunkFate::Discard { reply, error, reset } => {
+            ChunkFate::Discard {
+                reply,
+                error,
+                reset,
+            } => {
                 if reset {
                     self.tx = None;
                 }
@@ -517,7 +593,11 @@ impl Session {
             Body::Complete(content) => self.ask(Event::Message { content }, Pending::Message),
             Body::BareNewline => {
                 self.tx = None;
-                self.error(Reply::new(550, "5.5.2", "Message contains bare CR or LF characters"));
+                self.error(Reply::new(
+                    550,
+                    "5.5.2",
+                    "Message contains bare CR or LF characters",
+                ));
             }
             Body::TooBig => {
                 self.tx = None;
@@ -553,8 +633,17 @@ impl Session {
         if let Err(reply) = self.check_sequence(cmd.verb()) {
             if let Command::Bdat { size, last } = cmd {
                 // The chunk follows anyway: skip it to stay in sync.
-                let fate = ChunkFate::Discard { reply, error: true, reset: false };
-                self.state = State::Chunk { size, remaining: size, last, fate };
+                let fate = ChunkFate::Discard {
+                    reply,
+                    error: true,
+                    reset: false,
+                };
+                self.state = State::Chunk {
+                    size,
+                    remaining: size,
+                    last,
+                    fate,
+                };
             } else {
                 self.error(reply);
             }
@@ -594,19 +683,21 @@ impl Session {
                     return seq("Error: send HELO/EHLO first");
                 }
                 if self.cfg.tls_required && !self.tls {
-                    return Err(Reply::new(530, "5.7.0", "Must issue a STARTTLS command first"));
+                    return Err(Reply::new(
+                        530,
+                        "5.7.0",
+                        "Must issue a STARTTLS command first",
+                    ));
                 }
                 if self.tx.is_some() {
                     return seq("Error: nested MAIL command");
                 }
             }
-            Verb::Rcpt => {
-                if self.tx.is_none() {
-                    return seq("Error: need MAIL command");
-                }
-            }
+            Verb::Rcpt if self.tx.is_none() => return seq("Error: need MAIL command"),
             Verb::Data | Verb::Bdat => {
-                let Some(tx) = &self.tx else { return seq("Error: need MAIL command") };
+                let Some(tx) = &self.tx else {
+                    return seq("Error: need MAIL command");
+                };
                 if tx.rcpt_attempts == 0 {
                     return seq("Error: need RCPT command");
                 }
@@ -641,12 +732,26 @@ impl Session {
 
     fn dispatch(&mut self, cmd: Command) {
         match cmd {
-            Command::Helo(name) => {
-                self.ask(Event::Helo { extended: false, name: name.clone() }, Pending::Helo { extended: false, name })
-            }
-            Command::Ehlo(name) => {
-                self.ask(Event::Helo { extended: true, name: name.clone() }, Pending::Helo { extended: true, name })
-            }
+            Command::Helo(name) => self.ask(
+                Event::Helo {
+                    extended: false,
+                    name: name.clone(),
+                },
+                Pending::Helo {
+                    extended: false,
+                    name,
+                },
+            ),
+            Command::Ehlo(name) => self.ask(
+                Event::Helo {
+                    extended: true,
+                    name: name.clone(),
+                },
+                Pending::Helo {
+                    extended: true,
+                    name,
+                },
+            ),
             Command::Mail { sender, params } => self.on_mail(sender, params),
             Command::Rcpt { rcpt, params } => self.on_rcpt(rcpt, params),
             Command::Data => self.ask(Event::DataStart, Pending::DataStart),
@@ -699,14 +804,25 @@ impl Session {
         }
         if let (Some(size), Some(max)) = (params.size, limit_u64(cfg.max_message_size)) {
             if size > max {
-                return self.write(&Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+                return self.write(&Reply::new(
+                    552,
+                    "5.3.4",
+                    "Message size exceeds fixed maximum message size",
+                ));
             }
         }
         if limit(cfg.max_mails).is_some_and(|max| self.mails >= max) {
-            return self.error(Reply::new(452, "4.5.3", "Too many messages for this session"));
+            return self.error(Reply::new(
+                452,
+                "4.5.3",
+                "Too many messages for this session",
+            ));
         }
         self.ask(
-            Event::MailFrom { sender: sender.clone(), params: params.clone() },
+            Event::MailFrom {
+                sender: sender.clone(),
+                params: params.clone(),
+            },
             Pending::Mail { sender, params },
         );
     }
@@ -721,8 +837,13 @@ impl Session {
             RcptPath::Postmaster => MailAddr::new("postmaster", cfg.hostname.as_str()),
             RcptPath::Addr(a) => a,
         };
-        if !(addr.local.is_ascii() && addr.domain.is_ascii()) && !tx.tx.mail_params.smtputf8 {
-            return self.error(Reply::new(553, "5.6.7", "Must declare SMTPUTF8 to send non-ASCII addresses"));
+        let ascii = addr.local.is_ascii() && addr.domain.is_ascii();
+        if !ascii && !tx.tx.mail_params.smtputf8 {
+            return self.error(Reply::new(
+                553,
+                "5.6.7",
+                "Must declare SMTPUTF8 to send non-ASCII addresses",
+            ));
         }
         if params.has_dsn() && !cfg.dsn {
             return self.error(Reply::new(555, "5.5.4", "DSN parameters not supported"));
@@ -731,7 +852,10 @@ impl Session {
             return self.write(&Reply::new(452, "4.5.3", "Too many recipients"));
         }
         self.ask(
-            Event::RcptTo { rcpt: addr.clone(), params: params.clone() },
+            Event::RcptTo {
+                rcpt: addr.clone(),
+                params: params.clone(),
+            },
             Pending::Rcpt { rcpt: addr, params },
         );
     }
@@ -748,11 +872,21 @@ impl Session {
                 error: false,
                 reset: true,
             };
-            self.state = State::Chunk { size, remaining: size, last, fate };
+            self.state = State::Chunk {
+                size,
+                remaining: size,
+                last,
+                fate,
+            };
         } else if tx.bdat.is_none() {
             self.ask(Event::DataStart, Pending::BdatStart { size, last });
         } else {
-            self.state = State::Chunk { size, remaining: size, last, fate: ChunkFate::Keep };
+            self.state = State::Chunk {
+                size,
+                remaining: size,
+                last,
+                fate: ChunkFate::Keep,
+            };
         }
     }
 

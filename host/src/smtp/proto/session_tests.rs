@@ -45,7 +45,12 @@ impl Client {
     }
 
     fn with(cfg: SessionConfig, tls: bool, policy: Policy) -> Client {
-        let mut c = Client { s: Session::new(Arc::new(cfg), tls), seen: Vec::new(), policy, manual: false };
+        let mut c = Client {
+            s: Session::new(Arc::new(cfg), tls),
+            seen: Vec::new(),
+            policy,
+            manual: false,
+        };
         c.run();
         c
     }
@@ -53,7 +58,9 @@ impl Client {
     fn run(&mut self) {
         while let Some(o) = self.s.poll() {
             match o {
-                Output::Write(w) => self.seen.push(Seen::Write(String::from_utf8_lossy(&w).into_owned())),
+                Output::Write(w) => self
+                    .seen
+                    .push(Seen::Write(String::from_utf8_lossy(&w).into_owned())),
                 Output::Event(e) => {
                     self.seen.push(Seen::Event(e.clone()));
                     if !self.manual {
@@ -120,7 +127,10 @@ impl Client {
     }
 
     fn mail_froms(&self) -> usize {
-        self.events().iter().filter(|e| matches!(e, Event::MailFrom { .. })).count()
+        self.events()
+            .iter()
+            .filter(|e| matches!(e, Event::MailFrom { .. }))
+            .count()
     }
 
     fn closed(&self) -> bool {
@@ -143,7 +153,11 @@ fn in_tx() -> Client {
 }
 
 fn codes(transcript: &str) -> Vec<&str> {
-    transcript.split("\r\n").filter(|l| !l.is_empty()).map(|l| &l[..3]).collect()
+    transcript
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(|l| &l[..3])
+        .collect()
 }
 
 // ---- greeting, HELO/EHLO ---------------------------------------------
@@ -187,23 +201,39 @@ fn ehlo_advertises_extensions() {
     );
     assert_eq!(c.s.helo(), Some("client.example.net"));
     assert_eq!(c.s.protocol(), "ESMTP");
-    assert_eq!(c.events()[1], Event::Helo { extended: true, name: "client.example.net".into() });
+    assert_eq!(
+        c.events()[1],
+        Event::Helo {
+            extended: true,
+            name: "client.example.net".into()
+        }
+    );
 }
 
 #[test]
 fn ehlo_without_dsn_starttls_or_size() {
-    let cfg = SessionConfig { dsn: false, max_message_size: 0, ..config() };
+    let cfg = SessionConfig {
+        dsn: false,
+        max_message_size: 0,
+        ..config()
+    };
     let mut c = Client::with(cfg, true, Box::new(|_| Decision::Accept(None)));
     let r = c.send(b"EHLO x\r\n");
     assert!(r.contains("250-SIZE\r\n"), "{r}");
-    assert!(!r.contains("DSN") && !r.contains("STARTTLS") && !r.contains("AUTH"), "{r}");
+    assert!(
+        !r.contains("DSN") && !r.contains("STARTTLS") && !r.contains("AUTH"),
+        "{r}"
+    );
     assert_eq!(c.s.protocol(), "ESMTPS");
 }
 
 #[test]
 fn helo_reply_and_protocol() {
     let mut c = Client::new(config());
-    assert_eq!(c.send(b"helo client\r\n"), "250 mx.example.org Hello client\r\n");
+    assert_eq!(
+        c.send(b"helo client\r\n"),
+        "250 mx.example.org Hello client\r\n"
+    );
     assert_eq!(c.s.protocol(), "SMTP");
     assert_eq!(c.s.helo(), Some("client"));
 }
@@ -226,14 +256,22 @@ fn helo_rejected_by_policy() {
             _ => Decision::Accept(None),
         }),
     );
-    assert_eq!(c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\n"), "550 5.7.1 Bad HELO\r\n503 5.5.1 Error: send HELO/EHLO first\r\n");
+    assert_eq!(
+        c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\n"),
+        "550 5.7.1 Bad HELO\r\n503 5.5.1 Error: send HELO/EHLO first\r\n"
+    );
 }
 
 #[test]
 fn non_ascii_helo_and_ehlo() {
     let mut c = Client::new(config());
-    assert_eq!(c.send("HELO exämple.org\r\n".as_bytes()), "553 5.6.7 Non-ASCII HELO argument requires EHLO and SMTPUTF8\r\n");
-    assert!(c.send("EHLO exämple.org\r\n".as_bytes()).starts_with("250-mx.example.org Hello exämple.org\r\n"));
+    assert_eq!(
+        c.send("HELO exämple.org\r\n".as_bytes()),
+        "553 5.6.7 Non-ASCII HELO argument requires EHLO and SMTPUTF8\r\n"
+    );
+    assert!(c
+        .send("EHLO exämple.org\r\n".as_bytes())
+        .starts_with("250-mx.example.org Hello exämple.org\r\n"));
 }
 
 #[test]
@@ -250,44 +288,98 @@ fn second_ehlo_resets_the_transaction() {
 #[test]
 fn mail_before_helo() {
     let mut c = Client::new(config());
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "503 5.5.1 Error: send HELO/EHLO first\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "503 5.5.1 Error: send HELO/EHLO first\r\n"
+    );
     // The sequencing error wins over a syntax error.
-    assert_eq!(c.send(b"MAIL FROM:<a@@>\r\n"), "503 5.5.1 Error: send HELO/EHLO first\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@@>\r\n"),
+        "503 5.5.1 Error: send HELO/EHLO first\r\n"
+    );
 }
 
 #[test]
 fn rcpt_before_mail_and_data_without_rcpt() {
     let mut c = ehlo(config());
-    assert_eq!(c.send(b"RCPT TO:<b@example.org>\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
-    assert_eq!(c.send(b"DATA\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "250 2.1.0 Sender ok\r\n");
-    assert_eq!(c.send(b"DATA\r\n"), "503 5.5.1 Error: need RCPT command\r\n");
+    assert_eq!(
+        c.send(b"RCPT TO:<b@example.org>\r\n"),
+        "503 5.5.1 Error: need MAIL command\r\n"
+    );
+    assert_eq!(
+        c.send(b"DATA\r\n"),
+        "503 5.5.1 Error: need MAIL command\r\n"
+    );
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "250 2.1.0 Sender ok\r\n"
+    );
+    assert_eq!(
+        c.send(b"DATA\r\n"),
+        "503 5.5.1 Error: need RCPT command\r\n"
+    );
 }
 
 #[test]
 fn nested_mail() {
     let mut c = in_tx();
-    assert_eq!(c.send(b"MAIL FROM:<c@b.org>\r\n"), "503 5.5.1 Error: nested MAIL command\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<c@b.org>\r\n"),
+        "503 5.5.1 Error: nested MAIL command\r\n"
+    );
 }
 
 #[test]
 fn unknown_command_and_bad_arguments() {
-    let mut c = ehlo(SessionConfig { max_errors: 100, ..config() });
+    let mut c = ehlo(SessionConfig {
+        max_errors: 100,
+        ..config()
+    });
     assert_eq!(c.send(b"FROB\r\n"), "500 5.5.1 Command unrecognized\r\n");
     assert_eq!(c.send(b"\r\n"), "500 5.5.2 Error: bad syntax\r\n");
-    assert_eq!(c.send(b"MAIL FROM <a@b.org>\r\n"), "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
-    assert_eq!(c.send(b"MAIL FROM:<a b@b.org>\r\n"), "501 5.1.7 Bad sender address syntax\r\n");
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org> SIZE=x\r\n"), "501 5.5.4 Bad SIZE value\r\n");
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org> XFOO=1\r\n"), "555 5.5.4 Unsupported parameter XFOO\r\n");
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org> BODY=BINARYMIME\r\n"), "555 5.5.4 BODY=BINARYMIME not supported\r\n");
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org> AUTH=<>\r\n"), "555 5.5.4 Unsupported parameter AUTH\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM <a@b.org>\r\n"),
+        "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
+    );
+    assert_eq!(
+        c.send(b"MAIL FROM:<a b@b.org>\r\n"),
+        "501 5.1.7 Bad sender address syntax\r\n"
+    );
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org> SIZE=x\r\n"),
+        "501 5.5.4 Bad SIZE value\r\n"
+    );
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org> XFOO=1\r\n"),
+        "555 5.5.4 Unsupported parameter XFOO\r\n"
+    );
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org> BODY=BINARYMIME\r\n"),
+        "555 5.5.4 BODY=BINARYMIME not supported\r\n"
+    );
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org> AUTH=<>\r\n"),
+        "555 5.5.4 Unsupported parameter AUTH\r\n"
+    );
     assert_eq!(c.send(b"MAIL FROM:<>\r\n"), "250 2.1.0 Sender ok\r\n");
-    assert_eq!(c.send(b"RCPT TO:<>\r\n"), "501 5.1.3 Bad recipient address syntax\r\n");
-    assert_eq!(c.send(b"RCPT TO:<user>\r\n"), "501 5.1.3 Bad recipient address syntax\r\n");
-    assert_eq!(c.send(b"RCPT TO:<b@example.org> FOO=BAR\r\n"), "555 5.5.4 Unsupported parameter FOO\r\n");
+    assert_eq!(
+        c.send(b"RCPT TO:<>\r\n"),
+        "501 5.1.3 Bad recipient address syntax\r\n"
+    );
+    assert_eq!(
+        c.send(b"RCPT TO:<user>\r\n"),
+        "501 5.1.3 Bad recipient address syntax\r\n"
+    );
+    assert_eq!(
+        c.send(b"RCPT TO:<b@example.org> FOO=BAR\r\n"),
+        "555 5.5.4 Unsupported parameter FOO\r\n"
+    );
     assert_eq!(c.send(b"RSET now\r\n"), "501 5.5.4 Syntax: RSET\r\n");
     // Sequencing first: RCPTs were tried and all failed.
-    assert_eq!(c.send(b"DATA x\r\n"), "554 5.5.1 Error: no valid recipients\r\n");
+    assert_eq!(
+        c.send(b"DATA x\r\n"),
+        "554 5.5.1 Error: no valid recipients\r\n"
+    );
 }
 
 #[test]
@@ -300,7 +392,9 @@ fn data_after_only_rejected_recipients() {
             _ => Decision::Accept(None),
         }),
     );
-    let r = c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<x@elsewhere.net>\r\nDATA\r\nbody\r\n.\r\n");
+    let r = c.send(
+        b"EHLO x\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<x@elsewhere.net>\r\nDATA\r\nbody\r\n.\r\n",
+    );
     assert!(
         r.ends_with("250 2.1.0 Sender ok\r\n550 5.7.1 Relaying denied\r\n554 5.5.1 Error: no valid recipients\r\n500 5.5.1 Command unrecognized\r\n500 5.5.1 Command unrecognized\r\n"),
         "{r}"
@@ -318,10 +412,19 @@ fn dsn_parameters() {
     let dsn = tx.mail_params.dsn(&tx.rcpts[0].1);
     assert_eq!(dsn.orcpt.as_deref(), Some("rfc822;b@example.org"));
 
-    let mut c = ehlo(SessionConfig { dsn: false, ..config() });
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org> RET=FULL\r\n"), "555 5.5.4 DSN parameters not supported\r\n");
+    let mut c = ehlo(SessionConfig {
+        dsn: false,
+        ..config()
+    });
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org> RET=FULL\r\n"),
+        "555 5.5.4 DSN parameters not supported\r\n"
+    );
     c.send(b"MAIL FROM:<a@b.org>\r\n");
-    assert_eq!(c.send(b"RCPT TO:<b@example.org> NOTIFY=NEVER\r\n"), "555 5.5.4 DSN parameters not supported\r\n");
+    assert_eq!(
+        c.send(b"RCPT TO:<b@example.org> NOTIFY=NEVER\r\n"),
+        "555 5.5.4 DSN parameters not supported\r\n"
+    );
 }
 
 // ---- MAIL / RCPT ------------------------------------------------------
@@ -330,7 +433,10 @@ fn dsn_parameters() {
 fn mail_and_rcpt_events_and_transaction() {
     let mut c = ehlo(config());
     let r = c.send(b"MAIL FROM:<a@example.net> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<@hop1,@hop2:c@example.org>\r\n");
-    assert_eq!(r, "250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n250 2.1.5 Recipient ok\r\n");
+    assert_eq!(
+        r,
+        "250 2.1.0 Sender ok\r\n250 2.1.5 Recipient ok\r\n250 2.1.5 Recipient ok\r\n"
+    );
     let tx = c.s.transaction().unwrap();
     assert_eq!(tx.sender, Some(MailAddr::new("a", "example.net")));
     assert_eq!(tx.mail_params.size, Some(100));
@@ -344,7 +450,13 @@ fn mail_and_rcpt_events_and_transaction() {
 fn null_sender() {
     let mut c = ehlo(config());
     c.send(b"MAIL FROM:<>\r\n");
-    assert_eq!(c.events()[2], Event::MailFrom { sender: None, params: MailParams::default() });
+    assert_eq!(
+        c.events()[2],
+        Event::MailFrom {
+            sender: None,
+            params: MailParams::default()
+        }
+    );
     assert_eq!(c.s.transaction().unwrap().sender, None);
 }
 
@@ -355,7 +467,10 @@ fn postmaster_without_domain() {
     assert!(r.ends_with("250 2.1.5 Recipient ok\r\n"));
     assert_eq!(
         c.events()[3],
-        Event::RcptTo { rcpt: MailAddr::new("postmaster", "mx.example.org"), params: RcptParams::default() }
+        Event::RcptTo {
+            rcpt: MailAddr::new("postmaster", "mx.example.org"),
+            params: RcptParams::default()
+        }
     );
 }
 
@@ -371,8 +486,13 @@ fn rcpt_rejected_by_policy_is_not_kept() {
             _ => Decision::Accept(None),
         }),
     );
-    let r = c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<x@other.net>\r\nRCPT TO:<y@example.org>\r\n");
-    assert!(r.ends_with("550 5.7.1 Relaying denied\r\n250 2.1.5 Recipient ok\r\n"), "{r}");
+    let r = c.send(
+        b"EHLO x\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<x@other.net>\r\nRCPT TO:<y@example.org>\r\n",
+    );
+    assert!(
+        r.ends_with("550 5.7.1 Relaying denied\r\n250 2.1.5 Recipient ok\r\n"),
+        "{r}"
+    );
     assert_eq!(c.s.transaction().unwrap().rcpts.len(), 1);
 }
 
@@ -383,22 +503,35 @@ fn smtputf8_addresses() {
         c.send("MAIL FROM:<jösé@exämple.org>\r\n".as_bytes()),
         "553 5.6.7 Must declare SMTPUTF8 to send non-ASCII addresses\r\n"
     );
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "250 2.1.0 Sender ok\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "250 2.1.0 Sender ok\r\n"
+    );
     assert_eq!(
         c.send("RCPT TO:<ünï@example.org>\r\n".as_bytes()),
         "553 5.6.7 Must declare SMTPUTF8 to send non-ASCII addresses\r\n"
     );
     c.send(b"RSET\r\n");
-    assert_eq!(c.send("MAIL FROM:<jösé@exämple.org> SMTPUTF8\r\n".as_bytes()), "250 2.1.0 Sender ok\r\n");
-    assert_eq!(c.send("RCPT TO:<ünï@example.org>\r\n".as_bytes()), "250 2.1.5 Recipient ok\r\n");
+    assert_eq!(
+        c.send("MAIL FROM:<jösé@exämple.org> SMTPUTF8\r\n".as_bytes()),
+        "250 2.1.0 Sender ok\r\n"
+    );
+    assert_eq!(
+        c.send("RCPT TO:<ünï@example.org>\r\n".as_bytes()),
+        "250 2.1.5 Recipient ok\r\n"
+    );
     assert!(c.s.transaction().unwrap().mail_params.smtputf8);
 }
 
 #[test]
 fn too_many_recipients() {
     let mut c = in_tx();
-    let r = c.send(b"RCPT TO:<c@example.org>\r\nRCPT TO:<d@example.org>\r\nRCPT TO:<e@example.org>\r\n");
-    assert_eq!(r, "250 2.1.5 Recipient ok\r\n250 2.1.5 Recipient ok\r\n452 4.5.3 Too many recipients\r\n");
+    let r = c
+        .send(b"RCPT TO:<c@example.org>\r\nRCPT TO:<d@example.org>\r\nRCPT TO:<e@example.org>\r\n");
+    assert_eq!(
+        r,
+        "250 2.1.5 Recipient ok\r\n250 2.1.5 Recipient ok\r\n452 4.5.3 Too many recipients\r\n"
+    );
     assert_eq!(c.s.transaction().unwrap().rcpts.len(), 3);
 }
 
@@ -409,7 +542,10 @@ fn too_many_mails() {
         c.send(b"MAIL FROM:<a@b.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n");
     }
     assert_eq!(c.messages().len(), 2);
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "452 4.5.3 Too many messages for this session\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "452 4.5.3 Too many messages for this session\r\n"
+    );
 }
 
 #[test]
@@ -420,16 +556,35 @@ fn size_parameter_over_limit() {
         "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
     );
     assert!(c.s.transaction().is_none());
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org> SIZE=1000\r\n"), "250 2.1.0 Sender ok\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org> SIZE=1000\r\n"),
+        "250 2.1.0 Sender ok\r\n"
+    );
 }
 
 #[test]
 fn tls_required_before_mail() {
-    let mut c = ehlo(SessionConfig { tls_required: true, ..config() });
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "530 5.7.0 Must issue a STARTTLS command first\r\n");
-    let mut c = Client::with(SessionConfig { tls_required: true, ..config() }, true, Box::new(|_| Decision::Accept(None)));
+    let mut c = ehlo(SessionConfig {
+        tls_required: true,
+        ..config()
+    });
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "530 5.7.0 Must issue a STARTTLS command first\r\n"
+    );
+    let mut c = Client::with(
+        SessionConfig {
+            tls_required: true,
+            ..config()
+        },
+        true,
+        Box::new(|_| Decision::Accept(None)),
+    );
     c.send(b"EHLO x\r\n");
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "250 2.1.0 Sender ok\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "250 2.1.0 Sender ok\r\n"
+    );
 }
 
 // ---- DATA -------------------------------------------------------------
@@ -437,11 +592,17 @@ fn tls_required_before_mail() {
 #[test]
 fn data_transaction() {
     let mut c = in_tx();
-    assert_eq!(c.send(b"DATA\r\n"), "354 Enter mail, end with \".\" on a line by itself\r\n");
+    assert_eq!(
+        c.send(b"DATA\r\n"),
+        "354 Enter mail, end with \".\" on a line by itself\r\n"
+    );
     assert_eq!(c.s.idle_timeout(), DATA_TIMEOUT);
     let r = c.send(b"Subject: hi\r\n\r\n..leading dot\r\nbye\r\n.\r\n");
     assert_eq!(r, "250 2.0.0 Message accepted for delivery\r\n");
-    assert_eq!(c.messages(), vec![b"Subject: hi\r\n\r\n.leading dot\r\nbye\r\n".to_vec()]);
+    assert_eq!(
+        c.messages(),
+        vec![b"Subject: hi\r\n\r\n.leading dot\r\nbye\r\n".to_vec()]
+    );
     assert!(c.s.transaction().is_none());
     assert_eq!(c.s.idle_timeout(), COMMAND_TIMEOUT);
 }
@@ -462,13 +623,18 @@ fn message_decision_text_and_rejection() {
             Event::Message { content } if content.starts_with(b"spam") => {
                 Decision::Reject(Reply::new(554, "5.7.1", "Looks like spam"))
             }
-            Event::Message { .. } => Decision::Accept(Some("2.0.0 2b4c1a00 Message accepted for delivery".into())),
+            Event::Message { .. } => {
+                Decision::Accept(Some("2.0.0 2b4c1a00 Message accepted for delivery".into()))
+            }
             _ => Decision::Accept(None),
         }),
     );
     c.send(b"EHLO x\r\n");
     let r = c.send(b"MAIL FROM:<a@b.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nham\r\n.\r\n");
-    assert!(r.ends_with("250 2.0.0 2b4c1a00 Message accepted for delivery\r\n"), "{r}");
+    assert!(
+        r.ends_with("250 2.0.0 2b4c1a00 Message accepted for delivery\r\n"),
+        "{r}"
+    );
     let r = c.send(b"MAIL FROM:<a@b.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nspam\r\n.\r\n");
     assert!(r.ends_with("554 5.7.1 Looks like spam\r\n"), "{r}");
     assert!(c.s.transaction().is_none());
@@ -514,7 +680,9 @@ fn reject_with_positive_code_is_made_a_failure() {
             _ => Decision::Accept(None),
         }),
     );
-    assert!(c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\n").ends_with("451 4.3.0 oops\r\n"));
+    assert!(c
+        .send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\n")
+        .ends_with("451 4.3.0 oops\r\n"));
     assert!(c.s.transaction().is_none());
 }
 
@@ -529,7 +697,10 @@ fn message_too_big_is_read_to_the_end() {
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(b"MAIL FROM:<smuggled@x>\r\n.\r\nNOOP\r\n");
-    assert_eq!(c.send(&body), "552 5.3.4 Message too big\r\n250 2.0.0 Ok\r\n");
+    assert_eq!(
+        c.send(&body),
+        "552 5.3.4 Message too big\r\n250 2.0.0 Ok\r\n"
+    );
     assert!(c.messages().is_empty());
     assert!(c.s.transaction().is_none());
     assert_eq!(c.mail_froms(), 1);
@@ -577,7 +748,11 @@ fn smuggling_attempts_are_rejected_whole() {
                 t.ends_with("354 Enter mail, end with \".\" on a line by itself\r\n550 5.5.2 Message contains bare CR or LF characters\r\n250 2.0.0 Ok\r\n"),
                 "{ending:?} bytewise={bytewise}: {t}"
             );
-            assert_eq!(c.mail_froms(), 1, "{ending:?}: a second transaction started");
+            assert_eq!(
+                c.mail_froms(),
+                1,
+                "{ending:?}: a second transaction started"
+            );
             assert!(c.messages().is_empty(), "{ending:?}");
             assert!(c.s.transaction().is_none());
         }
@@ -591,7 +766,10 @@ fn smuggled_text_accepted_only_as_content_when_properly_framed() {
     let mut c = in_tx();
     c.send(b"DATA\r\n");
     c.send(b"x\r\n.MAIL FROM:<admin@example.org>\r\n..\r\nDATA\r\n.\r\n");
-    assert_eq!(c.messages(), vec![b"x\r\nMAIL FROM:<admin@example.org>\r\n.\r\nDATA\r\n".to_vec()]);
+    assert_eq!(
+        c.messages(),
+        vec![b"x\r\nMAIL FROM:<admin@example.org>\r\n.\r\nDATA\r\n".to_vec()]
+    );
     assert_eq!(c.mail_froms(), 1);
 }
 
@@ -628,7 +806,10 @@ fn bare_lf_and_cr_in_commands() {
         "500 5.5.2 Bare CR received: lines must end with CRLF\r\n250 2.0.0 Ok\r\n"
     );
     // A bare LF never completes a command, even split across feeds.
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\n"), "500 5.5.2 Bare LF received: lines must end with CRLF\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\n"),
+        "500 5.5.2 Bare LF received: lines must end with CRLF\r\n"
+    );
     assert!(c.s.transaction().is_none());
 }
 
@@ -640,7 +821,10 @@ fn line_too_long() {
     line.extend_from_slice(b"\r\nNOOP\r\n");
     assert_eq!(c.send(&line), "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n");
     let mut c = ehlo(config());
-    assert_eq!(c.send_bytewise(&line), "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n");
+    assert_eq!(
+        c.send_bytewise(&line),
+        "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n"
+    );
 }
 
 // ---- pipelining -------------------------------------------------------
@@ -651,7 +835,13 @@ fn whole_session_pipelined_in_one_feed() {
     c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n");
     assert_eq!(
         codes(&c.transcript()),
-        [&["220"][..], &["250"; 10], &["250"; 3], &["354", "250", "221"]].concat()
+        [
+            &["220"][..],
+            &["250"; 10],
+            &["250"; 3],
+            &["354", "250", "221"]
+        ]
+        .concat()
     );
     let kinds: Vec<&str> = c
         .events()
@@ -667,7 +857,10 @@ fn whole_session_pipelined_in_one_feed() {
             Event::Reset => "reset",
         })
         .collect();
-    assert_eq!(kinds, ["connect", "helo", "mail", "rcpt", "rcpt", "data", "message", "quit"]);
+    assert_eq!(
+        kinds,
+        ["connect", "helo", "mail", "rcpt", "rcpt", "data", "message", "quit"]
+    );
     assert_eq!(c.messages(), vec![b"Subject: s\r\n\r\nbody\r\n".to_vec()]);
     assert!(c.closed());
 }
@@ -677,7 +870,13 @@ fn nothing_runs_while_an_event_is_pending() {
     let mut c = Client::new(config());
     c.manual = true;
     c.send(b"EHLO x\r\nNOOP\r\nNOOP\r\n");
-    assert_eq!(c.seen.last(), Some(&Seen::Event(Event::Helo { extended: true, name: "x".into() })));
+    assert_eq!(
+        c.seen.last(),
+        Some(&Seen::Event(Event::Helo {
+            extended: true,
+            name: "x".into()
+        }))
+    );
     assert!(c.s.poll().is_none());
     c.s.feed(b"NOOP\r\n");
     assert!(c.s.poll().is_none());
@@ -687,7 +886,10 @@ fn nothing_runs_while_an_event_is_pending() {
         Some(Output::Write(w)) => {
             let w = String::from_utf8(w).unwrap();
             assert!(w.starts_with("250-mx.example.org Hello x\r\n"));
-            assert!(w.ends_with("250 HELP\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"), "{w}");
+            assert!(
+                w.ends_with("250 HELP\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n"),
+                "{w}"
+            );
         }
         o => panic!("{o:?}"),
     }
@@ -741,7 +943,9 @@ fn byte_at_a_time_equals_bulk() {
     }
     assert!(bulk.closed());
     // "chunk1\n" has a bare LF: the BDAT message is refused at LAST.
-    assert!(bulk.transcript().contains("550 5.5.2 Message contains bare CR or LF characters\r\n"));
+    assert!(bulk
+        .transcript()
+        .contains("550 5.5.2 Message contains bare CR or LF characters\r\n"));
     assert_eq!(bulk.messages(), vec![b"line1\r\n.dotted\r\n\r\n".to_vec()]);
 }
 
@@ -750,11 +954,17 @@ fn byte_at_a_time_equals_bulk() {
 #[test]
 fn bdat_chunks() {
     let mut c = in_tx();
-    assert_eq!(c.send(b"BDAT 8\r\nSubject:"), "250 2.0.0 8 octets received\r\n");
+    assert_eq!(
+        c.send(b"BDAT 8\r\nSubject:"),
+        "250 2.0.0 8 octets received\r\n"
+    );
     assert_eq!(c.s.idle_timeout(), COMMAND_TIMEOUT);
     assert_eq!(c.send(b"BDAT 10 LAST\r\n x\r\n\r\n."), "");
     assert_eq!(c.s.idle_timeout(), DATA_TIMEOUT);
-    assert_eq!(c.send(b".\r\n"), "250 2.0.0 Message accepted for delivery\r\n");
+    assert_eq!(
+        c.send(b".\r\n"),
+        "250 2.0.0 Message accepted for delivery\r\n"
+    );
     assert_eq!(c.messages(), vec![b"Subject: x\r\n\r\n..\r\n".to_vec()]);
     assert!(c.events().contains(&Event::DataStart));
     assert!(c.s.transaction().is_none());
@@ -763,7 +973,10 @@ fn bdat_chunks() {
 #[test]
 fn bdat_zero_last() {
     let mut c = in_tx();
-    assert_eq!(c.send(b"BDAT 0 LAST\r\n"), "250 2.0.0 Message accepted for delivery\r\n");
+    assert_eq!(
+        c.send(b"BDAT 0 LAST\r\n"),
+        "250 2.0.0 Message accepted for delivery\r\n"
+    );
     assert_eq!(c.messages(), vec![Vec::<u8>::new()]);
 }
 
@@ -781,7 +994,10 @@ fn bdat_without_recipient_skips_the_chunk() {
 fn data_and_bdat_cannot_mix() {
     let mut c = in_tx();
     c.send(b"BDAT 3\r\nabc");
-    assert_eq!(c.send(b"DATA\r\n"), "503 5.5.1 Error: DATA and BDAT cannot be mixed\r\n");
+    assert_eq!(
+        c.send(b"DATA\r\n"),
+        "503 5.5.1 Error: DATA and BDAT cannot be mixed\r\n"
+    );
 }
 
 #[test]
@@ -808,13 +1024,19 @@ fn bdat_after_failure_is_skipped() {
     let mut input = b"BDAT 1001\r\n".to_vec();
     input.extend_from_slice(&[b'a'; 1001]);
     input.extend_from_slice(b"BDAT 4 LAST\r\nabcd");
-    assert_eq!(c.send(&input), "552 5.3.4 Message too big\r\n503 5.5.1 Error: need MAIL command\r\n");
+    assert_eq!(
+        c.send(&input),
+        "552 5.3.4 Message too big\r\n503 5.5.1 Error: need MAIL command\r\n"
+    );
 }
 
 #[test]
 fn bdat_bad_size_closes() {
     let mut c = in_tx();
-    assert_eq!(c.send(b"BDAT lots\r\nMAIL FROM:<x@y>\r\n"), "501 5.5.4 Syntax: BDAT count [LAST]\r\n");
+    assert_eq!(
+        c.send(b"BDAT lots\r\nMAIL FROM:<x@y>\r\n"),
+        "501 5.5.4 Syntax: BDAT count [LAST]\r\n"
+    );
     assert!(c.closed());
 }
 
@@ -824,7 +1046,11 @@ fn bdat_bare_newlines_rejected_at_last() {
         let mut c = in_tx();
         let mut input = format!("BDAT {} LAST\r\n", content.len()).into_bytes();
         input.extend_from_slice(content);
-        assert_eq!(c.send(&input), "550 5.5.2 Message contains bare CR or LF characters\r\n", "{content:?}");
+        assert_eq!(
+            c.send(&input),
+            "550 5.5.2 Message contains bare CR or LF characters\r\n",
+            "{content:?}"
+        );
         assert!(c.messages().is_empty());
     }
 }
@@ -841,7 +1067,10 @@ fn bdat_data_start_rejected_discards_chunk() {
     );
     c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\nRCPT TO:<b@example.org>\r\n");
     assert_eq!(c.send(b"BDAT 6\r\nQUIT\r\n"), "554 5.7.1 No\r\n");
-    assert_eq!(c.send(b"BDAT 2 LAST\r\nab"), "503 5.5.1 Error: need MAIL command\r\n");
+    assert_eq!(
+        c.send(b"BDAT 2 LAST\r\nab"),
+        "503 5.5.1 Error: need MAIL command\r\n"
+    );
     assert!(!c.closed());
 }
 
@@ -858,24 +1087,45 @@ fn starttls_discards_pipelined_input() {
     c.s.tls_established();
     assert!(c.s.tls_active());
     assert_eq!(c.s.helo(), None);
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "503 5.5.1 Error: send HELO/EHLO first\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "503 5.5.1 Error: send HELO/EHLO first\r\n"
+    );
     assert_eq!(c.mail_froms(), 0);
     let r = c.send(b"EHLO x\r\n");
     assert!(!r.contains("STARTTLS"), "{r}");
     assert_eq!(c.s.protocol(), "ESMTPS");
-    assert_eq!(c.send(b"STARTTLS\r\n"), "503 5.5.1 Error: TLS already active\r\n");
+    assert_eq!(
+        c.send(b"STARTTLS\r\n"),
+        "503 5.5.1 Error: TLS already active\r\n"
+    );
 }
 
 #[test]
 fn starttls_not_offered_or_out_of_place() {
-    let mut c = ehlo(SessionConfig { starttls: false, ..config() });
-    assert_eq!(c.send(b"STARTTLS\r\n"), "502 5.5.1 Error: command not implemented\r\n");
+    let mut c = ehlo(SessionConfig {
+        starttls: false,
+        ..config()
+    });
+    assert_eq!(
+        c.send(b"STARTTLS\r\n"),
+        "502 5.5.1 Error: command not implemented\r\n"
+    );
     let mut c = Client::new(config());
-    assert_eq!(c.send(b"STARTTLS\r\n"), "503 5.5.1 Error: send EHLO first\r\n");
+    assert_eq!(
+        c.send(b"STARTTLS\r\n"),
+        "503 5.5.1 Error: send EHLO first\r\n"
+    );
     let mut c = in_tx();
-    assert_eq!(c.send(b"STARTTLS\r\n"), "503 5.5.1 Error: STARTTLS not allowed during a mail transaction\r\n");
+    assert_eq!(
+        c.send(b"STARTTLS\r\n"),
+        "503 5.5.1 Error: STARTTLS not allowed during a mail transaction\r\n"
+    );
     let mut c = ehlo(config());
-    assert_eq!(c.send(b"STARTTLS now\r\n"), "501 5.5.4 Syntax: STARTTLS\r\n");
+    assert_eq!(
+        c.send(b"STARTTLS now\r\n"),
+        "501 5.5.4 Syntax: STARTTLS\r\n"
+    );
     // tls_established() out of place does nothing.
     c.s.tls_established();
     assert!(!c.s.tls_active());
@@ -887,10 +1137,21 @@ fn starttls_not_offered_or_out_of_place() {
 fn simple_commands() {
     let mut c = ehlo(config());
     assert_eq!(c.send(b"noop\r\n"), "250 2.0.0 Ok\r\n");
-    assert_eq!(c.send(b"VRFY root\r\n"), "502 5.5.1 VRFY command is disabled\r\n");
-    assert_eq!(c.send(b"EXPN staff\r\n"), "502 5.5.1 EXPN command is disabled\r\n");
-    assert!(c.send(b"HELP\r\n").starts_with("214-2.0.0 This is wasmtpd\r\n"));
-    assert_eq!(c.send(b"AUTH PLAIN AGFAYg==\r\n"), "502 5.5.1 AUTH not available\r\n");
+    assert_eq!(
+        c.send(b"VRFY root\r\n"),
+        "502 5.5.1 VRFY command is disabled\r\n"
+    );
+    assert_eq!(
+        c.send(b"EXPN staff\r\n"),
+        "502 5.5.1 EXPN command is disabled\r\n"
+    );
+    assert!(c
+        .send(b"HELP\r\n")
+        .starts_with("214-2.0.0 This is wasmtpd\r\n"));
+    assert_eq!(
+        c.send(b"AUTH PLAIN AGFAYg==\r\n"),
+        "502 5.5.1 AUTH not available\r\n"
+    );
     assert_eq!(c.send(b"AUTH\r\n"), "502 5.5.1 AUTH not available\r\n");
 }
 
@@ -900,7 +1161,10 @@ fn rset_clears_the_transaction() {
     assert_eq!(c.send(b"RSET\r\n"), "250 2.0.0 Reset state\r\n");
     assert_eq!(c.events().last(), Some(&Event::Reset));
     assert!(c.s.transaction().is_none());
-    assert_eq!(c.send(b"MAIL FROM:<a@b.org>\r\n"), "250 2.1.0 Sender ok\r\n");
+    assert_eq!(
+        c.send(b"MAIL FROM:<a@b.org>\r\n"),
+        "250 2.1.0 Sender ok\r\n"
+    );
 }
 
 #[test]
@@ -918,7 +1182,10 @@ fn quit_closes_for_good() {
 #[test]
 fn web_requests_are_hung_up_on() {
     let mut c = Client::new(config());
-    assert_eq!(c.send(b"GET / HTTP/1.1\r\nHost: x\r\n"), "421 4.7.0 Non-SMTP command, closing connection\r\n");
+    assert_eq!(
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+        "421 4.7.0 Non-SMTP command, closing connection\r\n"
+    );
     assert!(c.closed());
 }
 
@@ -926,7 +1193,10 @@ fn web_requests_are_hung_up_on() {
 
 #[test]
 fn too_many_commands() {
-    let mut c = ehlo(SessionConfig { max_commands: 3, ..config() });
+    let mut c = ehlo(SessionConfig {
+        max_commands: 3,
+        ..config()
+    });
     assert_eq!(
         c.send(b"NOOP\r\nNOOP\r\nNOOP\r\nNOOP\r\n"),
         "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n421 4.7.0 Too many commands\r\n"
@@ -936,7 +1206,10 @@ fn too_many_commands() {
 
 #[test]
 fn too_many_errors() {
-    let mut c = ehlo(SessionConfig { max_errors: 3, ..config() });
+    let mut c = ehlo(SessionConfig {
+        max_errors: 3,
+        ..config()
+    });
     let r = c.send(b"FOO\r\nRCPT TO:<a@b.org>\r\nBAR\r\nNOOP\r\n");
     assert_eq!(
         r,
@@ -952,7 +1225,10 @@ fn timeout() {
     assert_eq!(c.s.idle_timeout(), COMMAND_TIMEOUT);
     c.s.timed_out();
     c.run();
-    assert_eq!(c.transcript().rsplit("\r\n").nth(1), Some("421 4.4.2 mx.example.org Error: timeout exceeded"));
+    assert_eq!(
+        c.transcript().rsplit("\r\n").nth(1),
+        Some("421 4.4.2 mx.example.org Error: timeout exceeded")
+    );
     assert!(c.closed());
 }
 
@@ -964,13 +1240,18 @@ fn timeout_while_event_pending() {
     c.s.timed_out();
     c.s.decide(Decision::Accept(None));
     c.run();
-    assert!(c.transcript().ends_with("421 4.4.2 mx.example.org Error: timeout exceeded\r\n"));
+    assert!(c
+        .transcript()
+        .ends_with("421 4.4.2 mx.example.org Error: timeout exceeded\r\n"));
     assert!(c.closed());
 }
 
 #[test]
 fn large_message_in_big_fragments() {
-    let cfg = SessionConfig { max_message_size: 0, ..config() };
+    let cfg = SessionConfig {
+        max_message_size: 0,
+        ..config()
+    };
     let mut c = ehlo(cfg);
     c.send(b"MAIL FROM:<a@b.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
     let mut body = Vec::new();
