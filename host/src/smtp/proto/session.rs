@@ -462,6 +462,18 @@ impl Session {
         &self.cfg
     }
 
+    /// True while an event handed out by `poll` awaits its decision. The
+    /// driver should stop reading then (backpressure): input fed
+    /// meanwhile is only buffered.
+    pub fn awaiting_decision(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Received octets not processed yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// True once `Output::Close` has been handed out.
     pub fn is_closed(&self) -> bool {
         self.closed

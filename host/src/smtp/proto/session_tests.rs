@@ -1102,6 +1102,46 @@ fn starttls_discards_pipelined_input() {
 }
 
 #[test]
+fn starttls_pipelined_after_ehlo_in_one_feed() {
+    let mut c = Client::new(config());
+    c.send(b"EHLO x\r\nSTARTTLS\r\nMAIL FROM:<evil@x.org>\r\nRCPT TO:<v@example.org>\r\nDATA\r\n");
+    let n = c.seen.len();
+    assert!(
+        matches!(&c.seen[n - 2], Seen::Write(w) if w.ends_with("250 HELP\r\n220 2.0.0 Ready to start TLS\r\n"))
+    );
+    assert_eq!(c.seen[n - 1], Seen::StartTls);
+    assert_eq!(c.s.buffered(), 0);
+    assert!(c.s.poll().is_none());
+    c.s.tls_established();
+    assert_eq!(
+        c.send(b"EHLO x\r\nMAIL FROM:<a@b.org>\r\n").lines().last(),
+        Some("250 2.1.0 Sender ok")
+    );
+    assert_eq!(c.mail_froms(), 1);
+    assert!(matches!(&c.events()[3], Event::MailFrom { sender: Some(a), .. } if a.local == "a"));
+}
+
+#[test]
+fn session_can_move_between_threads() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Session>();
+    assert_send::<Output>();
+}
+
+#[test]
+fn backpressure_accessors() {
+    let mut c = Client::new(config());
+    c.manual = true;
+    c.send(b"EHLO x\r\nNOOP\r\n");
+    assert!(c.s.awaiting_decision());
+    assert_eq!(c.s.buffered(), 6);
+    c.s.decide(Decision::Accept(None));
+    assert!(!c.s.awaiting_decision());
+    c.run();
+    assert_eq!(c.s.buffered(), 0);
+}
+
+#[test]
 fn starttls_not_offered_or_out_of_place() {
     let mut c = ehlo(SessionConfig {
         starttls: false,
