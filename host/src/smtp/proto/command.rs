@@ -74,7 +74,8 @@ pub enum Command {
 }
 
 /// Why a line is not a valid command.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid command: {} {}", reply.code, reply.text)]
 pub struct ParseError {
     /// The verb, when it was recognised.
     pub verb: Option<Verb>,
