@@ -24,7 +24,7 @@
 //! }
 //! ```
 //!
-//! Module map: [`line`](self::line) frames command lines, [`command`] parses them
+//! Module map: [`line`](mod@line) frames command lines, [`command`] parses them
 //! (with [`path`] and [`params`]), [`data`] reads DATA and BDAT bodies,
 //! [`session`] is the state machine, [`reply`] the reply type.
 
