@@ -112,7 +112,8 @@ fn outcome_of(program: &str, status: ExitStatus, text: Option<String>) -> Outcom
 
 fn kill_group(child: &tokio::process::Child) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
     }
 }
 
@@ -171,7 +172,12 @@ pub(crate) mod tests {
 
     /// Another test thread forking while a script is still open for
     /// writing makes exec fail with ETXTBSY; that is a test artefact.
-    async fn run(argv: &[String], env: &[(String, String)], content: &[u8], limit: Duration) -> Outcome {
+    async fn run(
+        argv: &[String],
+        env: &[(String, String)],
+        content: &[u8],
+        limit: Duration,
+    ) -> Outcome {
         for _ in 0..20 {
             let o = run_command(argv, env, None, content, limit).await;
             if !o.detail().contains("Text file busy") {
@@ -188,13 +194,26 @@ pub(crate) mod tests {
         let ok = script(dir.path(), "ok", "cat >/dev/null; exit 0");
         let temp = script(dir.path(), "temp", "echo 'mailbox busy' >&2; exit 75");
         let oserr = script(dir.path(), "oserr", "exit 71");
-        let perm = script(dir.path(), "perm", "echo; echo 'no such user' >&2; echo more >&2; exit 1");
+        let perm = script(
+            dir.path(),
+            "perm",
+            "echo; echo 'no such user' >&2; echo more >&2; exit 1",
+        );
         let sig = script(dir.path(), "sig", "kill -9 $$");
         let t = COMMAND_TIMEOUT;
         assert!(run(&[ok], &[], b"x", t).await.is_ok());
         let o = run(&[temp], &[], b"x", t).await;
-        assert_eq!(o, Outcome::TempFail(format!("{}/temp exited 75: mailbox busy", dir.path().display())));
-        assert!(matches!(run(&[oserr], &[], b"x", t).await, Outcome::TempFail(_)));
+        assert_eq!(
+            o,
+            Outcome::TempFail(format!(
+                "{}/temp exited 75: mailbox busy",
+                dir.path().display()
+            ))
+        );
+        assert!(matches!(
+            run(&[oserr], &[], b"x", t).await,
+            Outcome::TempFail(_)
+        ));
         match run(&[perm], &[], b"x", t).await {
             Outcome::PermFail(s) => assert!(s.ends_with("exited 1: no such user"), "{s}"),
             o => panic!("{o:?}"),
@@ -212,7 +231,12 @@ pub(crate) mod tests {
         let cmd = script(
             dir.path(),
             "save",
-            &format!("cat > '{}'; env | sort >> '{}'; echo \"arg=$1\" >> '{}'", out.display(), out.display(), out.display()),
+            &format!(
+                "cat > '{}'; env | sort >> '{}'; echo \"arg=$1\" >> '{}'",
+                out.display(),
+                out.display(),
+                out.display()
+            ),
         );
         let env = vec![
             ("RECIPIENT".to_string(), "joe@example.org".to_string()),
@@ -234,7 +258,10 @@ pub(crate) mod tests {
         let slow = script(dir.path(), "slow", "sleep 30");
         let start = std::time::Instant::now();
         let o = run(&[slow], &[], b"", Duration::from_millis(300)).await;
-        assert!(matches!(o, Outcome::TempFail(ref s) if s.contains("timed out")), "{o:?}");
+        assert!(
+            matches!(o, Outcome::TempFail(ref s) if s.contains("timed out")),
+            "{o:?}"
+        );
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
@@ -242,7 +269,10 @@ pub(crate) mod tests {
     async fn missing_program_and_large_input() {
         let o = deliver_command(&["/nonexistent/mda".to_string()], &[], b"x").await;
         assert!(matches!(o, Outcome::TempFail(_)), "{o:?}");
-        assert!(matches!(deliver_command(&[], &[], b"x").await, Outcome::PermFail(_)));
+        assert!(matches!(
+            deliver_command(&[], &[], b"x").await,
+            Outcome::PermFail(_)
+        ));
         // A command that ignores a message bigger than a pipe buffer.
         let dir = tempfile::tempdir().unwrap();
         let quick = script(dir.path(), "quick", "exit 0");

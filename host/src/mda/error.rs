@@ -40,7 +40,10 @@ pub enum MdaError {
 
 impl MdaError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> MdaError {
-        MdaError::Io { context: context.into(), source }
+        MdaError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Whether the scheduler should retry. Like OpenSMTPD's mda, I/O

@@ -27,7 +27,10 @@ pub(crate) struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(30), reply: Duration::from_secs(300) }
+        Timeouts {
+            connect: Duration::from_secs(30),
+            reply: Duration::from_secs(300),
+        }
     }
 }
 
@@ -60,7 +63,10 @@ pub(crate) async fn deliver_lmtp_with(
     if lhlo.is_empty() || !lhlo.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(MdaError::BadDestination(format!("LHLO name {lhlo:?}")));
     }
-    let connect_err = |source| MdaError::Connect { dest: dest.to_string(), source };
+    let connect_err = |source| MdaError::Connect {
+        dest: dest.to_string(),
+        source,
+    };
     let connect_timeout = || MdaError::Timeout(format!("connecting to LMTP server {dest}"));
     match parse_dest(dest)? {
         Dest::Unix(path) => {
@@ -120,7 +126,9 @@ fn parse_dest(dest: &str) -> Result<Dest<'_>, MdaError> {
 /// inject a command line.
 fn path_of(addr: Option<&MailAddr>) -> Result<String, MdaError> {
     let s = addr.map(|a| a.to_string()).unwrap_or_default();
-    if s.bytes().any(|b| b.is_ascii_control() || b == b'<' || b == b'>') {
+    if s.bytes()
+        .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
+    {
         return Err(MdaError::BadAddress(s));
     }
     Ok(format!("<{s}>"))
@@ -172,7 +180,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     content: &[u8],
     t: Timeouts,
 ) -> Result<Vec<Outcome>, MdaError> {
-    let mut c = Conn { io: BufReader::new(stream), t };
+    let mut c = Conn {
+        io: BufReader::new(stream),
+        t,
+    };
     let greeting = c.reply("connect").await?;
     if greeting.class() != 2 {
         return Err(MdaError::Refused(greeting.to_string()));
@@ -181,7 +192,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     if r.class() != 2 {
         return Err(MdaError::Refused(r.to_string()));
     }
-    let r = c.command(&format!("MAIL FROM:{}", path_of(sender)?), "MAIL FROM").await?;
+    let r = c
+        .command(&format!("MAIL FROM:{}", path_of(sender)?), "MAIL FROM")
+        .await?;
     if r.class() != 2 {
         let o = outcome_of(&r);
         quit(&mut c).await;
@@ -202,7 +215,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             outcomes[i] = Some(outcome_of(&r));
         }
     }
-    let accepted: Vec<usize> = (0..rcpts.len()).filter(|&i| outcomes[i].is_none()).collect();
+    let accepted: Vec<usize> = (0..rcpts.len())
+        .filter(|&i| outcomes[i].is_none())
+        .collect();
     if accepted.is_empty() {
         quit(&mut c).await;
         return Ok(outcomes.into_iter().flatten().collect());
@@ -292,7 +307,10 @@ mod tests {
     }
 
     fn fast() -> Timeouts {
-        Timeouts { connect: Duration::from_secs(5), reply: Duration::from_secs(5) }
+        Timeouts {
+            connect: Duration::from_secs(5),
+            reply: Duration::from_secs(5),
+        }
     }
 
     /// A tiny LMTP server; returns the lines it received (message
@@ -300,7 +318,10 @@ mod tests {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(s: S, script: Script) -> Vec<String> {
         let mut io = BufReader::new(s);
         let mut seen = Vec::new();
-        io.get_mut().write_all(script.greeting.as_bytes()).await.unwrap();
+        io.get_mut()
+            .write_all(script.greeting.as_bytes())
+            .await
+            .unwrap();
         let mut rcpt = script.rcpt.iter();
         let mut in_data = false;
         loop {
@@ -339,13 +360,20 @@ mod tests {
     }
 
     fn rcpts(n: usize) -> Vec<MailAddr> {
-        (0..n).map(|i| MailAddr::new(format!("u{i}"), "example.org")).collect()
+        (0..n)
+            .map(|i| MailAddr::new(format!("u{i}"), "example.org"))
+            .collect()
     }
 
     fn mixed() -> Script {
         Script {
             greeting: "220 lmtp ready\r\n",
-            rcpt: vec!["250 2.1.5 Ok\r\n", "550 5.1.1 No such user\r\n", "250 2.1.5 Ok\r\n", "250 2.1.5 Ok\r\n"],
+            rcpt: vec![
+                "250 2.1.5 Ok\r\n",
+                "550 5.1.1 No such user\r\n",
+                "250 2.1.5 Ok\r\n",
+                "250 2.1.5 Ok\r\n",
+            ],
             after_data: vec![
                 "250 2.0.0 Saved\r\n",
                 "452-4.2.2 Mailbox\r\n452 4.2.2 full\r\n",
@@ -358,7 +386,10 @@ mod tests {
         assert_eq!(out.len(), 4);
         assert_eq!(out[0], Outcome::Ok("250 2.0.0 Saved".into()));
         assert_eq!(out[1], Outcome::PermFail("550 5.1.1 No such user".into()));
-        assert_eq!(out[2], Outcome::TempFail("452 4.2.2 Mailbox 4.2.2 full".into()));
+        assert_eq!(
+            out[2],
+            Outcome::TempFail("452 4.2.2 Mailbox 4.2.2 full".into())
+        );
         assert!(matches!(out[3], Outcome::PermFail(_)));
     }
 
@@ -370,14 +401,19 @@ mod tests {
         let dest = l.local_addr().unwrap().to_string();
         let server = tokio::spawn(async move { serve(l.accept().await.unwrap().0, mixed()).await });
         let sender = MailAddr::new("s", "example.net");
-        let out = deliver_lmtp_with(&dest, "mx.test", Some(&sender), &rcpts(4), MSG, fast()).await.unwrap();
+        let out = deliver_lmtp_with(&dest, "mx.test", Some(&sender), &rcpts(4), MSG, fast())
+            .await
+            .unwrap();
         check_mixed(&out);
         let seen = server.await.unwrap();
         assert_eq!(seen[0], "LHLO mx.test");
         assert_eq!(seen[1], "MAIL FROM:<s@example.net>");
         assert_eq!(seen[2], "RCPT TO:<u0@example.org>");
         let data = seen.iter().position(|l| l == "DATA").unwrap();
-        assert_eq!(&seen[data + 1..data + 6], ["Subject: t", "", "..hidden", "last line", "."]);
+        assert_eq!(
+            &seen[data + 1..data + 6],
+            ["Subject: t", "", "..hidden", "last line", "."]
+        );
         assert_eq!(seen.last().unwrap(), "QUIT");
     }
 
@@ -388,7 +424,9 @@ mod tests {
         let l = UnixListener::bind(&path).unwrap();
         let server = tokio::spawn(async move { serve(l.accept().await.unwrap().0, mixed()).await });
         let dest = path.to_str().unwrap().to_string();
-        let out = deliver_lmtp_with(&dest, "mx.test", None, &rcpts(4), MSG, fast()).await.unwrap();
+        let out = deliver_lmtp_with(&dest, "mx.test", None, &rcpts(4), MSG, fast())
+            .await
+            .unwrap();
         check_mixed(&out);
         assert_eq!(server.await.unwrap()[1], "MAIL FROM:<>");
     }
@@ -397,9 +435,15 @@ mod tests {
     async fn garbage_greeting_is_an_error() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dest = l.local_addr().unwrap().to_string();
-        let script = Script { greeting: "SSH-2.0-OpenSSH\r\n", rcpt: vec![], after_data: vec![] };
+        let script = Script {
+            greeting: "SSH-2.0-OpenSSH\r\n",
+            rcpt: vec![],
+            after_data: vec![],
+        };
         let server = tokio::spawn(async move { serve(l.accept().await.unwrap().0, script).await });
-        let err = deliver_lmtp_with(&dest, "h", None, &rcpts(1), MSG, fast()).await.unwrap_err();
+        let err = deliver_lmtp_with(&dest, "h", None, &rcpts(1), MSG, fast())
+            .await
+            .unwrap_err();
         assert!(matches!(err, MdaError::Protocol(_)), "{err:?}");
         assert!(err.is_temporary());
         drop(server);
@@ -415,7 +459,9 @@ mod tests {
             after_data: vec!["250 ok\r\n", "2\x00\x00garbage\r\n"],
         };
         tokio::spawn(async move { serve(l.accept().await.unwrap().0, script).await });
-        let out = deliver_lmtp_with(&dest, "h", None, &rcpts(2), MSG, fast()).await.unwrap();
+        let out = deliver_lmtp_with(&dest, "h", None, &rcpts(2), MSG, fast())
+            .await
+            .unwrap();
         assert!(out[0].is_ok());
         assert!(matches!(out[1], Outcome::TempFail(_)));
     }
@@ -425,7 +471,9 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dest = l.local_addr().unwrap().to_string();
         drop(l);
-        let err = deliver_lmtp_with(&dest, "h", None, &rcpts(1), MSG, fast()).await.unwrap_err();
+        let err = deliver_lmtp_with(&dest, "h", None, &rcpts(1), MSG, fast())
+            .await
+            .unwrap_err();
         assert!(matches!(err, MdaError::Connect { .. }));
         assert!(err.is_temporary());
     }
@@ -439,20 +487,37 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(s);
         });
-        let t = Timeouts { connect: Duration::from_secs(5), reply: Duration::from_millis(200) };
-        let err = deliver_lmtp_with(&dest, "h", None, &rcpts(1), MSG, t).await.unwrap_err();
+        let t = Timeouts {
+            connect: Duration::from_secs(5),
+            reply: Duration::from_millis(200),
+        };
+        let err = deliver_lmtp_with(&dest, "h", None, &rcpts(1), MSG, t)
+            .await
+            .unwrap_err();
         assert!(matches!(err, MdaError::Timeout(_)), "{err:?}");
         hold.abort();
     }
 
     #[test]
     fn destinations() {
-        assert_eq!(parse_dest("/run/dovecot/lmtp").unwrap(), Dest::Unix(Path::new("/run/dovecot/lmtp")));
-        assert_eq!(parse_dest("127.0.0.1:24").unwrap(), Dest::Tcp("127.0.0.1".into(), 24));
-        assert_eq!(parse_dest("[::1]:2424").unwrap(), Dest::Tcp("::1".into(), 2424));
+        assert_eq!(
+            parse_dest("/run/dovecot/lmtp").unwrap(),
+            Dest::Unix(Path::new("/run/dovecot/lmtp"))
+        );
+        assert_eq!(
+            parse_dest("127.0.0.1:24").unwrap(),
+            Dest::Tcp("127.0.0.1".into(), 24)
+        );
+        assert_eq!(
+            parse_dest("[::1]:2424").unwrap(),
+            Dest::Tcp("::1".into(), 2424)
+        );
         assert_eq!(parse_dest("[::1]").unwrap(), Dest::Tcp("::1".into(), 24));
         assert_eq!(parse_dest("::1").unwrap(), Dest::Tcp("::1".into(), 24));
-        assert_eq!(parse_dest("mail.local").unwrap(), Dest::Tcp("mail.local".into(), 24));
+        assert_eq!(
+            parse_dest("mail.local").unwrap(),
+            Dest::Tcp("mail.local".into(), 24)
+        );
         for bad in ["", "host:", "host:x", "host:0", "[::1", "[::1]x", "a b:24"] {
             assert!(parse_dest(bad).is_err(), "{bad}");
         }
@@ -460,7 +525,10 @@ mod tests {
 
     #[test]
     fn dot_stuffing() {
-        assert_eq!(dot_stuff(b".a\n..b\r\nc"), b"..a\r\n...b\r\nc\r\n.\r\n".to_vec());
+        assert_eq!(
+            dot_stuff(b".a\n..b\r\nc"),
+            b"..a\r\n...b\r\nc\r\n.\r\n".to_vec()
+        );
         assert_eq!(dot_stuff(b""), b".\r\n".to_vec());
     }
 }

@@ -36,7 +36,12 @@ pub(crate) fn dotlock(mbox: &Path, deadline: Instant) -> Result<Option<DotLock>,
     name.push(".lock");
     let path = PathBuf::from(name);
     loop {
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
             Ok(mut f) => {
                 let _ = writeln!(f, "{}", std::process::id());
                 return Ok(Some(DotLock { path }));
@@ -48,7 +53,12 @@ pub(crate) fn dotlock(mbox: &Path, deadline: Instant) -> Result<Option<DotLock>,
                     continue;
                 }
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS)) => {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EACCES | libc::EPERM | libc::EROFS)
+                ) =>
+            {
                 return Ok(None);
             }
             Err(e) => return Err(MdaError::io(format!("create {}", path.display()), e)),
@@ -76,7 +86,11 @@ pub(crate) fn write_lock(file: &File, path: &Path, deadline: Instant) -> Result<
     loop {
         match try_write_lock(file) {
             Ok(()) => return Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES | libc::EINTR)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::EACCES | libc::EINTR)
+                ) => {}
             Err(e) => return Err(MdaError::io(format!("lock {}", path.display()), e)),
         }
         if Instant::now() >= deadline {

@@ -44,7 +44,8 @@ pub fn deliver_maildir(maildir: &Path, junk: bool, content: &[u8]) -> Result<Pat
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    let dir = File::open(&new_dir).map_err(|e| MdaError::io(format!("{}", new_dir.display()), e))?;
+    let dir =
+        File::open(&new_dir).map_err(|e| MdaError::io(format!("{}", new_dir.display()), e))?;
     dir.sync_all()
         .map_err(|e| MdaError::io(format!("fsync {}", new_dir.display()), e))?;
     tracing::debug!(path = %new.display(), "maildir delivery");
@@ -57,7 +58,11 @@ fn ensure_maildir(dir: &Path) -> Result<(), MdaError> {
     let mut builder = DirBuilder::new();
     builder.recursive(true).mode(0o700);
     for sub in ["", "tmp", "new", "cur"] {
-        let path = if sub.is_empty() { dir.to_path_buf() } else { dir.join(sub) };
+        let path = if sub.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(sub)
+        };
         match fs::metadata(&path) {
             Ok(m) if m.is_dir() => continue,
             Ok(_) => return Err(MdaError::NotADirectory(path)),
@@ -76,7 +81,12 @@ fn ensure_maildir(dir: &Path) -> Result<(), MdaError> {
 /// empty `maildirfolder` file.
 fn mark_subfolder(folder: &Path) -> Result<(), MdaError> {
     let marker = folder.join("maildirfolder");
-    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&marker) {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&marker)
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(MdaError::io(format!("create {}", marker.display()), e)),
@@ -91,8 +101,10 @@ fn write_synced(path: &Path, content: &[u8]) -> Result<(), MdaError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| MdaError::io(format!("create {}", ctx()), e))?;
-    f.write_all(content).map_err(|e| MdaError::io(format!("write {}", ctx()), e))?;
-    f.sync_all().map_err(|e| MdaError::io(format!("fsync {}", ctx()), e))
+    f.write_all(content)
+        .map_err(|e| MdaError::io(format!("write {}", ctx()), e))?;
+    f.sync_all()
+        .map_err(|e| MdaError::io(format!("fsync {}", ctx()), e))
 }
 
 /// Moves the finished file into `new/`. A hard link never replaces an
@@ -103,8 +115,14 @@ fn publish(tmp: &Path, new: &Path) -> Result<(), MdaError> {
             let _ = fs::remove_file(tmp);
             Ok(())
         }
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP | libc::EXDEV)) => {
-            fs::rename(tmp, new).map_err(|e| MdaError::io(format!("rename to {}", new.display()), e))
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM | libc::ENOTSUP | libc::EXDEV)
+            ) =>
+        {
+            fs::rename(tmp, new)
+                .map_err(|e| MdaError::io(format!("rename to {}", new.display()), e))
         }
         Err(e) => Err(MdaError::io(format!("link to {}", new.display()), e)),
     }
@@ -113,7 +131,9 @@ fn publish(tmp: &Path, new: &Path) -> Result<(), MdaError> {
 /// `{secs}.M{usecs}P{pid}Q{counter}.{hostname}` as the maildir spec
 /// recommends.
 fn unique_name() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
         "{}.M{}P{}Q{}.{}",
@@ -176,7 +196,9 @@ mod tests {
         let handles: Vec<_> = (0..100)
             .map(|i| {
                 let md = md.clone();
-                std::thread::spawn(move || deliver_maildir(&md, false, format!("m{i}").as_bytes()).unwrap())
+                std::thread::spawn(move || {
+                    deliver_maildir(&md, false, format!("m{i}").as_bytes()).unwrap()
+                })
             })
             .collect();
         let mut names: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();

@@ -79,7 +79,13 @@ fn from_line(sender: Option<&MailAddr>, now: SystemTime) -> String {
         Some(a) => a
             .to_string()
             .chars()
-            .map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c })
+            .map(|c| {
+                if c.is_whitespace() || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect(),
         None => "MAILER-DAEMON".to_string(),
     };
@@ -110,7 +116,6 @@ fn mboxrd_body(content: &[u8]) -> Vec<u8> {
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,29 +131,51 @@ mod tests {
         assert!(l.starts_with("From joe@example.org "), "{l}");
         assert!(l.ends_with('\n'));
         // "Www Mmm dd hh:mm:ss yyyy": 24 characters like asctime(3)
-        assert_eq!(l.trim_end().len(), "From joe@example.org ".len() + 24, "{l}");
+        assert_eq!(
+            l.trim_end().len(),
+            "From joe@example.org ".len() + 24,
+            "{l}"
+        );
         assert!(from_line(None, SystemTime::now()).starts_with("From MAILER-DAEMON "));
     }
 
     #[test]
     fn quoting_and_line_endings() {
         let body = mboxrd_body(b"Subject: x\r\n\r\nFrom here\r\n>From there\r\nFromage\r\nlast");
-        assert_eq!(body, b"Subject: x\n\n>From here\n>>From there\nFromage\nlast\n\n".to_vec());
+        assert_eq!(
+            body,
+            b"Subject: x\n\n>From here\n>>From there\nFromage\nlast\n\n".to_vec()
+        );
     }
 
     #[test]
     fn two_deliveries_are_appended() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("joe");
-        deliver_mbox(&path, Some(&addr()), b"Subject: 1\r\n\r\none\r\n", SystemTime::now()).unwrap();
-        deliver_mbox(&path, None, b"Subject: 2\r\n\r\nFrom two\r\n", SystemTime::now()).unwrap();
+        deliver_mbox(
+            &path,
+            Some(&addr()),
+            b"Subject: 1\r\n\r\none\r\n",
+            SystemTime::now(),
+        )
+        .unwrap();
+        deliver_mbox(
+            &path,
+            None,
+            b"Subject: 2\r\n\r\nFrom two\r\n",
+            SystemTime::now(),
+        )
+        .unwrap();
         let text = String::from_utf8(fs::read(&path).unwrap()).unwrap();
         let lines: Vec<&str> = text.split('\n').collect();
         assert!(lines[0].starts_with("From joe@example.org "));
         assert_eq!(&lines[1..5], ["Subject: 1", "", "one", ""]);
         assert!(lines[5].starts_with("From MAILER-DAEMON "));
         assert_eq!(&lines[6..], ["Subject: 2", "", ">From two", "", ""]);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(!dir.path().join("joe.lock").exists());
     }
 
@@ -193,8 +220,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("joe");
         fs::write(dir.path().join("joe.lock"), b"").unwrap();
-        let err = deliver_mbox_with(&path, None, b"x", SystemTime::now(), Duration::from_millis(200))
-            .unwrap_err();
+        let err = deliver_mbox_with(
+            &path,
+            None,
+            b"x",
+            SystemTime::now(),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
         assert!(matches!(err, MdaError::LockTimeout(_)));
         assert!(err.is_temporary());
     }
@@ -205,8 +238,16 @@ mod tests {
         let path = dir.path().join("joe");
         let lockfile = dir.path().join("joe.lock");
         let f = fs::File::create(&lockfile).unwrap();
-        f.set_modified(SystemTime::now() - Duration::from_secs(600)).unwrap();
-        deliver_mbox_with(&path, None, b"x", SystemTime::now(), Duration::from_millis(200)).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(600))
+            .unwrap();
+        deliver_mbox_with(
+            &path,
+            None,
+            b"x",
+            SystemTime::now(),
+            Duration::from_millis(200),
+        )
+        .unwrap();
     }
 
     #[test]

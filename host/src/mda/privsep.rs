@@ -81,7 +81,11 @@ pub async fn run_local_job(job: LocalJob, content: Arc<Vec<u8>>) -> Outcome {
             Ok(p) => p,
             Err(e) => return Outcome::TempFail(format!("cannot find own executable: {e}")),
         };
-        let child = ChildProgram { program, args: vec![CHILD_ARG.into()], env: Vec::new() };
+        let child = ChildProgram {
+            program,
+            args: vec![CHILD_ARG.into()],
+            env: Vec::new(),
+        };
         run_in_child(&child, job, &content).await
     } else {
         deliver_here(job, content).await
@@ -141,7 +145,10 @@ pub(crate) async fn run_in_child(child: &ChildProgram, job: LocalJob, content: &
     let mut proc = match cmd.spawn() {
         Ok(p) => p,
         Err(e) => {
-            return Outcome::TempFail(format!("cannot start mda child {}: {e}", child.program.display()))
+            return Outcome::TempFail(format!(
+                "cannot start mda child {}: {e}",
+                child.program.display()
+            ))
         }
     };
     let writer = proc.stdin.take().map(|mut stdin| {
@@ -168,7 +175,11 @@ pub(crate) async fn run_in_child(child: &ChildProgram, job: LocalJob, content: &
         w.abort();
     }
     let output = match reader {
-        Some(r) => timeout(Duration::from_secs(2), r).await.ok().and_then(Result::ok).unwrap_or_default(),
+        Some(r) => timeout(Duration::from_secs(2), r)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     match parse_result(&output) {
@@ -209,7 +220,10 @@ pub fn child_main() -> i32 {
     };
     let detail = outcome.detail().replace(['\r', '\n'], " ");
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{RESULT_PREFIX}{tag} {detail}").and_then(|()| out.flush()).is_err() {
+    if writeln!(out, "{RESULT_PREFIX}{tag} {detail}")
+        .and_then(|()| out.flush())
+        .is_err()
+    {
         return EXIT_TEMPFAIL;
     }
     code
@@ -232,9 +246,15 @@ fn child_deliver() -> Outcome {
     // Never deliver with other rights than the job asks for.
     let euid = nix::unistd::geteuid().as_raw();
     if euid != job.uid {
-        return Outcome::TempFail(format!("mda-deliver runs as uid {euid}, job is for uid {}", job.uid));
+        return Outcome::TempFail(format!(
+            "mda-deliver runs as uid {euid}, job is for uid {}",
+            job.uid
+        ));
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return Outcome::TempFail(format!("starting runtime: {e}")),
     };
@@ -262,10 +282,15 @@ mod tests {
     fn test_child() -> ChildProgram {
         ChildProgram {
             program: std::env::current_exe().unwrap(),
-            args: ["--exact", "mda::privsep::tests::child_entry", "--nocapture", "--test-threads=1"]
-                .iter()
-                .map(OsString::from)
-                .collect(),
+            args: [
+                "--exact",
+                "mda::privsep::tests::child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect(),
             env: vec![(CHILD_ENV.to_string(), "1".to_string())],
         }
     }
@@ -282,7 +307,12 @@ mod tests {
     }
 
     fn job(method: JobMethod, uid: u32) -> LocalJob {
-        LocalJob { method, uid, gid: uid, sender: Some(MailAddr::new("s", "example.org")) }
+        LocalJob {
+            method,
+            uid,
+            gid: uid,
+            sender: Some(MailAddr::new("s", "example.org")),
+        }
     }
 
     #[tokio::test]
@@ -290,20 +320,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let me = nix::unistd::geteuid().as_raw();
         let content = Arc::new(b"Subject: x\r\n\r\nFrom me\r\n".to_vec());
-        let md = JobMethod::Maildir { path: dir.path().join("Maildir"), junk: false };
+        let md = JobMethod::Maildir {
+            path: dir.path().join("Maildir"),
+            junk: false,
+        };
         let o = deliver_here(job(md, me), content.clone()).await;
         assert!(o.is_ok(), "{o:?}");
-        assert_eq!(std::fs::read_dir(dir.path().join("Maildir/new")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("Maildir/new"))
+                .unwrap()
+                .count(),
+            1
+        );
 
         let mbox = dir.path().join("mbox");
-        let o = deliver_here(job(JobMethod::Mbox { path: mbox.clone() }, me), content.clone()).await;
+        let o = deliver_here(
+            job(JobMethod::Mbox { path: mbox.clone() }, me),
+            content.clone(),
+        )
+        .await;
         assert!(o.is_ok(), "{o:?}");
-        assert!(std::fs::read_to_string(&mbox).unwrap().starts_with("From s@example.org "));
+        assert!(std::fs::read_to_string(&mbox)
+            .unwrap()
+            .starts_with("From s@example.org "));
 
         let blocked = dir.path().join("file");
         std::fs::write(&blocked, b"").unwrap();
-        let md = JobMethod::Maildir { path: blocked, junk: false };
-        assert!(matches!(deliver_here(job(md, me), content).await, Outcome::PermFail(_)));
+        let md = JobMethod::Maildir {
+            path: blocked,
+            junk: false,
+        };
+        assert!(matches!(
+            deliver_here(job(md, me), content).await,
+            Outcome::PermFail(_)
+        ));
     }
 
     #[tokio::test]
@@ -315,16 +365,36 @@ mod tests {
         let dir = nobody_dir();
         let md = dir.path().join("Maildir");
         let content = b"Subject: privsep\r\n\r\nhello\r\n";
-        let o = run_in_child(&test_child(), job(JobMethod::Maildir { path: md.clone(), junk: true }, NOBODY), content)
-            .await;
+        let o = run_in_child(
+            &test_child(),
+            job(
+                JobMethod::Maildir {
+                    path: md.clone(),
+                    junk: true,
+                },
+                NOBODY,
+            ),
+            content,
+        )
+        .await;
         assert!(o.is_ok(), "{o:?}");
-        let file = std::fs::read_dir(md.join(".Junk/new")).unwrap().next().unwrap().unwrap().path();
+        let file = std::fs::read_dir(md.join(".Junk/new"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         assert_eq!(std::fs::read(&file).unwrap(), content);
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY));
 
         let mbox = dir.path().join("mbox");
-        let o = run_in_child(&test_child(), job(JobMethod::Mbox { path: mbox.clone() }, NOBODY), content).await;
+        let o = run_in_child(
+            &test_child(),
+            job(JobMethod::Mbox { path: mbox.clone() }, NOBODY),
+            content,
+        )
+        .await;
         assert!(o.is_ok(), "{o:?}");
         assert_eq!(std::fs::metadata(&mbox).unwrap().uid(), NOBODY);
     }
@@ -337,9 +407,16 @@ mod tests {
         }
         let dir = nobody_dir();
         let out = dir.path().join("id");
-        let body = format!("cat >/dev/null; (id -u; id -g; id -G) > '{}'; exit 75", out.display());
+        let body = format!(
+            "cat >/dev/null; (id -u; id -g; id -G) > '{}'; exit 75",
+            out.display()
+        );
         let script = crate::mda::command::tests::script(dir.path(), "who", &body);
-        let method = JobMethod::Command { argv: vec![script], env: vec![], cwd: Some(dir.path().to_path_buf()) };
+        let method = JobMethod::Command {
+            argv: vec![script],
+            env: vec![],
+            cwd: Some(dir.path().to_path_buf()),
+        };
         let mut o = Outcome::Ok(String::new());
         for _ in 0..20 {
             o = run_in_child(&test_child(), job(method.clone(), NOBODY), b"x").await;
@@ -347,8 +424,14 @@ mod tests {
                 break;
             }
         }
-        assert!(matches!(o, Outcome::TempFail(ref s) if s.contains("exited 75")), "{o:?}");
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "65534\n65534\n65534\n");
+        assert!(
+            matches!(o, Outcome::TempFail(ref s) if s.contains("exited 75")),
+            "{o:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "65534\n65534\n65534\n"
+        );
     }
 
     #[tokio::test]
@@ -359,9 +442,15 @@ mod tests {
         }
         // A root-only directory: permission denied, retried later.
         let dir = tempfile::tempdir().unwrap();
-        let md = JobMethod::Maildir { path: dir.path().join("Maildir"), junk: false };
+        let md = JobMethod::Maildir {
+            path: dir.path().join("Maildir"),
+            junk: false,
+        };
         let o = run_in_child(&test_child(), job(md, NOBODY), b"x").await;
-        assert!(matches!(o, Outcome::TempFail(ref s) if s.contains("ermission denied")), "{o:?}");
+        assert!(
+            matches!(o, Outcome::TempFail(ref s) if s.contains("ermission denied")),
+            "{o:?}"
+        );
         assert!(!dir.path().join("Maildir").exists());
     }
 
@@ -371,9 +460,19 @@ mod tests {
             eprintln!("skipped: needs root to switch users");
             return;
         }
-        let child = ChildProgram { program: "/bin/false".into(), args: vec![], env: vec![] };
-        let md = JobMethod::Maildir { path: "/nonexistent".into(), junk: false };
-        assert!(matches!(run_in_child(&child, job(md, NOBODY), b"x").await, Outcome::TempFail(_)));
+        let child = ChildProgram {
+            program: "/bin/false".into(),
+            args: vec![],
+            env: vec![],
+        };
+        let md = JobMethod::Maildir {
+            path: "/nonexistent".into(),
+            junk: false,
+        };
+        assert!(matches!(
+            run_in_child(&child, job(md, NOBODY), b"x").await,
+            Outcome::TempFail(_)
+        ));
     }
 
     /// The real binary, once `mda-deliver` is wired: WASMTPD_BIN=path.
@@ -388,8 +487,15 @@ mod tests {
             return;
         }
         let dir = nobody_dir();
-        let child = ChildProgram { program: bin.into(), args: vec![CHILD_ARG.into()], env: vec![] };
-        let md = JobMethod::Maildir { path: dir.path().join("Maildir"), junk: false };
+        let child = ChildProgram {
+            program: bin.into(),
+            args: vec![CHILD_ARG.into()],
+            env: vec![],
+        };
+        let md = JobMethod::Maildir {
+            path: dir.path().join("Maildir"),
+            junk: false,
+        };
         let o = run_in_child(&child, job(md, NOBODY), b"Subject: bin\r\n\r\n").await;
         assert!(o.is_ok(), "{o:?}");
     }
@@ -400,7 +506,10 @@ mod tests {
             parse_result(b"running 1 test\nwasmtpd-mda-result: ok delivered to /x\n"),
             Some(Outcome::Ok("delivered to /x".into()))
         );
-        assert_eq!(parse_result(b"wasmtpd-mda-result: permfail a b\n"), Some(Outcome::PermFail("a b".into())));
+        assert_eq!(
+            parse_result(b"wasmtpd-mda-result: permfail a b\n"),
+            Some(Outcome::PermFail("a b".into()))
+        );
         assert_eq!(parse_result(b"wasmtpd-mda-result: maybe\n"), None);
         assert_eq!(parse_result(b""), None);
     }
@@ -408,7 +517,11 @@ mod tests {
     #[test]
     fn job_round_trips_as_one_json_line() {
         let j = job(
-            JobMethod::Command { argv: vec!["a\nb".into()], env: vec![("K".into(), "v\n".into())], cwd: None },
+            JobMethod::Command {
+                argv: vec!["a\nb".into()],
+                env: vec![("K".into(), "v\n".into())],
+                cwd: None,
+            },
             7,
         );
         let s = serde_json::to_string(&j).unwrap();

@@ -51,11 +51,15 @@ pub(crate) struct Line<'a> {
 /// Parses `DDD[ -]text` or a bare `DDD`.
 pub(crate) fn parse_line(line: &str) -> Result<Line<'_>, String> {
     let bytes = line.as_bytes();
-    let digits = bytes.get(..3).ok_or_else(|| format!("reply too short: {line:?}"))?;
+    let digits = bytes
+        .get(..3)
+        .ok_or_else(|| format!("reply too short: {line:?}"))?;
     if !digits.iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&digits[0]) {
         return Err(format!("malformed reply code: {line:?}"));
     }
-    let code = digits.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    let code = digits
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
     let (more, text) = match bytes.get(3) {
         None => (false, ""),
         Some(b' ') => (false, line.get(4..).unwrap_or("")),
@@ -90,7 +94,10 @@ pub(crate) async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Rep
             return Err(MdaError::Protocol("multi-line reply too long".into()));
         }
     }
-    Ok(Reply { code: code.unwrap_or(0), lines })
+    Ok(Reply {
+        code: code.unwrap_or(0),
+        lines,
+    })
 }
 
 /// Reads a CRLF- (or LF-) terminated line of at most `MAX_LINE` bytes
@@ -138,8 +145,13 @@ mod tests {
     #[tokio::test]
     async fn single_and_multi_line() {
         let r = parse_all(b"250 2.1.5 Ok\r\n").await.unwrap();
-        assert_eq!((r.code, r.lines.clone()), (250, vec!["2.1.5 Ok".to_string()]));
-        let r = parse_all(b"250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n").await.unwrap();
+        assert_eq!(
+            (r.code, r.lines.clone()),
+            (250, vec!["2.1.5 Ok".to_string()])
+        );
+        let r = parse_all(b"250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            .await
+            .unwrap();
         assert_eq!(r.lines.len(), 3);
         assert_eq!(r.to_string(), "250 mx.example PIPELINING 8BITMIME");
         assert_eq!(parse_all(b"354\n").await.unwrap().code, 354);
@@ -158,7 +170,10 @@ mod tests {
             b"250-a\r\n",
             b"\xff\xfe0 x\r\n",
         ] {
-            assert!(matches!(parse_all(bad).await, Err(MdaError::Protocol(_))), "{bad:?}");
+            assert!(
+                matches!(parse_all(bad).await, Err(MdaError::Protocol(_))),
+                "{bad:?}"
+            );
         }
         let long = vec![b'2'; MAX_LINE + 10];
         assert!(parse_all(&long).await.is_err());

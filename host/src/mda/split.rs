@@ -103,13 +103,19 @@ mod tests {
 
     #[test]
     fn splits_words_and_quotes() {
-        assert_eq!(ok("/usr/bin/procmail -f %{sender}"), ["/usr/bin/procmail", "-f", "%{sender}"]);
+        assert_eq!(
+            ok("/usr/bin/procmail -f %{sender}"),
+            ["/usr/bin/procmail", "-f", "%{sender}"]
+        );
         assert_eq!(ok("  a   b\tc "), ["a", "b", "c"]);
         assert_eq!(ok("cmd 'a b' \"c d\" e\\ f"), ["cmd", "a b", "c d", "e f"]);
         assert_eq!(ok("cmd '' \"\""), ["cmd", "", ""]);
         assert_eq!(ok("cmd a'b'\"c\""), ["cmd", "abc"]);
         assert_eq!(ok("cmd '$HOME | x; y'"), ["cmd", "$HOME | x; y"]);
-        assert_eq!(ok(r#"cmd "say \"hi\" \$5 \n""#), ["cmd", r#"say "hi" $5 \n"#]);
+        assert_eq!(
+            ok(r#"cmd "say \"hi\" \$5 \n""#),
+            ["cmd", r#"say "hi" $5 \n"#]
+        );
         assert_eq!(ok(r"cmd \| \$x"), ["cmd", "|", "$x"]);
     }
 
