@@ -432,6 +432,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn all_rejected_skips_data() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dest = l.local_addr().unwrap().to_string();
+        let script = Script {
+            greeting: "220 hi\r\n",
+            rcpt: vec!["550 5.1.1 unknown\r\n", "451 4.3.0 try later\r\n"],
+            after_data: vec![],
+        };
+        let server = tokio::spawn(async move { serve(l.accept().await.unwrap().0, script).await });
+        let out = deliver_lmtp_with(&dest, "h", None, &rcpts(2), MSG, fast())
+            .await
+            .unwrap();
+        assert!(matches!(out[0], Outcome::PermFail(_)));
+        assert!(matches!(out[1], Outcome::TempFail(_)));
+        let seen = server.await.unwrap();
+        assert!(!seen.iter().any(|l| l == "DATA"));
+        assert_eq!(seen.last().unwrap(), "QUIT");
+    }
+
+    #[tokio::test]
+    async fn no_recipients_no_connection() {
+        let out = deliver_lmtp("/nonexistent/socket", "h", None, &[], MSG)
+            .await
+            .unwrap();
+        assert!(out.is_empty());
+        let err = deliver_lmtp("/nonexistent/socket", "h", None, &rcpts(1), MSG)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MdaError::Connect { .. }) && err.is_temporary());
+    }
+
+    #[tokio::test]
     async fn garbage_greeting_is_an_error() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dest = l.local_addr().unwrap().to_string();

@@ -250,6 +250,54 @@ mod tests {
         .unwrap();
     }
 
+    const ROLLBACK_ENV: &str = "WASMTPD_MBOX_ROLLBACK_CHILD";
+
+    /// Not a real test: runs in a child process (see below) with a file
+    /// size limit, so the delivery fails half-way with EFBIG.
+    #[test]
+    fn rollback_child() {
+        let Some(path) = std::env::var_os(ROLLBACK_ENV) else {
+            return;
+        };
+        let len = fs::metadata(&path).unwrap().len();
+        let limit = libc::rlimit {
+            rlim_cur: len + 1000,
+            rlim_max: len + 1000,
+        };
+        // SAFETY: plain syscalls in a process that exits right after.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+        }
+        let big = vec![b'x'; 100_000];
+        let r = deliver_mbox(Path::new(&path), None, &big, SystemTime::now());
+        std::process::exit(match r {
+            Err(e) if e.is_temporary() => 0,
+            _ => 1,
+        });
+    }
+
+    #[test]
+    fn failed_write_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("joe");
+        deliver_mbox(&path, None, b"Subject: first\n\nkept\n", SystemTime::now()).unwrap();
+        let before = fs::read(&path).unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "mda::mbox::tests::rollback_child",
+                "--test-threads=1",
+            ])
+            .env(ROLLBACK_ENV, &path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "delivery should fail temporarily");
+        assert_eq!(fs::read(&path).unwrap(), before);
+        assert!(!dir.path().join("joe.lock").exists());
+    }
+
     #[test]
     fn directory_is_not_a_mailbox() {
         let dir = tempfile::tempdir().unwrap();
