@@ -16,7 +16,8 @@
 //! written `\alice` is final. An address in a domain the virtual table has
 //! keys for (`x@domain` or `@domain`) is expanded again here; any other
 //! address becomes [`Expanded::Forward`] and the caller matches it against
-//! the rules again, as OpenSMTPD does. Nodes already expanded are not
+//! the rules again, as OpenSMTPD does ([`expand_routed`] does that loop
+//! given the rule matcher, with loop and depth protection across hops). Nodes already expanded are not
 //! expanded twice (diamonds are fine); a node met again among its own
 //! ancestors is a loop and is cut there. If nothing deliverable remains
 //! and a loop was cut, the result is [`ExpandError::Loop`]. Chains deeper
@@ -80,6 +81,9 @@ pub enum ExpandError {
     /// include, a final user on an expand-only action).
     #[error("expansion produced no deliverable recipient: {0}")]
     NoDelivery(String),
+    /// A forwarded address the rules reject.
+    #[error("forwarded address {0} rejected by the rules")]
+    Rejected(String),
     #[error(transparent)]
     Table(#[from] TableError),
     #[error("{0}")]
@@ -96,6 +100,7 @@ impl ExpandError {
         match self {
             ExpandError::UnknownUser(_) => "550 5.1.1 Invalid recipient",
             ExpandError::Loop(_) => "550 5.4.6 Alias loop detected",
+            ExpandError::Rejected(_) => "550 5.7.1 Delivery not authorized",
             ExpandError::TooDeep | ExpandError::NoDelivery(_) => {
                 "524 5.2.4 Mailing list expansion problem"
             }
@@ -149,6 +154,59 @@ pub fn expand(
     }
     tracing::debug!(rcpt = %rcpt, action = %action.name, targets = cx.out.len(), "expanded");
     Ok(cx.out)
+}
+
+/// Expands `rcpt` and follows the addresses it forwards to, as OpenSMTPD
+/// does within one expansion tree: `route` is the rule matcher, giving the
+/// action for a forwarded address (or the error to fail the recipient
+/// with, e.g. [`ExpandError::Rejected`]). Every result comes with the
+/// action that delivers it; results are `Local` or `Relay`, never
+/// `Forward`.
+///
+/// An address met twice is followed once; if nothing deliverable remains
+/// because addresses only forwarded to each other, the result is
+/// [`ExpandError::Loop`]. More than [`EXPAND_DEPTH`] hops is
+/// [`ExpandError::TooDeep`].
+pub fn expand_routed<'a>(
+    rcpt: &MailAddr,
+    action: &'a Action,
+    tables: &Tables,
+    sub_addr_delim: char,
+    mut route: impl FnMut(&MailAddr) -> Result<&'a Action, ExpandError>,
+) -> Result<Vec<(&'a Action, Expanded)>, ExpandError> {
+    let mut out: Vec<(&'a Action, Expanded)> = Vec::new();
+    let mut seen = HashSet::from([rcpt.to_string().to_lowercase()]);
+    let mut pending = std::collections::VecDeque::from([(rcpt.clone(), action, 0usize)]);
+    let mut looped = None;
+    while let Some((addr, act, hop)) = pending.pop_front() {
+        for e in expand(&addr, act, tables, sub_addr_delim)? {
+            match e {
+                Expanded::Forward(a) => {
+                    if !seen.insert(a.to_string().to_lowercase()) {
+                        looped.get_or_insert_with(|| a.to_string());
+                        continue;
+                    }
+                    if hop + 1 >= EXPAND_DEPTH {
+                        return Err(ExpandError::TooDeep);
+                    }
+                    let next = route(&a)?;
+                    pending.push_back((a, next, hop + 1));
+                }
+                other => {
+                    if !out.iter().any(|(x, o)| x.name == act.name && *o == other) {
+                        out.push((act, other));
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(match looped {
+            Some(at) => ExpandError::Loop(at),
+            None => ExpandError::NoDelivery(rcpt.to_string()),
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -702,6 +760,30 @@ admin 1000:1000:/home/admin
     }
 
     #[test]
+    fn include_cycles_are_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("list");
+        std::fs::write(&list, format!("alice\n:include:{}\n", list.display())).unwrap();
+        let t = tables(&format!("list: :include:{}\n", list.display()), "");
+        assert_eq!(
+            run("list@x.org", &with_alias(mbox()), &t).unwrap(),
+            vec!["user:alice"]
+        );
+    }
+
+    #[test]
+    fn expand_only_without_forward_files() {
+        let t = tables("root: r@elsewhere.org\n", "");
+        let a = with_alias(action(Method::ExpandOnly));
+        assert_eq!(
+            run("root@x.org", &a, &t).unwrap(),
+            vec!["fwd:r@elsewhere.org"]
+        );
+        let e = expand(&addr("alice@x.org"), &a, &t, '+').unwrap_err();
+        assert!(matches!(e, ExpandError::NoDelivery(_)), "{e:?}");
+    }
+
+    #[test]
     fn files_and_commands_never_run_as_root() {
         let t = tables(
             "root: /var/log/root.mbox, \"|/usr/bin/logger -t mail\"\nbob: \"|/usr/bin/procmail -m\"\n",
@@ -883,6 +965,44 @@ info: admin
             run("root@x.org", &fwd, &t).unwrap(),
             vec!["fwd:r@elsewhere.org"]
         );
+    }
+
+    #[test]
+    fn routed_expansion_follows_forwards() {
+        let t = tables(
+            "bob: bob@remote.org, alice@other.local, bob@x.org\nloop: loop@y.org\n",
+            "alice@other.local: alice\n",
+        );
+        let local = with_alias(mbox());
+        let vlocal = Action {
+            name: "vlocal".into(),
+            ..with_virtual(mbox())
+        };
+        let relay = Action {
+            name: "relay".into(),
+            ..action(Method::Relay(RelayOptions::default()))
+        };
+        let route = |a: &MailAddr| -> Result<&Action, ExpandError> {
+            match a.domain_lc().as_str() {
+                "remote.org" => Ok(&relay),
+                "other.local" => Ok(&vlocal),
+                "x.org" | "y.org" => Ok(&local),
+                _ => Err(ExpandError::Rejected(a.to_string())),
+            }
+        };
+        let v = expand_routed(&addr("bob@x.org"), &local, &t, '+', route).unwrap();
+        let got: Vec<_> = v
+            .iter()
+            .map(|(a, e)| format!("{}={}", a.name, summary(std::slice::from_ref(e))[0]))
+            .collect();
+        assert_eq!(got, vec!["relay=relay:bob@remote.org", "vlocal=user:alice"]);
+
+        let e = expand_routed(&addr("loop@x.org"), &local, &t, '+', route).unwrap_err();
+        assert!(matches!(e, ExpandError::Loop(_)), "{e:?}");
+
+        let t = tables("carl: carl@nowhere.org\n", "");
+        let e = expand_routed(&addr("carl@x.org"), &local, &t, '+', route).unwrap_err();
+        assert!(e.reply().starts_with("550 5.7.1"), "{e:?}");
     }
 
     #[test]
