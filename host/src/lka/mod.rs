@@ -1,1 +1,2 @@
-//! lka (to be written)
+//! lka: rule matching and recipient expansion (OpenSMTPD's lookup agent).
+pub mod expand;
