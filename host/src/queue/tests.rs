@@ -1,0 +1,494 @@
+//! Behaviour of the queue as the daemon sees it: round trips in every
+//! storage mode, recovery after crashes (simulated and a real `kill -9`),
+//! tampering, concurrency, and a throughput measurement.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::envelope::{DsnParams, EnvelopeKind};
+use crate::mailaddr::MailAddr;
+
+fn envelope(msgid: MsgId, rcpt: &str) -> Envelope {
+    Envelope {
+        id: EvpId::new_in(msgid),
+        kind: EnvelopeKind::Mda,
+        action: "local".into(),
+        sender: Some(MailAddr::new("alice", "example.org")),
+        rcpt: MailAddr::new(rcpt, "example.org"),
+        dest: MailAddr::new(rcpt, "example.org"),
+        target: None,
+        dsn: DsnParams::default(),
+        tag: None,
+        helo: "client.example.org".into(),
+        peer: None,
+        peer_name: "localhost".into(),
+        hostname: "mx.example.org".into(),
+        auth_user: None,
+        created: 1_700_000_000,
+        expire: 1_700_000_000 + 4 * 86400,
+        tries: 0,
+        last_try: 0,
+        next_try: 0,
+        last_error: None,
+        bounce_reason: None,
+        junk: false,
+    }
+}
+
+fn content(n: usize) -> Vec<u8> {
+    let mut m = format!("Subject: test {n}\r\n\r\n").into_bytes();
+    while m.len() < 1024 {
+        m.extend_from_slice(b"The quick brown fox jumps over the lazy dog.\r\n");
+    }
+    m
+}
+
+/// Commits a message with `rcpts` envelopes; returns them.
+async fn commit_one(q: &Queue, n: usize, rcpts: &[&str]) -> (MsgId, Vec<Envelope>) {
+    let id = q.new_msgid();
+    let envs: Vec<Envelope> = rcpts.iter().map(|r| envelope(id, r)).collect();
+    q.commit(id, content(n), envs.clone()).await.unwrap();
+    (id, envs)
+}
+
+fn sorted(mut v: Vec<Envelope>) -> Vec<Envelope> {
+    v.sort_by_key(|e| e.id);
+    v
+}
+
+fn count_entries(p: &Path) -> usize {
+    std::fs::read_dir(p).unwrap().count()
+}
+
+fn all_modes() -> Vec<QueueOptions> {
+    let key = Some(key_from_passphrase("test passphrase"));
+    vec![
+        QueueOptions {
+            compress: false,
+            key: None,
+        },
+        QueueOptions {
+            compress: true,
+            key: None,
+        },
+        QueueOptions {
+            compress: false,
+            key,
+        },
+        QueueOptions {
+            compress: true,
+            key,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn committed_messages_survive_reopen_in_every_mode() {
+    for opts in all_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (id, envs) = {
+            let q = Queue::open(tmp.path(), opts.clone()).unwrap();
+            commit_one(&q, 1, &["bob", "carol"]).await
+        };
+        let q = Queue::open(tmp.path(), opts.clone()).unwrap();
+        let report = q.load_all().unwrap();
+        assert_eq!(report.envelopes, sorted(envs.clone()), "{opts:?}");
+        assert!(report.corrupt.is_empty());
+        assert_eq!(q.read_message(id).await.unwrap(), content(1));
+        assert_eq!(q.read_envelope(envs[0].id).await.unwrap(), envs[0]);
+        // the content is not stored in the clear when encrypted
+        let raw = std::fs::read(tmp.path().join(format!("queue/{id}/message"))).unwrap();
+        let clear = raw.windows(9).any(|w| w == b"quick bro");
+        assert_eq!(clear, opts.key.is_none() && !opts.compress, "{opts:?}");
+    }
+}
+
+#[tokio::test]
+async fn open_cleans_up_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let opts = QueueOptions::default();
+    let (kept, kept_envs) = {
+        let q = Queue::open(spool, opts.clone()).unwrap();
+        let kept = commit_one(&q, 1, &["bob", "carol"]).await;
+        // A crash after writing incoming/ but before the rename.
+        let half = q.new_msgid();
+        store::write_incoming(&q.inner, half, b"half", &[envelope(half, "dave")]).unwrap();
+        kept
+    };
+    // Other kinds of debris a crash can leave.
+    std::fs::create_dir(spool.join("incoming/0badf00d")).unwrap();
+    std::fs::write(spool.join("incoming/0badf00d/message"), b"WQU").unwrap();
+    std::fs::write(spool.join("incoming/stray"), b"").unwrap();
+    let tmpfile = spool.join(format!("queue/{kept}/{}.12345678.tmp", kept_envs[0].id));
+    std::fs::write(&tmpfile, b"half an update").unwrap();
+    // Interrupted removal: content left, no envelope.
+    std::fs::create_dir(spool.join("queue/0000beef")).unwrap();
+    std::fs::write(spool.join("queue/0000beef/message"), b"delivered").unwrap();
+    std::fs::create_dir(spool.join("queue/0000feed")).unwrap();
+
+    let q = Queue::open(spool, opts).unwrap();
+    assert_eq!(count_entries(&spool.join("incoming")), 0);
+    let report = q.load_all().unwrap();
+    assert_eq!(report.envelopes, sorted(kept_envs));
+    assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
+    assert!(!tmpfile.exists());
+    assert!(!spool.join("queue/0000beef").exists());
+    assert!(!spool.join("queue/0000feed").exists());
+    assert_eq!(count_entries(&spool.join("queue")), 1);
+}
+
+#[tokio::test]
+async fn a_real_kill_9_never_loses_an_acknowledged_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "queue::tests::kill9_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("WASMTPD_QUEUE_KILL9_SPOOL", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(id) = line.strip_prefix("acked ").and_then(MsgId::parse) {
+                acked.push(id);
+            }
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let acked = reader.join().unwrap();
+    assert!(!acked.is_empty(), "the child committed nothing");
+
+    let q = Queue::open(
+        tmp.path(),
+        QueueOptions {
+            compress: true,
+            key: Some([9; 32]),
+        },
+    )
+    .unwrap();
+    let report = q.load_all().unwrap();
+    assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
+    let mut per_msg = std::collections::HashMap::<MsgId, usize>::new();
+    for e in &report.envelopes {
+        *per_msg.entry(e.msgid()).or_default() += 1;
+    }
+    // every message is whole: both of its envelopes or nothing
+    assert!(per_msg.values().all(|&n| n == 2), "{per_msg:?}");
+    for id in &acked {
+        assert_eq!(per_msg.get(id), Some(&2), "acknowledged {id} lost");
+        assert!(!q.read_message(*id).await.unwrap().is_empty());
+    }
+}
+
+/// The child side of the kill -9 test: commits until killed, printing each
+/// acknowledged message id. Does nothing when run as a normal test.
+#[test]
+fn kill9_child() {
+    let Some(spool) = std::env::var_os("WASMTPD_QUEUE_KILL9_SPOOL") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let opts = QueueOptions {
+            compress: true,
+            key: Some([9; 32]),
+        };
+        let q = Queue::open(Path::new(&spool), opts).unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let q = q.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0.. {
+                    let id = q.new_msgid();
+                    let envs = vec![envelope(id, "a"), envelope(id, "b")];
+                    q.commit(id, content(t * 100_000 + n), envs).await.unwrap();
+                    println!("acked {id}");
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+#[tokio::test]
+async fn tampered_files_are_reported_and_moved_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let opts = QueueOptions {
+        compress: false,
+        key: Some([3; 32]),
+    };
+    let q = Queue::open(spool, opts.clone()).unwrap();
+    let (bad, bad_envs) = commit_one(&q, 1, &["bob", "carol"]).await;
+    let (_, good_envs) = commit_one(&q, 2, &["dave"]).await;
+
+    let evp_path = spool.join(format!("queue/{bad}/{}", bad_envs[0].id));
+    let mut data = std::fs::read(&evp_path).unwrap();
+    let last = data.len() - 1;
+    data[last / 2] ^= 0x01;
+    std::fs::write(&evp_path, &data).unwrap();
+    let msg_path = spool.join(format!("queue/{bad}/message"));
+    let mut data = std::fs::read(&msg_path).unwrap();
+    data[40] ^= 0x80;
+    std::fs::write(&msg_path, &data).unwrap();
+
+    match q.read_message(bad).await {
+        Err(QueueError::Corrupt { .. }) => {}
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    match q.read_envelope(bad_envs[0].id).await {
+        Err(QueueError::Corrupt { .. }) => {}
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let report = q.load_all().unwrap();
+    let mut expected = vec![bad_envs[1].clone(), good_envs[0].clone()];
+    expected.sort_by_key(|e| e.id);
+    assert_eq!(report.envelopes, expected);
+    assert_eq!(report.corrupt.len(), 1);
+    assert!(report.corrupt[0].0.ends_with(&bad_envs[0].id.to_string()));
+    assert!(report.corrupt[0].1.contains("authentication"));
+    assert!(!evp_path.exists());
+    assert_eq!(count_entries(&spool.join("corrupt")), 1);
+    // a second start does not report it again
+    assert!(q.load_all().unwrap().corrupt.is_empty());
+}
+
+#[tokio::test]
+async fn wrong_key_returns_nothing_and_moves_everything_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    {
+        let q = Queue::open(
+            spool,
+            QueueOptions {
+                compress: true,
+                key: Some([1; 32]),
+            },
+        )
+        .unwrap();
+        commit_one(&q, 1, &["bob", "carol"]).await;
+    }
+    let q = Queue::open(
+        spool,
+        QueueOptions {
+            compress: true,
+            key: Some([2; 32]),
+        },
+    )
+    .unwrap();
+    let report = q.load_all().unwrap();
+    assert!(report.envelopes.is_empty());
+    // two envelopes, then the message left without readable envelope
+    assert_eq!(report.corrupt.len(), 3, "{:?}", report.corrupt);
+    assert_eq!(count_entries(&spool.join("queue")), 0);
+    assert_eq!(count_entries(&spool.join("corrupt")), 3);
+
+    // and without any key, encrypted files are not read either
+    let tmp2 = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open(
+            tmp2.path(),
+            QueueOptions {
+                compress: false,
+                key: Some([1; 32]),
+            },
+        )
+        .unwrap();
+        commit_one(&q, 1, &["bob"]).await;
+    }
+    let q = Queue::open(tmp2.path(), QueueOptions::default()).unwrap();
+    let report = q.load_all().unwrap();
+    assert!(report.envelopes.is_empty());
+    assert!(!report.corrupt.is_empty());
+}
+
+#[tokio::test]
+async fn garbage_in_the_queue_is_never_returned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let q = Queue::open(spool, QueueOptions::default()).unwrap();
+    let (id, envs) = commit_one(&q, 1, &["bob", "carol"]).await;
+    // an envelope file holding another envelope's JSON
+    let a = spool.join(format!("queue/{id}/{}", envs[0].id));
+    let b = spool.join(format!("queue/{id}/{}", envs[1].id));
+    std::fs::copy(&a, &b).unwrap();
+    std::fs::write(spool.join("queue/notamsgid"), b"x").unwrap();
+    let report = q.load_all().unwrap();
+    assert_eq!(report.envelopes, vec![envs[0].clone()]);
+    assert_eq!(report.corrupt.len(), 2, "{:?}", report.corrupt);
+}
+
+#[tokio::test]
+async fn update_and_remove_envelopes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let q = Queue::open(
+        spool,
+        QueueOptions {
+            compress: true,
+            key: Some([5; 32]),
+        },
+    )
+    .unwrap();
+    let (id, envs) = commit_one(&q, 1, &["bob", "carol"]).await;
+
+    let mut e = envs[0].clone();
+    e.tries = 3;
+    e.last_error = Some("421 try later".into());
+    q.update_envelope(&e).await.unwrap();
+    let loaded = q.load_all().unwrap().envelopes;
+    assert!(loaded.contains(&e));
+    assert_eq!(count_entries(&spool.join(format!("queue/{id}"))), 3);
+
+    q.remove_envelope(e.id).await.unwrap();
+    assert_eq!(q.read_message(id).await.unwrap(), content(1));
+    assert!(matches!(
+        q.remove_envelope(e.id).await,
+        Err(QueueError::NotFound(_))
+    ));
+    assert!(matches!(
+        q.update_envelope(&e).await,
+        Err(QueueError::NotFound(_))
+    ));
+
+    q.remove_envelope(envs[1].id).await.unwrap();
+    assert!(!spool.join(format!("queue/{id}")).exists());
+    assert!(matches!(
+        q.read_message(id).await,
+        Err(QueueError::NotFound(_))
+    ));
+    assert!(q.load_all().unwrap().envelopes.is_empty());
+}
+
+#[tokio::test]
+async fn commit_refuses_bad_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = Queue::open(tmp.path(), QueueOptions::default()).unwrap();
+    let id = q.new_msgid();
+    assert!(matches!(
+        q.commit(id, content(1), vec![]).await,
+        Err(QueueError::Invalid(_))
+    ));
+    let other = q.new_msgid();
+    let wrong = vec![envelope(other, "bob")];
+    assert!(matches!(
+        q.commit(id, content(1), wrong).await,
+        Err(QueueError::Invalid(_))
+    ));
+    let (done, _) = commit_one(&q, 1, &["bob"]).await;
+    let again = vec![envelope(done, "carol")];
+    assert!(matches!(
+        q.commit(done, content(2), again).await,
+        Err(QueueError::Exists(_))
+    ));
+    // the failed attempt left nothing behind
+    assert_eq!(count_entries(&tmp.path().join("incoming")), 0);
+    assert_eq!(q.load_all().unwrap().envelopes.len(), 1);
+}
+
+#[test]
+fn new_msgids_are_distinct_while_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = Queue::open(tmp.path(), QueueOptions::default()).unwrap();
+    let ids: HashSet<MsgId> = (0..1000).map(|_| q.new_msgid()).collect();
+    assert_eq!(ids.len(), 1000);
+    assert_eq!(lock(&q.inner.inflight).len(), 1000);
+    for id in ids {
+        q.release_msgid(id);
+    }
+    assert!(lock(&q.inner.inflight).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_commits_are_all_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = QueueOptions {
+        compress: true,
+        key: None,
+    };
+    let q = Queue::open(tmp.path(), opts.clone()).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..20 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for n in 0..10 {
+                mine.extend(commit_one(&q, t * 10 + n, &["bob", "carol"]).await.1);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert!(lock(&q.inner.inflight).is_empty());
+    drop(q);
+    let q = Queue::open(tmp.path(), opts).unwrap();
+    let report = q.load_all().unwrap();
+    assert_eq!(report.envelopes.len(), 400);
+    assert_eq!(report.envelopes, sorted(all));
+}
+
+/// Throughput of durable commits: 2000 messages of 1 KiB from 20
+/// concurrent tasks. Run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_group_commit() {
+    let dir = std::env::var_os("WASMTPD_BENCH_DIR").map(std::path::PathBuf::from);
+    let tmp = match &dir {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let compress = std::env::var_os("WASMTPD_BENCH_GZIP").is_some();
+    let key = std::env::var_os("WASMTPD_BENCH_KEY").map(|_| [4u8; 32]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let per_task = 100;
+    let clients = 20;
+    let rate = rt.block_on(async {
+        let q = Queue::open(tmp.path(), QueueOptions { compress, key }).unwrap();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for t in 0..clients {
+            let q = q.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..per_task {
+                    let id = q.new_msgid();
+                    let body = content(t * per_task + n);
+                    q.commit(id, body, vec![envelope(id, "bob")]).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (clients * per_task) as f64 / start.elapsed().as_secs_f64()
+    });
+    println!(
+        "queue bench: {} messages from {clients} tasks (gzip={compress}, aes={}): {rate:.0} messages/s",
+        clients * per_task,
+        key.is_some()
+    );
+}
