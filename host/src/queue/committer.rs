@@ -1,4 +1,4 @@
-//! Group commit: one thread moves every message whose files are already
+//! Group commit: one thread moves every message whose bundle is already
 //! written and fsynced from `incoming/` into `queue/`, then fsyncs `queue/`
 //! once for the whole batch and answers all the waiting sessions.
 //!
@@ -14,11 +14,11 @@ use cap_std::fs::Dir;
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
-use super::disk::fsync_dir;
+use super::disk::{env_name, fsync_dir, remove_if_present};
 use super::error::QueueError;
 use crate::envelope::MsgId;
 
-/// A message written to `incoming/<msgid>/` waiting to be made visible.
+/// A message written to `incoming/<msgid>` waiting to be made visible.
 pub(crate) struct Pending {
     pub msgid: MsgId,
     pub reply: oneshot::Sender<Result<(), QueueError>>,
@@ -48,17 +48,28 @@ fn commit_batch(batch: Vec<Pending>, incoming: &Dir, queue: &Dir) {
     let mut moved = Vec::with_capacity(batch.len());
     for p in batch {
         let name = p.msgid.to_string();
-        // rename(2) would silently replace an empty directory: check first.
+        // rename(2) would silently replace a queued message: check first.
         // Only this thread adds to queue/, so the check cannot race.
         if queue.exists(&name) {
-            let _ = incoming.remove_dir_all(&name);
+            let _ = incoming.remove_file(&name);
             let _ = p.reply.send(Err(QueueError::Exists(p.msgid)));
+            continue;
+        }
+        // An envelope set left by a crash while an earlier message with
+        // this id was removed must not override the new message's.
+        if let Err(e) = remove_if_present(queue, &env_name(p.msgid)) {
+            let _ = incoming.remove_file(&name);
+            let _ = p.reply.send(Err(QueueError::io(
+                "unlink",
+                format!("queue/{}", env_name(p.msgid)),
+                e,
+            )));
             continue;
         }
         match incoming.rename(&name, queue, &name) {
             Ok(()) => moved.push(p),
             Err(e) => {
-                let _ = incoming.remove_dir_all(&name);
+                let _ = incoming.remove_file(&name);
                 let _ = p
                     .reply
                     .send(Err(QueueError::io("rename", format!("incoming/{name}"), e)));
@@ -82,7 +93,7 @@ fn commit_batch(batch: Vec<Pending>, incoming: &Dir, queue: &Dir) {
             error!("queue: fsync of queue/ failed, {n} message(s) rejected: {e}");
             for p in moved {
                 let name = p.msgid.to_string();
-                if let Err(e) = queue.remove_dir_all(&name) {
+                if let Err(e) = queue.remove_file(&name) {
                     warn!("queue: cannot withdraw queue/{name}: {e}");
                 }
                 let _ = p.reply.send(Err(QueueError::io(

@@ -4,18 +4,21 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Mutex, MutexGuard};
 
 use cap_std::fs::Dir;
 
+use super::bundle;
 use super::codec::Codec;
 use super::committer::Pending;
-use super::disk::{
-    create_private_dir, envelope_aad_name, fsync_dir, message_aad_name, parse_envelope_name,
-    tmp_name, write_new, MESSAGE, TMP_SUFFIX,
-};
+use super::disk::{bundle_name, env_name, remove_if_present, tmp_name, write_new_synced};
 use super::error::QueueError;
+use super::lock;
 use crate::envelope::{Envelope, EvpId, MsgId};
+
+/// Envelope-set updates of one message are read-modify-write; they are
+/// serialised by one of these locks, picked by message id.
+const LOCK_STRIPES: usize = 64;
 
 /// Everything a `Queue` handle shares.
 pub(crate) struct Inner {
@@ -26,186 +29,156 @@ pub(crate) struct Inner {
     /// Message ids handed out by `new_msgid` and not yet committed.
     pub inflight: Mutex<HashSet<MsgId>>,
     pub committer: Mutex<mpsc::Sender<Pending>>,
+    pub stripes: Vec<Mutex<()>>,
 }
 
-/// Writes content and envelopes to `incoming/<msgid>/` and makes them
-/// durable: every file fsynced, then the directory itself so its entries
-/// survive a crash once the directory is renamed into `queue/`.
+impl Inner {
+    pub(crate) fn new(
+        incoming: Dir,
+        queue: Dir,
+        corrupt: Dir,
+        codec: Codec,
+        committer: mpsc::Sender<Pending>,
+    ) -> Inner {
+        Inner {
+            incoming,
+            queue,
+            corrupt,
+            codec,
+            inflight: Mutex::new(HashSet::new()),
+            committer: Mutex::new(committer),
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn lock_message(&self, msgid: MsgId) -> MutexGuard<'_, ()> {
+        lock(&self.stripes[msgid.0 as usize % LOCK_STRIPES])
+    }
+}
+
+/// Writes the bundle to `incoming/<msgid>` and fsyncs it. Making the name
+/// durable is the committer's job (rename + one fsync of `queue/`).
 pub(crate) fn write_incoming(
     inner: &Inner,
     msgid: MsgId,
     content: &[u8],
     envelopes: &[Envelope],
 ) -> Result<(), QueueError> {
-    let name = msgid.to_string();
+    let name = bundle_name(msgid);
     let path = format!("incoming/{name}");
-    if inner.incoming.exists(&name) {
-        // Left by an earlier failed attempt with this reserved id.
-        inner
-            .incoming
-            .remove_dir_all(&name)
-            .map_err(|e| QueueError::io("remove", path.clone(), e))?;
-    }
-    create_private_dir(&inner.incoming, &name).map_err(|e| QueueError::io("mkdir", &path, e))?;
-    let result = write_message_dir(inner, msgid, &path, content, envelopes);
-    if result.is_err() {
-        let _ = inner.incoming.remove_dir_all(&name);
-    }
-    result
-}
-
-fn write_message_dir(
-    inner: &Inner,
-    msgid: MsgId,
-    path: &str,
-    content: &[u8],
-    envelopes: &[Envelope],
-) -> Result<(), QueueError> {
-    let dir = inner
-        .incoming
-        .open_dir(msgid.to_string())
-        .map_err(|e| QueueError::io("open", path, e))?;
-    // Write everything first, fsync afterwards: writeback of all files
-    // starts together and the fsyncs mostly share one journal commit.
-    let mut files = Vec::with_capacity(envelopes.len() + 1);
-    let data = inner.codec.encode(&message_aad_name(msgid), content)?;
-    let f = write_new(&dir, MESSAGE, &data)
-        .map_err(|e| QueueError::io("write", format!("{path}/{MESSAGE}"), e))?;
-    files.push((MESSAGE.to_string(), f));
-    for env in envelopes {
-        let fname = env.id.to_string();
-        let data = encode_envelope(&inner.codec, env)?;
-        let f = write_new(&dir, &fname, &data)
-            .map_err(|e| QueueError::io("write", format!("{path}/{fname}"), e))?;
-        files.push((fname, f));
-    }
-    for (fname, f) in files {
-        f.sync_all()
-            .map_err(|e| QueueError::io("fsync", format!("{path}/{fname}"), e))?;
-    }
-    fsync_dir(&dir).map_err(|e| QueueError::io("fsync", path, e))
-}
-
-pub(crate) fn encode_envelope(codec: &Codec, env: &Envelope) -> Result<Vec<u8>, QueueError> {
-    let json = serde_json::to_vec(env)
-        .map_err(|e| QueueError::Invalid(format!("envelope {}: {e}", env.id)))?;
-    codec.encode(&envelope_aad_name(env.id), &json)
-}
-
-/// Decodes an envelope file named `id`; the error is a reason for Corrupt.
-pub(crate) fn decode_envelope(codec: &Codec, id: EvpId, data: &[u8]) -> Result<Envelope, String> {
-    let json = codec.decode(&envelope_aad_name(id), data)?;
-    let env: Envelope = serde_json::from_slice(&json).map_err(|e| format!("bad JSON: {e}"))?;
-    if env.id != id {
-        return Err(format!("holds envelope {} under the name {id}", env.id));
-    }
-    Ok(env)
-}
-
-pub(crate) fn read_message(inner: &Inner, msgid: MsgId) -> Result<Vec<u8>, QueueError> {
-    let path = format!("queue/{msgid}/{MESSAGE}");
-    let data = inner
-        .queue
-        .read(format!("{msgid}/{MESSAGE}"))
-        .map_err(|e| QueueError::io_or_missing("read", &path, e))?;
-    inner
-        .codec
-        .decode(&message_aad_name(msgid), &data)
-        .map_err(|reason| QueueError::Corrupt { path, reason })
-}
-
-pub(crate) fn read_envelope(inner: &Inner, id: EvpId) -> Result<Envelope, QueueError> {
-    let path = format!("queue/{}/{id}", id.msgid());
-    let data = inner
-        .queue
-        .read(format!("{}/{id}", id.msgid()))
-        .map_err(|e| QueueError::io_or_missing("read", &path, e))?;
-    decode_envelope(&inner.codec, id, &data).map_err(|reason| QueueError::Corrupt { path, reason })
-}
-
-/// Replaces an existing envelope atomically: a crash leaves the old or the
-/// new version, never a mix. The directory is not fsynced: losing the
-/// update in a crash only brings back the previous retry state.
-pub(crate) fn update_envelope(inner: &Inner, env: &Envelope) -> Result<(), QueueError> {
-    let msgid = env.msgid();
-    let path = format!("queue/{msgid}/{}", env.id);
-    let dir = inner
-        .queue
-        .open_dir(msgid.to_string())
-        .map_err(|e| QueueError::io_or_missing("open", format!("queue/{msgid}"), e))?;
-    let fname = env.id.to_string();
-    // Never resurrect an envelope that was removed.
-    if !dir.exists(&fname) {
-        return Err(QueueError::NotFound(path));
-    }
-    let data = encode_envelope(&inner.codec, env)?;
-    let tmp = tmp_name(env.id);
-    let written = write_new(&dir, &tmp, &data)
-        .and_then(|f| f.sync_all())
-        .and_then(|()| dir.rename(&tmp, &dir, &fname));
-    if let Err(e) = written {
-        let _ = dir.remove_file(&tmp);
-        return Err(QueueError::io("replace", path, e));
+    let data = bundle::encode(&inner.codec, msgid, content, envelopes)?;
+    // Left by an earlier failed attempt with this reserved id.
+    remove_if_present(&inner.incoming, &name).map_err(|e| QueueError::io("unlink", &path, e))?;
+    if let Err(e) = write_new_synced(&inner.incoming, &name, &data) {
+        let _ = inner.incoming.remove_file(&name);
+        return Err(QueueError::io("write", path, e));
     }
     Ok(())
 }
 
-/// Unlinks an envelope, and the whole message once no envelope is left.
-/// Not fsynced: after a crash a removed envelope may come back and be
-/// delivered again (at-least-once, like OpenSMTPD and Postfix); a message
-/// left without envelopes is deleted at the next start.
+/// The current envelope set of a message: `<msgid>.env` if present, else
+/// the one in the bundle. `NotFound` if the message is not queued.
+pub(crate) fn read_set(inner: &Inner, msgid: MsgId) -> Result<Vec<Envelope>, QueueError> {
+    let env = env_name(msgid);
+    match inner.queue.read(&env) {
+        Ok(data) => {
+            return bundle::decode_set(&inner.codec, msgid, &data).map_err(|reason| {
+                QueueError::Corrupt {
+                    path: format!("queue/{env}"),
+                    reason,
+                }
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(QueueError::io("read", format!("queue/{env}"), e)),
+    }
+    let name = bundle_name(msgid);
+    let path = format!("queue/{name}");
+    let mut f = inner
+        .queue
+        .open(&name)
+        .map_err(|e| QueueError::io_or_missing("open", &path, e))?;
+    bundle::read_set_part(&mut f)
+        .and_then(|data| bundle::decode_set(&inner.codec, msgid, &data))
+        .map_err(|reason| QueueError::Corrupt { path, reason })
+}
+
+/// Replaces `<msgid>.env` atomically (temporary file, fsync, rename). The
+/// directory is not fsynced: a crash may bring back the previous set.
+fn write_set(inner: &Inner, msgid: MsgId, set: &[Envelope]) -> Result<(), QueueError> {
+    let data = bundle::encode_set(&inner.codec, msgid, set)?;
+    let tmp = tmp_name(msgid);
+    let env = env_name(msgid);
+    let written = write_new_synced(&inner.queue, &tmp, &data)
+        .and_then(|_| inner.queue.rename(&tmp, &inner.queue, &env));
+    if let Err(e) = written {
+        let _ = inner.queue.remove_file(&tmp);
+        return Err(QueueError::io("replace", format!("queue/{env}"), e));
+    }
+    Ok(())
+}
+
+pub(crate) fn read_message(inner: &Inner, msgid: MsgId) -> Result<Vec<u8>, QueueError> {
+    let name = bundle_name(msgid);
+    let path = format!("queue/{name}");
+    let data = inner
+        .queue
+        .read(&name)
+        .map_err(|e| QueueError::io_or_missing("read", &path, e))?;
+    bundle::content_part(&data)
+        .and_then(|part| {
+            inner
+                .codec
+                .decode(&super::disk::content_aad_name(msgid), part)
+        })
+        .map_err(|reason| QueueError::Corrupt { path, reason })
+}
+
+pub(crate) fn read_envelope(inner: &Inner, id: EvpId) -> Result<Envelope, QueueError> {
+    read_set(inner, id.msgid())?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| QueueError::NotFound(format!("envelope {id}")))
+}
+
+/// Replaces one envelope of a queued message.
+pub(crate) fn update_envelope(inner: &Inner, env: &Envelope) -> Result<(), QueueError> {
+    let msgid = env.msgid();
+    let _guard = inner.lock_message(msgid);
+    let mut set = read_set(inner, msgid)?;
+    let slot = set
+        .iter_mut()
+        .find(|e| e.id == env.id)
+        .ok_or_else(|| QueueError::NotFound(format!("envelope {}", env.id)))?;
+    *slot = env.clone();
+    write_set(inner, msgid, &set)
+}
+
+/// Removes an envelope; with the last one, the whole message. The bundle
+/// goes first: a crash in between leaves a `.env` without bundle, which
+/// the next start deletes, never a bundle whose recipients come back.
+/// Deletions are not fsynced (at-least-once, as OpenSMTPD and Postfix).
 pub(crate) fn remove_envelope(inner: &Inner, id: EvpId) -> Result<(), QueueError> {
     let msgid = id.msgid();
-    let name = msgid.to_string();
-    let dir = inner
-        .queue
-        .open_dir(&name)
-        .map_err(|e| QueueError::io_or_missing("open", format!("queue/{name}"), e))?;
-    dir.remove_file(id.to_string())
-        .map_err(|e| QueueError::io_or_missing("unlink", format!("queue/{name}/{id}"), e))?;
-    if has_envelopes(&dir).map_err(|e| QueueError::io("list", format!("queue/{name}"), e))? {
-        return Ok(());
+    let _guard = inner.lock_message(msgid);
+    let mut set = read_set(inner, msgid)?;
+    let before = set.len();
+    set.retain(|e| e.id != id);
+    if set.len() == before {
+        return Err(QueueError::NotFound(format!("envelope {id}")));
     }
-    remove_message_dir(inner, &name, dir)
-        .map_err(|e| QueueError::io("remove", format!("queue/{name}"), e))
+    if !set.is_empty() {
+        return write_set(inner, msgid, &set);
+    }
+    remove_message(inner, msgid)
 }
 
-pub(crate) fn has_envelopes(dir: &Dir) -> io::Result<bool> {
-    for entry in dir.entries()? {
-        let entry = entry?;
-        if entry
-            .file_name()
-            .to_str()
-            .and_then(parse_envelope_name)
-            .is_some()
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Deletes a message directory that has no envelope left. Tolerates a
-/// concurrent remover of a sibling envelope doing the same.
-pub(crate) fn remove_message_dir(inner: &Inner, name: &str, dir: Dir) -> io::Result<()> {
-    ignore_missing(dir.remove_file(MESSAGE))?;
-    for entry in dir.entries()? {
-        let entry = entry?;
-        let fname = entry.file_name();
-        if fname.to_str().is_some_and(|n| n.ends_with(TMP_SUFFIX)) {
-            ignore_missing(dir.remove_file(&fname))?;
-        }
-    }
-    drop(dir);
-    match inner.queue.remove_dir(name) {
-        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(()),
-        r => ignore_missing(r),
-    }
-}
-
-fn ignore_missing(r: io::Result<()>) -> io::Result<()> {
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        r => r,
-    }
+/// Deletes a message's bundle, then its envelope set.
+pub(crate) fn remove_message(inner: &Inner, msgid: MsgId) -> Result<(), QueueError> {
+    let name = bundle_name(msgid);
+    remove_if_present(&inner.queue, &name)
+        .map_err(|e| QueueError::io("unlink", format!("queue/{name}"), e))?;
+    let env = env_name(msgid);
+    remove_if_present(&inner.queue, &env)
+        .map_err(|e| QueueError::io("unlink", format!("queue/{env}"), e))
 }

@@ -101,7 +101,7 @@ async fn committed_messages_survive_reopen_in_every_mode() {
         assert_eq!(q.read_message(id).await.unwrap(), content(1));
         assert_eq!(q.read_envelope(envs[0].id).await.unwrap(), envs[0]);
         // the content is not stored in the clear when encrypted
-        let raw = std::fs::read(tmp.path().join(format!("queue/{id}/message"))).unwrap();
+        let raw = std::fs::read(tmp.path().join(format!("queue/{id}"))).unwrap();
         let clear = raw.windows(9).any(|w| w == b"quick bro");
         assert_eq!(clear, opts.key.is_none() && !opts.compress, "{opts:?}");
     }
@@ -112,24 +112,28 @@ async fn open_cleans_up_after_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path();
     let opts = QueueOptions::default();
-    let (kept, kept_envs) = {
+    let codec = codec::Codec::new(false, None);
+    let (kept, kept_envs, emptied) = {
         let q = Queue::open(spool, opts.clone()).unwrap();
-        let kept = commit_one(&q, 1, &["bob", "carol"]).await;
+        let (kept, envs) = commit_one(&q, 1, &["bob", "carol"]).await;
+        let (emptied, _) = commit_one(&q, 2, &["dave"]).await;
         // A crash after writing incoming/ but before the rename.
         let half = q.new_msgid();
-        store::write_incoming(&q.inner, half, b"half", &[envelope(half, "dave")]).unwrap();
-        kept
+        store::write_incoming(&q.inner, half, b"half", &[envelope(half, "erin")]).unwrap();
+        (kept, envs, emptied)
     };
     // Other kinds of debris a crash can leave.
-    std::fs::create_dir(spool.join("incoming/0badf00d")).unwrap();
-    std::fs::write(spool.join("incoming/0badf00d/message"), b"WQU").unwrap();
-    std::fs::write(spool.join("incoming/stray"), b"").unwrap();
-    let tmpfile = spool.join(format!("queue/{kept}/{}.12345678.tmp", kept_envs[0].id));
+    std::fs::write(spool.join("incoming/0badf00d"), b"WQB").unwrap();
+    std::fs::create_dir(spool.join("incoming/0badf00e")).unwrap();
+    let tmpfile = spool.join(format!("queue/{kept}.env.12345678.tmp"));
     std::fs::write(&tmpfile, b"half an update").unwrap();
-    // Interrupted removal: content left, no envelope.
-    std::fs::create_dir(spool.join("queue/0000beef")).unwrap();
-    std::fs::write(spool.join("queue/0000beef/message"), b"delivered").unwrap();
-    std::fs::create_dir(spool.join("queue/0000feed")).unwrap();
+    // Interrupted removal: the bundle went, its envelope set did not.
+    let orphan = MsgId(0xbeef);
+    let set = bundle::encode_set(&codec, orphan, &[envelope(orphan, "x")]).unwrap();
+    std::fs::write(spool.join("queue/0000beef.env"), set).unwrap();
+    // An envelope set emptied but the bundle still there.
+    let set = bundle::encode_set(&codec, emptied, &[]).unwrap();
+    std::fs::write(spool.join(format!("queue/{emptied}.env")), set).unwrap();
 
     let q = Queue::open(spool, opts).unwrap();
     assert_eq!(count_entries(&spool.join("incoming")), 0);
@@ -137,8 +141,9 @@ async fn open_cleans_up_after_a_crash() {
     assert_eq!(report.envelopes, sorted(kept_envs));
     assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
     assert!(!tmpfile.exists());
-    assert!(!spool.join("queue/0000beef").exists());
-    assert!(!spool.join("queue/0000feed").exists());
+    assert!(!spool.join("queue/0000beef.env").exists());
+    assert!(!spool.join(format!("queue/{emptied}")).exists());
+    assert!(!spool.join(format!("queue/{emptied}.env")).exists());
     assert_eq!(count_entries(&spool.join("queue")), 1);
 }
 
@@ -229,6 +234,20 @@ fn kill9_child() {
     });
 }
 
+/// Flips one bit in `queue/<id>`, in the envelope part or the content.
+fn flip(spool: &Path, id: MsgId, in_envelopes: bool) {
+    let path = spool.join(format!("queue/{id}"));
+    let mut data = std::fs::read(&path).unwrap();
+    let set_len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
+    let at = if in_envelopes {
+        8 + set_len / 2
+    } else {
+        data.len() - 3
+    };
+    data[at] ^= 0x01;
+    std::fs::write(&path, &data).unwrap();
+}
+
 #[tokio::test]
 async fn tampered_files_are_reported_and_moved_aside() {
     let tmp = tempfile::tempdir().unwrap();
@@ -238,38 +257,45 @@ async fn tampered_files_are_reported_and_moved_aside() {
         key: Some([3; 32]),
     };
     let q = Queue::open(spool, opts.clone()).unwrap();
-    let (bad, bad_envs) = commit_one(&q, 1, &["bob", "carol"]).await;
-    let (_, good_envs) = commit_one(&q, 2, &["dave"]).await;
+    let (bad_envs, bad_envs_e) = commit_one(&q, 1, &["bob", "carol"]).await;
+    let (bad_body, bad_body_e) = commit_one(&q, 2, &["dave"]).await;
+    let (_, good_e) = commit_one(&q, 3, &["erin"]).await;
+    flip(spool, bad_envs, true);
+    flip(spool, bad_body, false);
 
-    let evp_path = spool.join(format!("queue/{bad}/{}", bad_envs[0].id));
-    let mut data = std::fs::read(&evp_path).unwrap();
-    let last = data.len() - 1;
-    data[last / 2] ^= 0x01;
-    std::fs::write(&evp_path, &data).unwrap();
-    let msg_path = spool.join(format!("queue/{bad}/message"));
-    let mut data = std::fs::read(&msg_path).unwrap();
-    data[40] ^= 0x80;
-    std::fs::write(&msg_path, &data).unwrap();
-
-    match q.read_message(bad).await {
-        Err(QueueError::Corrupt { .. }) => {}
+    match q.read_message(bad_body).await {
+        Err(QueueError::Corrupt { reason, .. }) => assert!(reason.contains("authentication")),
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    match q.read_envelope(bad_envs[0].id).await {
+    match q.read_envelope(bad_envs_e[0].id).await {
         Err(QueueError::Corrupt { .. }) => {}
         other => panic!("expected Corrupt, got {other:?}"),
     }
     let report = q.load_all().unwrap();
-    let mut expected = vec![bad_envs[1].clone(), good_envs[0].clone()];
-    expected.sort_by_key(|e| e.id);
-    assert_eq!(report.envelopes, expected);
+    // the content is checked when read, not at load
+    assert_eq!(
+        report.envelopes,
+        sorted(vec![bad_body_e[0].clone(), good_e[0].clone()])
+    );
     assert_eq!(report.corrupt.len(), 1);
-    assert!(report.corrupt[0].0.ends_with(&bad_envs[0].id.to_string()));
+    assert_eq!(report.corrupt[0].0, format!("queue/{bad_envs}"));
     assert!(report.corrupt[0].1.contains("authentication"));
-    assert!(!evp_path.exists());
-    assert_eq!(count_entries(&spool.join("corrupt")), 1);
+    assert!(!spool.join(format!("queue/{bad_envs}")).exists());
+    assert!(spool.join(format!("corrupt/{bad_envs}")).exists());
     // a second start does not report it again
     assert!(q.load_all().unwrap().corrupt.is_empty());
+
+    // an envelope-set update is authenticated the same way
+    let mut e = good_e[0].clone();
+    e.tries = 1;
+    q.update_envelope(&e).await.unwrap();
+    let env_path = spool.join(format!("queue/{}.env", e.msgid()));
+    let mut data = std::fs::read(&env_path).unwrap();
+    data[30] ^= 0x10;
+    std::fs::write(&env_path, &data).unwrap();
+    let report = q.load_all().unwrap();
+    assert_eq!(report.envelopes, vec![bad_body_e[0].clone()]);
+    assert_eq!(report.corrupt.len(), 1);
 }
 
 #[tokio::test]
@@ -297,10 +323,9 @@ async fn wrong_key_returns_nothing_and_moves_everything_aside() {
     .unwrap();
     let report = q.load_all().unwrap();
     assert!(report.envelopes.is_empty());
-    // two envelopes, then the message left without readable envelope
-    assert_eq!(report.corrupt.len(), 3, "{:?}", report.corrupt);
+    assert_eq!(report.corrupt.len(), 1, "{:?}", report.corrupt);
     assert_eq!(count_entries(&spool.join("queue")), 0);
-    assert_eq!(count_entries(&spool.join("corrupt")), 3);
+    assert_eq!(count_entries(&spool.join("corrupt")), 1);
 
     // and without any key, encrypted files are not read either
     let tmp2 = tempfile::tempdir().unwrap();
@@ -318,7 +343,7 @@ async fn wrong_key_returns_nothing_and_moves_everything_aside() {
     let q = Queue::open(tmp2.path(), QueueOptions::default()).unwrap();
     let report = q.load_all().unwrap();
     assert!(report.envelopes.is_empty());
-    assert!(!report.corrupt.is_empty());
+    assert_eq!(report.corrupt.len(), 1);
 }
 
 #[tokio::test]
@@ -326,15 +351,22 @@ async fn garbage_in_the_queue_is_never_returned() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path();
     let q = Queue::open(spool, QueueOptions::default()).unwrap();
-    let (id, envs) = commit_one(&q, 1, &["bob", "carol"]).await;
-    // an envelope file holding another envelope's JSON
-    let a = spool.join(format!("queue/{id}/{}", envs[0].id));
-    let b = spool.join(format!("queue/{id}/{}", envs[1].id));
-    std::fs::copy(&a, &b).unwrap();
+    let (a, _) = commit_one(&q, 1, &["bob"]).await;
+    let (b, b_envs) = commit_one(&q, 2, &["carol"]).await;
+    // message a claiming an envelope of message b
+    let codec = codec::Codec::new(false, None);
+    let set = bundle::encode_set(&codec, a, &b_envs).unwrap();
+    std::fs::write(spool.join(format!("queue/{a}.env")), set).unwrap();
     std::fs::write(spool.join("queue/notamsgid"), b"x").unwrap();
+    std::fs::create_dir(spool.join("queue/somedir")).unwrap();
     let report = q.load_all().unwrap();
-    assert_eq!(report.envelopes, vec![envs[0].clone()]);
-    assert_eq!(report.corrupt.len(), 2, "{:?}", report.corrupt);
+    assert_eq!(report.envelopes, b_envs);
+    assert_eq!(report.corrupt.len(), 3, "{:?}", report.corrupt);
+    assert!(report
+        .corrupt
+        .iter()
+        .any(|(p, r)| p == &format!("queue/{a}.env") && r.contains("another message")));
+    assert_eq!(q.read_message(b).await.unwrap(), content(2));
 }
 
 #[tokio::test]
@@ -357,7 +389,9 @@ async fn update_and_remove_envelopes() {
     q.update_envelope(&e).await.unwrap();
     let loaded = q.load_all().unwrap().envelopes;
     assert!(loaded.contains(&e));
-    assert_eq!(count_entries(&spool.join(format!("queue/{id}"))), 3);
+    assert!(loaded.contains(&envs[1]));
+    assert_eq!(q.read_envelope(e.id).await.unwrap(), e);
+    assert_eq!(count_entries(&spool.join("queue")), 2); // bundle + .env
 
     q.remove_envelope(e.id).await.unwrap();
     assert_eq!(q.read_message(id).await.unwrap(), content(1));
@@ -370,8 +404,9 @@ async fn update_and_remove_envelopes() {
         Err(QueueError::NotFound(_))
     ));
 
+    assert_eq!(q.load_all().unwrap().envelopes, vec![envs[1].clone()]);
     q.remove_envelope(envs[1].id).await.unwrap();
-    assert!(!spool.join(format!("queue/{id}")).exists());
+    assert_eq!(count_entries(&spool.join("queue")), 0);
     assert!(matches!(
         q.read_message(id).await,
         Err(QueueError::NotFound(_))
