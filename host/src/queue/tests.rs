@@ -179,6 +179,7 @@ async fn a_real_kill_9_never_loses_an_acknowledged_message() {
     child.wait().unwrap();
     let acked = reader.join().unwrap();
     assert!(!acked.is_empty(), "the child committed nothing");
+    println!("kill -9 after {} acknowledged commits", acked.len());
 
     let q = Queue::open(
         tmp.path(),
@@ -441,6 +442,12 @@ async fn commit_refuses_bad_requests() {
 }
 
 #[test]
+fn queue_handles_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Queue>();
+}
+
+#[test]
 fn new_msgids_are_distinct_while_in_flight() {
     let tmp = tempfile::tempdir().unwrap();
     let q = Queue::open(tmp.path(), QueueOptions::default()).unwrap();
@@ -494,8 +501,9 @@ fn bench_group_commit() {
         Some(d) => tempfile::tempdir_in(d).unwrap(),
         None => tempfile::tempdir().unwrap(),
     };
-    let compress = std::env::var_os("WASMTPD_BENCH_GZIP").is_some();
-    let key = std::env::var_os("WASMTPD_BENCH_KEY").map(|_| [4u8; 32]);
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let compress = flag("WASMTPD_BENCH_GZIP");
+    let key = flag("WASMTPD_BENCH_KEY").then_some([4u8; 32]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
