@@ -26,11 +26,12 @@
 //! per message that costs an fsync of each file plus one of the message
 //! directory (its entries are not made durable by the file fsyncs). With a
 //! single bundle file it is one file fsync per message plus one fsync of
-//! `queue/` per batch. Measured here with 20 writers and the same group
-//! commit: ~3 300 msg/s for directory + 2 files vs ~7 000 msg/s for one
-//! file. The cost moves to envelope updates, which rewrite the message's
-//! whole envelope set: one small file for the usual one or few recipients,
-//! O(n) per update for a message with very many.
+//! `queue/` per batch. A simulation of both protocols on the development
+//! machine (20 writers, same group commit) gave ~3 300 msg/s for a
+//! directory with two files vs ~7 000 msg/s for one file. The cost moves
+//! to envelope updates, which rewrite the message's whole envelope set:
+//! one small file for the usual one or few recipients, O(n) per update
+//! for a message with very many.
 //!
 //! # Why this is crash-safe
 //! * Commit: the bundle is written to `incoming/<msgid>` and fsynced; the
@@ -44,10 +45,10 @@
 //! * Update: the new envelope set goes to a temporary file, fsynced, then
 //!   renamed over `<msgid>.env`; a crash leaves the old or the new set.
 //!   Leftover `.tmp` files are deleted by `load_all`.
-//! * Removal: the set is rewritten without the envelope; with the last
-//!   one, the bundle is unlinked, then `<msgid>.env`. A `.env` without a
-//!   bundle, or an empty set, is deleted at start, so a crash in between
-//!   never delivers the message again. Updates and removals are not
+//! * Removal: the set is rewritten (as an update) without the envelope;
+//!   with the last one, the bundle is unlinked, then `<msgid>.env`. A
+//!   `.env` without a bundle, or an empty set, is deleted at start, so a
+//!   crash in between never delivers the message again. Updates and removals are not
 //!   followed by a directory fsync: losing one in a crash means retry
 //!   state goes back or a delivered envelope is delivered again
 //!   (at-least-once, as OpenSMTPD and Postfix).
