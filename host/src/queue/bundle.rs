@@ -2,13 +2,16 @@
 //! at commit time, so a commit costs a single file fsync.
 //!
 //! ```text
-//! "WQB1" | u32 big-endian length L | envelope set (L bytes) | content
+//! "WQB1" | u32 BE length L | u64 BE length C | envelope set (L bytes) | content (C bytes)
 //! ```
+//! The lengths make a bundle self-validating: a file whose size is not
+//! 16 + L + C was cut short by a crash while it was written (it was never
+//! acknowledged) and is deleted at start.
 //! The envelope set and the content are each a `codec` file (own header,
 //! own compression/encryption, own identity in the associated data), so the
 //! envelopes can be read at startup without reading or decrypting the
 //! content. The length prefix is not authenticated; changing it only makes
-//! one of the two parts fail to decode.
+//! one of the two parts fail to decode, or the bundle look incomplete.
 
 use std::io::Read;
 
@@ -18,7 +21,7 @@ use super::error::QueueError;
 use crate::envelope::{Envelope, MsgId};
 
 const MAGIC: &[u8; 4] = b"WQB1";
-const PREFIX_LEN: usize = 8;
+const PREFIX_LEN: usize = 16;
 
 /// Encodes the bundle of a new message.
 pub(crate) fn encode(
@@ -34,6 +37,7 @@ pub(crate) fn encode(
     let mut out = Vec::with_capacity(PREFIX_LEN + set.len() + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
     out.extend_from_slice(&set);
     out.extend_from_slice(&body);
     Ok(out)
@@ -72,35 +76,68 @@ pub(crate) fn decode_set(
     Ok(set)
 }
 
-/// Reads just the envelope set at the start of a bundle.
-pub(crate) fn read_set_part(r: &mut impl Read) -> Result<Vec<u8>, String> {
-    let mut prefix = [0u8; PREFIX_LEN];
-    r.read_exact(&mut prefix)
-        .map_err(|e| format!("truncated bundle header: {e}"))?;
-    let len = parse_prefix(&prefix)?;
-    let mut set = Vec::new();
-    r.take(len as u64)
+/// What the first bytes of a bundle say about it.
+pub(crate) enum Shape {
+    /// Prefix and size agree: the envelope set is `set_len` bytes.
+    Complete { set_len: usize },
+    /// Shorter or longer than announced: a write cut short by a crash.
+    Incomplete,
+}
+
+/// Checks a bundle of `file_len` bytes from its first bytes. Bad magic
+/// is corruption, not a crash: the magic is the first thing written.
+pub(crate) fn shape(head: &[u8], file_len: u64) -> Result<Shape, String> {
+    let Some(prefix) = head.get(..PREFIX_LEN) else {
+        return Ok(Shape::Incomplete);
+    };
+    if &prefix[..4] != MAGIC {
+        return Err("bad bundle magic".into());
+    }
+    let mut l = [0u8; 4];
+    l.copy_from_slice(&prefix[4..8]);
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&prefix[8..16]);
+    let set_len = u32::from_be_bytes(l) as u64;
+    let expected = (PREFIX_LEN as u64)
+        .checked_add(set_len)
+        .and_then(|n| n.checked_add(u64::from_be_bytes(c)));
+    if expected != Some(file_len) {
+        return Ok(Shape::Incomplete);
+    }
+    Ok(Shape::Complete {
+        set_len: set_len as usize,
+    })
+}
+
+/// Reads the envelope set at the start of a bundle (`None`: incomplete).
+pub(crate) fn read_set_part(
+    f: &mut (impl Read + ?Sized),
+    file_len: u64,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut head = Vec::with_capacity(PREFIX_LEN);
+    f.take(PREFIX_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let set_len = match shape(&head, file_len)? {
+        Shape::Incomplete => return Ok(None),
+        Shape::Complete { set_len } => set_len,
+    };
+    let mut set = Vec::with_capacity(set_len);
+    f.take(set_len as u64)
         .read_to_end(&mut set)
         .map_err(|e| format!("unreadable: {e}"))?;
-    if set.len() != len {
-        return Err("truncated envelope set".into());
+    if set.len() != set_len {
+        return Ok(None);
     }
-    Ok(set)
+    Ok(Some(set))
 }
 
 /// The content part of a whole bundle.
 pub(crate) fn content_part(data: &[u8]) -> Result<&[u8], String> {
-    let prefix = data.get(..PREFIX_LEN).ok_or("truncated bundle header")?;
-    let len = parse_prefix(prefix)?;
-    data.get(PREFIX_LEN + len..)
-        .ok_or_else(|| "truncated bundle".to_string())
-}
-
-fn parse_prefix(prefix: &[u8]) -> Result<usize, String> {
-    if &prefix[..4] != MAGIC {
-        return Err("bad bundle magic".into());
+    match shape(data, data.len() as u64)? {
+        Shape::Incomplete => Err("incomplete bundle".into()),
+        Shape::Complete { set_len } => data
+            .get(PREFIX_LEN + set_len..)
+            .ok_or_else(|| "incomplete bundle".to_string()),
     }
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&prefix[4..8]);
-    Ok(u32::from_be_bytes(len) as usize)
 }

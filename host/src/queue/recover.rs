@@ -1,13 +1,16 @@
-//! Startup: clearing what a crash left half-done and reading back every
-//! committed envelope, moving anything unreadable aside to `corrupt/`.
+//! Startup: clearing what a crash left half-done (bundles cut short,
+//! interrupted updates and removals) and reading back every committed
+//! envelope, moving anything unreadable aside to `corrupt/`.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 
-use cap_std::fs::Dir;
 use tracing::{info, warn};
 
+use super::bundle;
 use super::disk::{bundle_name, env_name, ENV_SUFFIX, TMP_SUFFIX};
 use super::error::QueueError;
+use super::lock;
 use super::store::{read_set, remove_message, Inner};
 use crate::envelope::{Envelope, MsgId};
 
@@ -18,30 +21,6 @@ pub struct LoadReport {
     pub envelopes: Vec<Envelope>,
     /// Files moved to `corrupt/`: (path relative to the spool, reason).
     pub corrupt: Vec<(String, String)>,
-}
-
-/// Removes everything still in `incoming/`: none of it was acknowledged,
-/// the client will send it again.
-pub(crate) fn clean_incoming(incoming: &Dir) -> Result<usize, QueueError> {
-    let mut n = 0;
-    let entries = incoming
-        .entries()
-        .map_err(|e| QueueError::io("list", "incoming", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| QueueError::io("list", "incoming", e))?;
-        let name = entry.file_name();
-        let shown = name.to_string_lossy().into_owned();
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        let r = if is_dir {
-            incoming.remove_dir_all(&name)
-        } else {
-            incoming.remove_file(&name)
-        };
-        r.map_err(|e| QueueError::io("remove", format!("incoming/{shown}"), e))?;
-        info!("queue: removed uncommitted incoming/{shown}");
-        n += 1;
-    }
-    Ok(n)
 }
 
 pub(crate) fn load_all(inner: &Inner) -> Result<LoadReport, QueueError> {
@@ -97,6 +76,30 @@ pub(crate) fn load_all(inner: &Inner) -> Result<LoadReport, QueueError> {
             .map_err(|e| QueueError::io("unlink", format!("queue/{env}"), e))?;
     }
     for msgid in bundles {
+        if lock(&inner.inflight).contains(&msgid) {
+            // Being committed right now (load_all called at run time):
+            // neither returned nor cleaned.
+            continue;
+        }
+        match is_incomplete(inner, msgid) {
+            Ok(true) => {
+                // Cut short by a crash while written: never acknowledged.
+                info!("queue: removing incomplete message {msgid} (interrupted commit)");
+                remove_message(inner, msgid)?;
+                continue;
+            }
+            Ok(false) => {}
+            Err(reason) => {
+                let path = format!("queue/{}", bundle_name(msgid));
+                warn!("queue: corrupt envelope {path}: {reason}");
+                rename_to_corrupt(inner, &bundle_name(msgid));
+                if inner.queue.exists(env_name(msgid)) {
+                    rename_to_corrupt(inner, &env_name(msgid));
+                }
+                report.corrupt.push((path, reason));
+                continue;
+            }
+        }
         match read_set(inner, msgid) {
             Ok(set) if set.is_empty() => {
                 info!("queue: removing message {msgid} with no envelope left");
@@ -119,6 +122,24 @@ pub(crate) fn load_all(inner: &Inner) -> Result<LoadReport, QueueError> {
     }
     report.envelopes.sort_by_key(|e| e.id);
     Ok(report)
+}
+
+/// Whether a bundle was cut short while written (see `bundle::shape`).
+fn is_incomplete(inner: &Inner, msgid: MsgId) -> Result<bool, String> {
+    let mut f = inner
+        .queue
+        .open(bundle_name(msgid))
+        .map_err(|e| format!("unreadable: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("unreadable: {e}"))?.len();
+    let mut head = Vec::with_capacity(16);
+    (&mut f)
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    Ok(matches!(
+        bundle::shape(&head, len)?,
+        bundle::Shape::Incomplete
+    ))
 }
 
 fn move_aside(inner: &Inner, name: &str, path: &str, reason: &str, report: &mut LoadReport) {

@@ -1,5 +1,5 @@
 //! The blocking file operations behind the `Queue` methods: writing a new
-//! message into `incoming/`, reading content and envelopes, replacing and
+//! message into `queue/`, reading content and envelopes, replacing and
 //! removing envelopes.
 
 use std::collections::HashSet;
@@ -22,11 +22,11 @@ const LOCK_STRIPES: usize = 64;
 
 /// Everything a `Queue` handle shares.
 pub(crate) struct Inner {
-    pub incoming: Dir,
     pub queue: Dir,
     pub corrupt: Dir,
     pub codec: Codec,
-    /// Message ids handed out by `new_msgid` and not yet committed.
+    /// Message ids handed out by `new_msgid` or being committed; their
+    /// bundles may be incomplete and are left alone by `load_all`.
     pub inflight: Mutex<HashSet<MsgId>>,
     pub committer: Mutex<mpsc::Sender<Pending>>,
     pub stripes: Vec<Mutex<()>>,
@@ -34,14 +34,12 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn new(
-        incoming: Dir,
         queue: Dir,
         corrupt: Dir,
         codec: Codec,
         committer: mpsc::Sender<Pending>,
     ) -> Inner {
         Inner {
-            incoming,
             queue,
             corrupt,
             codec,
@@ -56,24 +54,31 @@ impl Inner {
     }
 }
 
-/// Writes the bundle to `incoming/<msgid>` and fsyncs it. Making the name
-/// durable is the committer's job (rename + one fsync of `queue/`).
-pub(crate) fn write_incoming(
+/// Writes the bundle straight to `queue/<msgid>` and fsyncs it. Making
+/// its name durable is the committer's job (one fsync of `queue/` per
+/// batch). `create_new` never replaces a queued message.
+pub(crate) fn write_bundle(
     inner: &Inner,
     msgid: MsgId,
     content: &[u8],
     envelopes: &[Envelope],
 ) -> Result<(), QueueError> {
     let name = bundle_name(msgid);
-    let path = format!("incoming/{name}");
+    let path = format!("queue/{name}");
     let data = bundle::encode(&inner.codec, msgid, content, envelopes)?;
-    // Left by an earlier failed attempt with this reserved id.
-    remove_if_present(&inner.incoming, &name).map_err(|e| QueueError::io("unlink", &path, e))?;
-    if let Err(e) = write_new_synced(&inner.incoming, &name, &data) {
-        let _ = inner.incoming.remove_file(&name);
-        return Err(QueueError::io("write", path, e));
+    // An envelope set left by a crash while an earlier message with this
+    // id was removed must not override the new message's.
+    let env = env_name(msgid);
+    remove_if_present(&inner.queue, &env)
+        .map_err(|e| QueueError::io("unlink", format!("queue/{env}"), e))?;
+    match write_new_synced(&inner.queue, &name, &data) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(QueueError::Exists(msgid)),
+        Err(e) => {
+            let _ = inner.queue.remove_file(&name);
+            Err(QueueError::io("write", path, e))
+        }
     }
-    Ok(())
 }
 
 /// The current envelope set of a message: `<msgid>.env` if present, else
@@ -98,7 +103,12 @@ pub(crate) fn read_set(inner: &Inner, msgid: MsgId) -> Result<Vec<Envelope>, Que
         .queue
         .open(&name)
         .map_err(|e| QueueError::io_or_missing("open", &path, e))?;
-    bundle::read_set_part(&mut f)
+    let len = f
+        .metadata()
+        .map_err(|e| QueueError::io("stat", &path, e))?
+        .len();
+    bundle::read_set_part(&mut f, len)
+        .and_then(|part| part.ok_or_else(|| "incomplete bundle".to_string()))
         .and_then(|data| bundle::decode_set(&inner.codec, msgid, &data))
         .map_err(|reason| QueueError::Corrupt { path, reason })
 }

@@ -108,23 +108,29 @@ async fn committed_messages_survive_reopen_in_every_mode() {
 }
 
 #[tokio::test]
-async fn open_cleans_up_after_a_crash() {
+async fn start_cleans_up_after_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path();
     let opts = QueueOptions::default();
     let codec = codec::Codec::new(false, None);
-    let (kept, kept_envs, emptied) = {
+    let (kept, kept_envs, emptied, whole) = {
         let q = Queue::open(spool, opts.clone()).unwrap();
         let (kept, envs) = commit_one(&q, 1, &["bob", "carol"]).await;
         let (emptied, _) = commit_one(&q, 2, &["dave"]).await;
-        // A crash after writing incoming/ but before the rename.
-        let half = q.new_msgid();
-        store::write_incoming(&q.inner, half, b"half", &[envelope(half, "erin")]).unwrap();
-        (kept, envs, emptied)
+        let (whole, _) = commit_one(&q, 3, &["erin"]).await;
+        (kept, envs, emptied, whole)
     };
-    // Other kinds of debris a crash can leave.
-    std::fs::write(spool.join("incoming/0badf00d"), b"WQB").unwrap();
-    std::fs::create_dir(spool.join("incoming/0badf00e")).unwrap();
+    // Bundles cut short while written, at several points.
+    let data = std::fs::read(spool.join(format!("queue/{whole}"))).unwrap();
+    std::fs::remove_file(spool.join(format!("queue/{whole}"))).unwrap();
+    for (name, len) in [
+        ("0badf001", 0),
+        ("0badf002", 3),
+        ("0badf003", 16),
+        ("0badf004", data.len() - 1),
+    ] {
+        std::fs::write(spool.join(format!("queue/{name}")), &data[..len]).unwrap();
+    }
     let tmpfile = spool.join(format!("queue/{kept}.env.12345678.tmp"));
     std::fs::write(&tmpfile, b"half an update").unwrap();
     // Interrupted removal: the bundle went, its envelope set did not.
@@ -136,15 +142,33 @@ async fn open_cleans_up_after_a_crash() {
     std::fs::write(spool.join(format!("queue/{emptied}.env")), set).unwrap();
 
     let q = Queue::open(spool, opts).unwrap();
-    assert_eq!(count_entries(&spool.join("incoming")), 0);
     let report = q.load_all().unwrap();
     assert_eq!(report.envelopes, sorted(kept_envs));
     assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
     assert!(!tmpfile.exists());
-    assert!(!spool.join("queue/0000beef.env").exists());
-    assert!(!spool.join(format!("queue/{emptied}")).exists());
-    assert!(!spool.join(format!("queue/{emptied}.env")).exists());
-    assert_eq!(count_entries(&spool.join("queue")), 1);
+    assert_eq!(
+        std::fs::read_dir(spool.join("queue"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect::<Vec<_>>(),
+        vec![kept.to_string()]
+    );
+    assert_eq!(count_entries(&spool.join("corrupt")), 0);
+}
+
+#[tokio::test]
+async fn load_all_leaves_messages_being_committed_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let q = Queue::open(spool, QueueOptions::default()).unwrap();
+    let id = q.new_msgid();
+    // as if a session were half-way through writing it
+    std::fs::write(spool.join(format!("queue/{id}")), b"WQB1").unwrap();
+    assert!(q.load_all().unwrap().envelopes.is_empty());
+    assert!(spool.join(format!("queue/{id}")).exists());
+    q.release_msgid(id);
+    q.load_all().unwrap();
+    assert!(!spool.join(format!("queue/{id}")).exists());
 }
 
 /// Runs the `kill9_child` test in a child process committing into `spool`
@@ -209,7 +233,6 @@ async fn a_real_kill_9_never_loses_an_acknowledged_message() {
     .unwrap();
     let report = q.load_all().unwrap();
     assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
-    assert_eq!(count_entries(&tmp.path().join("incoming")), 0);
     let mut loaded = std::collections::HashMap::<MsgId, Vec<&Envelope>>::new();
     for e in &report.envelopes {
         loaded.entry(e.msgid()).or_default().push(e);
@@ -490,9 +513,9 @@ async fn commit_refuses_bad_requests() {
         q.commit(done, content(2), again).await,
         Err(QueueError::Exists(_))
     ));
-    // the failed attempt left nothing behind
-    assert_eq!(count_entries(&tmp.path().join("incoming")), 0);
+    // the failed attempt left the queued message alone
     assert_eq!(q.load_all().unwrap().envelopes.len(), 1);
+    assert_eq!(q.read_message(done).await.unwrap(), content(1));
 }
 
 #[test]
