@@ -89,7 +89,7 @@ impl Parser {
             }
             "forward-only" => Method::ForwardOnly,
             "expand-only" => Method::ExpandOnly,
-            "relay" => Method::Relay(RelayOptions::default()),
+            "relay" => Method::Relay(Box::default()),
             _ => return Err(ConfigError::new(at, ErrorKind::UnknownMethod(word))),
         })
     }

@@ -131,7 +131,7 @@ impl Parser {
                 ("expire", _) => ttl = Some(duration(c)?),
                 ("forward-only", None) if fresh => method = Some(Method::ForwardOnly),
                 ("deliver", None) if fresh => method = Some(self.legacy_deliver(c)?),
-                ("relay", None) if fresh => method = Some(Method::Relay(RelayOptions::default())),
+                ("relay", None) if fresh => method = Some(Method::Relay(Box::default())),
                 ("via", Some(r)) => r.host = Some(c.string("a relay URL")?),
                 ("backup", Some(r)) => {
                     r.backup = true;

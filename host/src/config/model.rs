@@ -172,7 +172,7 @@ pub enum Method {
     Mda { command: String },
     ForwardOnly,
     ExpandOnly,
-    Relay(RelayOptions),
+    Relay(Box<RelayOptions>),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

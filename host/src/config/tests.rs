@@ -247,7 +247,7 @@ fn relay_action_options() {
         panic!()
     };
     assert_eq!(
-        *r,
+        **r,
         RelayOptions {
             backup: true,
             backup_mx: Some("mx1.example.org".into()),
@@ -275,7 +275,7 @@ fn relay_action_options() {
     assert_eq!(r.src.as_deref(), Some("192.0.2.1"));
     assert_eq!(
         c.actions["r3"].method,
-        Method::Relay(RelayOptions::default())
+        Method::Relay(Box::default())
     );
 }
 
@@ -628,7 +628,7 @@ fn legacy_local_and_relay() {
     );
     assert_eq!(
         c.actions["legacy-rule-4"].method,
-        Method::Relay(RelayOptions::default())
+        Method::Relay(Box::default())
     );
     assert_eq!(
         c.matches[1].conditions,
@@ -755,7 +755,7 @@ fn legacy_other_forms() {
         panic!()
     };
     assert_eq!(
-        *r,
+        **r,
         RelayOptions {
             backup: true,
             backup_mx: Some("mx1.example.org".into()),

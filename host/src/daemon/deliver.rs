@@ -94,8 +94,8 @@ impl Delivery {
             dest: env.dest.clone(),
             user_username: username.clone(),
             user_directory: home.clone(),
-            mbox_from: sender_of(env),
             mda: String::new(),
+            sub_addr_delim: self.config.smtp.sub_addr_delim,
         };
         let expand = |template: &str| {
             format::expand(template, &ctx)
@@ -106,6 +106,7 @@ impl Delivery {
             LocalTarget::Command { command, .. } => JobMethod::Command {
                 argv: self.command_argv(command, &expand)?,
                 env: mda_environment(env, &username, &home),
+                cwd: Some(home.clone().into()),
             },
             LocalTarget::User { .. } => match &action.method {
                 Method::Maildir { path, junk } => {
@@ -119,6 +120,7 @@ impl Delivery {
                 Method::Mda { command } => JobMethod::Command {
                     argv: self.command_argv(command, &expand)?,
                     env: mda_environment(env, &username, &home),
+                    cwd: Some(home.clone().into()),
                 },
                 Method::Lmtp { dest, rcpt_to } => {
                     let rcpt = if *rcpt_to { env.rcpt.clone() } else { env.dest.clone() };

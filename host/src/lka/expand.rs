@@ -954,7 +954,7 @@ info: admin
     #[test]
     fn relay_and_forward_only_actions() {
         let t = tables("root: /var/log/root.mbox\n", "");
-        let relay = action(Method::Relay(RelayOptions::default()));
+        let relay = action(Method::Relay(Box::default()));
         assert_eq!(run("x@y.org", &relay, &t).unwrap(), vec!["relay:x@y.org"]);
         let fwd = with_alias(action(Method::ForwardOnly));
         assert!(expand(&addr("root@x.org"), &fwd, &t, '+')
@@ -980,7 +980,7 @@ info: admin
         };
         let relay = Action {
             name: "relay".into(),
-            ..action(Method::Relay(RelayOptions::default()))
+            ..action(Method::Relay(Box::default()))
         };
         let route = |a: &MailAddr| -> Result<&Action, ExpandError> {
             match a.domain_lc().as_str() {

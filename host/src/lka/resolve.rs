@@ -104,6 +104,12 @@ impl Resolver<'_> {
                     dest,
                     target: Some(target),
                 }),
+                Expanded::Relay(dest) => out.push(Resolved {
+                    action: action_name.clone(),
+                    kind: EnvelopeKind::Mta,
+                    dest,
+                    target: None,
+                }),
                 Expanded::Forward(addr) => {
                     if depth >= MAX_FORWARD_DEPTH || !seen.insert(addr.to_string().to_lowercase()) {
                         return Err(Refusal::Loop(addr.to_string()));

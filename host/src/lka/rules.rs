@@ -151,7 +151,7 @@ enum Kind {
 fn string_matches(p: &Pattern, value: &str, tables: &Tables, kind: Kind) -> bool {
     match p {
         Pattern::Literal(l) => match kind {
-            Kind::Domain => domain_literal_matches(l, value),
+            Kind::Domain => crate::table::domain_matches(value, l),
             Kind::Plain => l == value,
         },
         Pattern::Table(t) => tables.get(t).is_some_and(|t| match kind {
@@ -165,32 +165,13 @@ fn string_matches(p: &Pattern, value: &str, tables: &Tables, kind: Kind) -> bool
     }
 }
 
-fn domain_literal_matches(pattern: &str, domain: &str) -> bool {
-    let (p, d) = (pattern.to_ascii_lowercase(), domain.to_ascii_lowercase());
-    match p.strip_prefix("*.") {
-        Some(suffix) => d.len() > suffix.len() && d.ends_with(suffix) && d[..d.len() - suffix.len()].ends_with('.'),
-        None => p == d,
-    }
-}
-
 fn addr_matches(p: &Pattern, addr: &MailAddr, tables: &Tables) -> bool {
     match p {
-        Pattern::Literal(l) => mailaddr_literal_matches(l, addr),
+        Pattern::Literal(l) => crate::table::mailaddr_matches(l, addr, '+'),
         Pattern::Table(t) => tables.get(t).is_some_and(|t| t.match_mailaddr(addr)),
         Pattern::Regex(_) | Pattern::RegexTable(_) => {
             string_matches(p, &addr.to_string(), tables, Kind::Plain)
         }
-    }
-}
-
-/// `user`, `@domain` or `user@domain`, as table(5) mailaddr entries.
-fn mailaddr_literal_matches(l: &str, addr: &MailAddr) -> bool {
-    match l.split_once('@') {
-        Some(("", domain)) => domain.eq_ignore_ascii_case(&addr.domain),
-        Some((user, domain)) => {
-            user.eq_ignore_ascii_case(&addr.local) && domain.eq_ignore_ascii_case(&addr.domain)
-        }
-        None => l.eq_ignore_ascii_case(&addr.local),
     }
 }
 

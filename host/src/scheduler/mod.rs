@@ -49,7 +49,7 @@ impl Default for SchedulerOptions {
 enum Msg {
     Insert(Vec<Envelope>),
     /// An attempt finished; `Some` means try again later.
-    Finished(EvpId, Option<Envelope>),
+    Finished(Option<Envelope>),
     ScheduleAll,
 }
 
@@ -124,7 +124,7 @@ impl<D: Deliver> Scheduler<D> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Insert(envs) => self.add(envs),
-            Msg::Finished(_, again) => {
+            Msg::Finished(again) => {
                 self.running -= 1;
                 if let Some(env) = again {
                     self.add(vec![env]);
@@ -236,7 +236,7 @@ impl<D: Deliver> Attempt<D> {
                 None
             }
         };
-        let _ = self.tx.send(Msg::Finished(id, again));
+        let _ = self.tx.send(Msg::Finished(again));
     }
 
     async fn remove(&self, id: EvpId) {

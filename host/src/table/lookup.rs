@@ -100,6 +100,31 @@ pub fn domain_matches(domain: &str, pattern: &str) -> bool {
     }
 }
 
+/// One mailaddr entry (`user`, `@domain`, `user@domain`, `@`) against an
+/// address. An entry without a sub-address matches the address with its
+/// `+tag` stripped; an entry with one must match exactly. `entry` is
+/// compared case-insensitively.
+pub fn mailaddr_matches(entry: &str, addr: &MailAddr, delim: char) -> bool {
+    let (user, domain) = match entry.rfind('@') {
+        Some(at) => (&entry[..at], &entry[at + 1..]),
+        None => (entry, ""),
+    };
+    if !domain.is_empty() && !domain_matches(&addr.domain, domain) {
+        return false;
+    }
+    if user.is_empty() {
+        return true;
+    }
+    let local = if user.contains(delim) { addr.local.as_str() } else { addr.local_base(delim) };
+    local.to_lowercase() == user.to_lowercase()
+}
+
+/// One netaddr entry (address or CIDR network, IPv6 maybe in `[...]`)
+/// against a client address.
+pub fn netaddr_matches(entry: &str, ip: IpAddr) -> bool {
+    parse_net(entry).is_some_and(|n| n.contains(&ip))
+}
+
 impl Table {
     /// Loads a table as smtpd.conf defines it.
     pub fn load(def: &TableDef) -> Result<Table, TableError> {
@@ -257,24 +282,7 @@ impl Table {
         let Kind::Static(s) = &self.kind else {
             return false;
         };
-        s.entries.iter().any(|(k, _)| {
-            let (user, domain) = match k.rfind('@') {
-                Some(at) => (&k[..at], &k[at + 1..]),
-                None => (k.as_str(), ""),
-            };
-            if !domain.is_empty() && !domain_matches(&addr.domain, domain) {
-                return false;
-            }
-            if user.is_empty() {
-                return true;
-            }
-            let local = if user.contains(delim) {
-                addr.local.as_str()
-            } else {
-                addr.local_base(delim)
-            };
-            local.to_lowercase() == user
-        })
+        s.entries.iter().any(|(k, _)| mailaddr_matches(k, addr, delim))
     }
 
     /// Credentials service (`user $2b$...` / `label user:password`).

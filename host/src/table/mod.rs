@@ -16,4 +16,4 @@ pub use lookup::Table;
 pub use registry::Tables;
 pub use userinfo::UserInfo;
 
-pub use lookup::domain_matches;
+pub use lookup::{domain_matches, mailaddr_matches, netaddr_matches};
