@@ -573,11 +573,14 @@ async fn many_concurrent_commits_are_all_durable() {
 #[test]
 #[ignore]
 fn bench_group_commit() {
+    // With WASMTPD_BENCH_DIR the spool is kept: deleting thousands of
+    // files right before the next run (online discard) skews it.
     let dir = std::env::var_os("WASMTPD_BENCH_DIR").map(std::path::PathBuf::from);
-    let tmp = match &dir {
+    let mut tmp = match &dir {
         Some(d) => tempfile::tempdir_in(d).unwrap(),
         None => tempfile::tempdir().unwrap(),
     };
+    tmp.disable_cleanup(dir.is_some());
     let flag = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
     let compress = flag("WASMTPD_BENCH_GZIP");
     let key = flag("WASMTPD_BENCH_KEY").then_some([4u8; 32]);
