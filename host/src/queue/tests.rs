@@ -507,12 +507,16 @@ async fn commit_refuses_bad_requests() {
         q.commit(id, content(1), wrong).await,
         Err(QueueError::Invalid(_))
     ));
-    let (done, _) = commit_one(&q, 1, &["bob"]).await;
+    let (done, done_envs) = commit_one(&q, 1, &["bob"]).await;
+    let mut updated = done_envs[0].clone();
+    updated.tries = 7;
+    q.update_envelope(&updated).await.unwrap();
     let again = vec![envelope(done, "carol")];
     assert!(matches!(
         q.commit(done, content(2), again).await,
         Err(QueueError::Exists(_))
     ));
+    assert_eq!(q.read_envelope(updated.id).await.unwrap(), updated);
     // the failed attempt left the queued message alone
     assert_eq!(q.load_all().unwrap().envelopes.len(), 1);
     assert_eq!(q.read_message(done).await.unwrap(), content(1));
