@@ -21,7 +21,7 @@ use super::error::QueueError;
 use crate::envelope::{Envelope, MsgId};
 
 const MAGIC: &[u8; 4] = b"WQB1";
-const PREFIX_LEN: usize = 16;
+pub(crate) const PREFIX_LEN: usize = 16;
 
 /// Encodes the bundle of a new message.
 pub(crate) fn encode(

@@ -60,15 +60,23 @@ pub(crate) fn create_private_dir(parent: &Dir, name: &str) -> io::Result<()> {
     parent.create_dir_with(name, &b)
 }
 
-/// Creates `name` (which must not exist), writes `data` and fsyncs it.
-pub(crate) fn write_new_synced(dir: &Dir, name: &str, data: &[u8]) -> io::Result<File> {
+/// Creates `name`, which must not exist (`AlreadyExists` otherwise).
+pub(crate) fn create_new(dir: &Dir, name: &str) -> io::Result<File> {
     use cap_std::fs::OpenOptionsExt;
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true).mode(0o600);
-    let mut f = dir.open_with(name, &opts)?;
+    dir.open_with(name, &opts)
+}
+
+/// Writes all of `data` to a new file and fsyncs it.
+pub(crate) fn write_synced(mut f: File, data: &[u8]) -> io::Result<()> {
     f.write_all(data)?;
-    f.sync_all()?;
-    Ok(f)
+    f.sync_all()
+}
+
+/// Creates `name` (which must not exist), writes `data` and fsyncs it.
+pub(crate) fn write_new_synced(dir: &Dir, name: &str, data: &[u8]) -> io::Result<()> {
+    write_synced(create_new(dir, name)?, data)
 }
 
 /// Deletes a file; a file already gone is not an error.

@@ -91,12 +91,7 @@ pub(crate) fn load_all(inner: &Inner) -> Result<LoadReport, QueueError> {
             Ok(false) => {}
             Err(reason) => {
                 let path = format!("queue/{}", bundle_name(msgid));
-                warn!("queue: corrupt envelope {path}: {reason}");
-                rename_to_corrupt(inner, &bundle_name(msgid));
-                if inner.queue.exists(env_name(msgid)) {
-                    rename_to_corrupt(inner, &env_name(msgid));
-                }
-                report.corrupt.push((path, reason));
+                quarantine(inner, msgid, path, reason, &mut report);
                 continue;
             }
         }
@@ -107,15 +102,7 @@ pub(crate) fn load_all(inner: &Inner) -> Result<LoadReport, QueueError> {
             }
             Ok(set) => report.envelopes.extend(set),
             Err(QueueError::Corrupt { path, reason }) => {
-                // Move the whole message aside: its content without its
-                // envelopes (or the reverse) is of no use to the queue.
-                warn!("queue: corrupt envelope {path}: {reason}");
-                for name in [bundle_name(msgid), env_name(msgid)] {
-                    if inner.queue.exists(&name) {
-                        rename_to_corrupt(inner, &name);
-                    }
-                }
-                report.corrupt.push((path, reason));
+                quarantine(inner, msgid, path, reason, &mut report)
             }
             Err(e) => return Err(e),
         }
@@ -131,15 +118,27 @@ fn is_incomplete(inner: &Inner, msgid: MsgId) -> Result<bool, String> {
         .open(bundle_name(msgid))
         .map_err(|e| format!("unreadable: {e}"))?;
     let len = f.metadata().map_err(|e| format!("unreadable: {e}"))?.len();
-    let mut head = Vec::with_capacity(16);
+    let mut head = Vec::with_capacity(bundle::PREFIX_LEN);
     (&mut f)
-        .take(16)
+        .take(bundle::PREFIX_LEN as u64)
         .read_to_end(&mut head)
         .map_err(|e| format!("unreadable: {e}"))?;
     Ok(matches!(
         bundle::shape(&head, len)?,
         bundle::Shape::Incomplete
     ))
+}
+
+/// Moves a whole message aside: its content without its envelopes (or
+/// the reverse) is of no use to the queue.
+fn quarantine(inner: &Inner, msgid: MsgId, path: String, reason: String, report: &mut LoadReport) {
+    warn!("queue: corrupt envelope {path}: {reason}");
+    for name in [bundle_name(msgid), env_name(msgid)] {
+        if inner.queue.exists(&name) {
+            rename_to_corrupt(inner, &name);
+        }
+    }
+    report.corrupt.push((path, reason));
 }
 
 fn move_aside(inner: &Inner, name: &str, path: &str, reason: &str, report: &mut LoadReport) {

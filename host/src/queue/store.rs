@@ -11,7 +11,9 @@ use cap_std::fs::Dir;
 use super::bundle;
 use super::codec::Codec;
 use super::committer::Pending;
-use super::disk::{bundle_name, env_name, remove_if_present, tmp_name, write_new_synced};
+use super::disk::{
+    bundle_name, create_new, env_name, remove_if_present, tmp_name, write_new_synced, write_synced,
+};
 use super::error::QueueError;
 use super::lock;
 use crate::envelope::{Envelope, EvpId, MsgId};
@@ -66,19 +68,23 @@ pub(crate) fn write_bundle(
     let name = bundle_name(msgid);
     let path = format!("queue/{name}");
     let data = bundle::encode(&inner.codec, msgid, content, envelopes)?;
+    // O_EXCL: the id is ours from here on, a queued message is never touched.
+    let f = create_new(&inner.queue, &name).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            QueueError::Exists(msgid)
+        } else {
+            QueueError::io("create", &path, e)
+        }
+    })?;
     // An envelope set left by a crash while an earlier message with this
     // id was removed must not override the new message's.
     let env = env_name(msgid);
-    remove_if_present(&inner.queue, &env)
-        .map_err(|e| QueueError::io("unlink", format!("queue/{env}"), e))?;
-    match write_new_synced(&inner.queue, &name, &data) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(QueueError::Exists(msgid)),
-        Err(e) => {
-            let _ = inner.queue.remove_file(&name);
-            Err(QueueError::io("write", path, e))
-        }
+    let written = remove_if_present(&inner.queue, &env).and_then(|()| write_synced(f, &data));
+    if let Err(e) = written {
+        let _ = inner.queue.remove_file(&name);
+        return Err(QueueError::io("write", path, e));
     }
+    Ok(())
 }
 
 /// The current envelope set of a message: `<msgid>.env` if present, else
