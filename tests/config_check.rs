@@ -9,17 +9,35 @@ use std::process::Command;
 #[test]
 fn good_file_prints_configuration_ok() {
     let site = Site::new();
-    let conf = site.config("listen on 127.0.0.1 port 2525\naction \"l\" maildir\nmatch for local action \"l\"\n");
-    let out = Command::new(BIN).args(["-n", "-f"]).arg(&conf).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "configuration OK");
+    let conf = site.config(
+        "listen on 127.0.0.1 port 2525\naction \"l\" maildir\nmatch for local action \"l\"\n",
+    );
+    let out = Command::new(BIN)
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configuration OK"
+    );
 }
 
 #[test]
 fn bad_line_names_file_and_line() {
     let site = Site::new();
-    let conf = site.config("listen on 127.0.0.1\n\naction \"l\" maildir\nmatch for local action \"nope\"\n");
-    let out = Command::new(BIN).args(["-n", "-f"]).arg(&conf).output().unwrap();
+    let conf = site
+        .config("listen on 127.0.0.1\n\naction \"l\" maildir\nmatch for local action \"nope\"\n");
+    let out = Command::new(BIN)
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:4:", conf.display())), "{err}");
@@ -48,7 +66,11 @@ fn example_configs_load() {
     for entry in std::fs::read_dir(&etc).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "conf") {
-            let out = Command::new(BIN).args(["-n", "-f"]).arg(&path).output().unwrap();
+            let out = Command::new(BIN)
+                .args(["-n", "-f"])
+                .arg(&path)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{}: {}",

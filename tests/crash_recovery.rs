@@ -48,7 +48,13 @@ match from any for local action "md"
     );
     let mut d = site.start(&[]);
     let mut loader = Command::new("python3")
-        .args(["-c", LOADER, &d.port.to_string(), &CLIENTS.to_string(), &PER_CLIENT.to_string()])
+        .args([
+            "-c",
+            LOADER,
+            &d.port.to_string(),
+            &CLIENTS.to_string(),
+            &PER_CLIENT.to_string(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -61,12 +67,17 @@ match from any for local action "md"
         }
     });
     // Kill mid-load: after a good share was acknowledged, well before the end.
-    wait_for("150 acknowledged messages", || acked.lock().unwrap().len() >= 150);
+    wait_for("150 acknowledged messages", || {
+        acked.lock().unwrap().len() >= 150
+    });
     d.kill9();
     let _ = loader.wait();
     reader.join().unwrap();
     let acked: Vec<String> = acked.lock().unwrap().clone();
-    assert!(acked.len() < CLIENTS * PER_CLIENT, "the kill came too late to test anything");
+    assert!(
+        acked.len() < CLIENTS * PER_CLIENT,
+        "the kill came too late to test anything"
+    );
 
     // Restart on the same spool: recovery delivers what was queued.
     let d = site.start(&[]);
@@ -75,7 +86,11 @@ match from any for local action "md"
         maildir_new(&maildir)
             .iter()
             .filter_map(|p| std::fs::read_to_string(p).ok())
-            .filter_map(|m| m.lines().find(|l| l.starts_with("Subject: ")).map(|l| l[9..].to_string()))
+            .filter_map(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("Subject: "))
+                    .map(|l| l[9..].to_string())
+            })
             .collect()
     };
     wait_for("every acknowledged message delivered", || {

@@ -5,12 +5,13 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 /// A private Dovecot (LMTP only) that knows one user, bob; its mail
 /// lands in `dir/dovecot-mail/bob/Maildir`.
 struct Dovecot {
     conf: std::path::PathBuf,
+    child: Child,
 }
 
 impl Dovecot {
@@ -19,7 +20,10 @@ impl Dovecot {
         let mail = site.path("dovecot-mail");
         std::fs::create_dir_all(&mail).unwrap();
         nix::unistd::chown(&mail, Some(65534.into()), Some(65534.into())).unwrap();
-        site.write("dovecot-users", "bob:{PLAIN}x:65534:65534::{dir}/dovecot-mail/bob\n");
+        site.write(
+            "dovecot-users",
+            "bob:{PLAIN}x:65534:65534::{dir}/dovecot-mail/bob\n",
+        );
         let conf = site.write(
             "dovecot.conf",
             &format!(
@@ -58,16 +62,36 @@ service stats {{
 "#
             ),
         );
-        let out = Command::new("dovecot").arg("-c").arg(&conf).output().expect("dovecot is installed by .ci/run");
-        assert!(out.status.success(), "dovecot: {}", String::from_utf8_lossy(&out.stderr));
+        // In the foreground (-F), so the test owns the process.
+        let child = Command::new("dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dovecot is installed by .ci/run");
+        let log = site.path("dovecot.log");
         wait_for("dovecot's lmtp socket", || site.path("dv/lmtp").exists());
-        Dovecot { conf }
+        wait_for("dovecot to start", || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("starting up"))
+        });
+        Dovecot { conf, child }
     }
 }
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        let _ = Command::new("doveadm").arg("-c").arg(&self.conf).arg("stop").output();
+        let _ = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -85,8 +109,17 @@ match from any for local action "lmtp"
     ));
     let d = site.start(&["--retry-min", "1"]);
     let msg = b"Subject: via lmtp\r\n\r\nhello dovecot\r\n";
-    let out = smtplib_send(d.port, "alice@example.org", &["bob@localhost", "carol@localhost"], msg);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = smtplib_send(
+        d.port,
+        "alice@example.org",
+        &["bob@localhost", "carol@localhost"],
+        msg,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = wait_maildir(&site.path("dovecot-mail/bob/Maildir"), 1);
     let text = String::from_utf8_lossy(&got[0]);
     assert!(text.contains("Subject: via lmtp"), "{text}");

@@ -21,14 +21,7 @@ match from any for local action "md"
 }
 
 const VECTORS: &[&[u8]] = &[
-    b"\n.\n",
-    b"\r.\r",
-    b"\n.\r\n",
-    b"\r\n.\n",
-    b"\n.\r",
-    b"\r.\n",
-    b"\r.\r\n",
-    b"\r\n.\r",
+    b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\n.\r", b"\r.\n", b"\r.\r\n", b"\r\n.\r",
 ];
 
 #[test]
@@ -58,10 +51,16 @@ fn smuggled_end_of_data_never_splits_a_message() {
     }
     // Give delivery a moment, then check no smuggled mail exists.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(maildir_new(&site.path("mail/smuggled/Maildir")).is_empty(), "a message was smuggled");
+    assert!(
+        maildir_new(&site.path("mail/smuggled/Maildir")).is_empty(),
+        "a message was smuggled"
+    );
     for msg in maildir_new(&site.path("mail/bob/Maildir")) {
         let text = std::fs::read(&msg).unwrap();
-        assert!(!text.windows(6).any(|w| w == b"\n.\r\n\r\n"), "message was split");
+        assert!(
+            !text.windows(6).any(|w| w == b"\n.\r\n\r\n"),
+            "message was split"
+        );
     }
     assert!(!d.log().contains("to=<smuggled@localhost>"));
 }

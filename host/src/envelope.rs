@@ -99,11 +99,28 @@ pub struct DsnParams {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocalTarget {
     /// A system or virtual user: deliver with the action's method.
-    User { username: String, uid: u32, gid: u32, home: String },
+    User {
+        username: String,
+        uid: u32,
+        gid: u32,
+        home: String,
+    },
     /// An alias `/path`: append to that mbox file.
-    File { path: String, user: String, uid: u32, gid: u32, home: String },
+    File {
+        path: String,
+        user: String,
+        uid: u32,
+        gid: u32,
+        home: String,
+    },
     /// An alias `|command`: pipe the message to it.
-    Command { command: String, user: String, uid: u32, gid: u32, home: String },
+    Command {
+        command: String,
+        user: String,
+        uid: u32,
+        gid: u32,
+        home: String,
+    },
 }
 
 /// One recipient of one message.

@@ -24,15 +24,25 @@ pub fn init(foreground: bool, verbose: bool) {
             b.without_time().event_format(brief()).try_init()
         }
     } else {
-        builder.without_time().with_ansi(false).event_format(brief()).with_writer(Syslog::open()).try_init()
+        builder
+            .without_time()
+            .with_ansi(false)
+            .event_format(brief())
+            .with_writer(Syslog::open())
+            .try_init()
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
 }
 
 /// Message text only: what OpenSMTPD prints.
-fn brief() -> tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Compact, ()> {
-    tracing_subscriber::fmt::format().compact().with_target(false).with_level(false).without_time()
+fn brief() -> tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Compact, ()>
+{
+    tracing_subscriber::fmt::format()
+        .compact()
+        .with_target(false)
+        .with_level(false)
+        .without_time()
 }
 
 /// Writes each formatted event as one syslog(3) record.
@@ -43,7 +53,13 @@ impl Syslog {
         // openlog keeps the pointer: the identity must live forever.
         static IDENT: &[u8] = b"wasmtpd\0";
         // SAFETY: IDENT is a NUL-terminated static string.
-        unsafe { libc::openlog(IDENT.as_ptr().cast(), libc::LOG_PID | libc::LOG_NDELAY, libc::LOG_MAIL) };
+        unsafe {
+            libc::openlog(
+                IDENT.as_ptr().cast(),
+                libc::LOG_PID | libc::LOG_NDELAY,
+                libc::LOG_MAIL,
+            )
+        };
         Syslog
     }
 }
@@ -65,7 +81,12 @@ impl Write for SyslogLine {
 
 impl Drop for SyslogLine {
     fn drop(&mut self) {
-        let line: Vec<u8> = self.buf.iter().copied().filter(|&b| b != 0 && b != b'\n').collect();
+        let line: Vec<u8> = self
+            .buf
+            .iter()
+            .copied()
+            .filter(|&b| b != 0 && b != b'\n')
+            .collect();
         if let Ok(msg) = CString::new(line) {
             // SAFETY: both strings are NUL-terminated; "%s" takes one.
             unsafe { libc::syslog(self.priority, c"%s".as_ptr(), msg.as_ptr()) };
@@ -76,7 +97,10 @@ impl Drop for SyslogLine {
 impl<'a> MakeWriter<'a> for Syslog {
     type Writer = SyslogLine;
     fn make_writer(&'a self) -> SyslogLine {
-        SyslogLine { priority: libc::LOG_INFO, buf: Vec::new() }
+        SyslogLine {
+            priority: libc::LOG_INFO,
+            buf: Vec::new(),
+        }
     }
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> SyslogLine {
         let priority = match *meta.level() {
@@ -85,6 +109,9 @@ impl<'a> MakeWriter<'a> for Syslog {
             Level::INFO => libc::LOG_INFO,
             _ => libc::LOG_DEBUG,
         };
-        SyslogLine { priority, buf: Vec::new() }
+        SyslogLine {
+            priority,
+            buf: Vec::new(),
+        }
     }
 }

@@ -36,7 +36,10 @@ pub enum AddrError {
 
 impl MailAddr {
     pub fn new(local: impl Into<String>, domain: impl Into<String>) -> Self {
-        MailAddr { local: local.into(), domain: domain.into() }
+        MailAddr {
+            local: local.into(),
+            domain: domain.into(),
+        }
     }
 
     /// Parses `local@domain` (no angle brackets). Quoted local parts are
@@ -95,13 +98,11 @@ pub fn display_sender(sender: Option<&MailAddr>) -> String {
 
 fn valid_local(local: &str) -> bool {
     if local.starts_with('"') {
-        return local.len() >= 2
-            && local.ends_with('"')
-            && !local.chars().any(|c| c.is_control());
+        return local.len() >= 2 && local.ends_with('"') && !local.chars().any(|c| c.is_control());
     }
-    local.chars().all(|c| {
-        c.is_alphanumeric() || !c.is_ascii() || "!#$%&'*+-/=?^_`{|}~.".contains(c)
-    })
+    local
+        .chars()
+        .all(|c| c.is_alphanumeric() || !c.is_ascii() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
 }
 
 fn valid_domain(domain: &str) -> bool {
@@ -113,7 +114,9 @@ fn valid_domain(domain: &str) -> bool {
         !label.is_empty()
             && label.len() <= 63
             && !label.starts_with('-')
-            && label.chars().all(|c| c.is_alphanumeric() || c == '-' || !c.is_ascii())
+            && label
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || !c.is_ascii())
     })
 }
 
@@ -123,7 +126,10 @@ mod tests {
 
     #[test]
     fn parses_plain_and_quoted() {
-        assert_eq!(MailAddr::parse("a@b.org").unwrap(), MailAddr::new("a", "b.org"));
+        assert_eq!(
+            MailAddr::parse("a@b.org").unwrap(),
+            MailAddr::new("a", "b.org")
+        );
         assert!(MailAddr::parse("\"a b\"@b.org").is_ok());
         assert!(MailAddr::parse("a@[127.0.0.1]").is_ok());
         assert!(MailAddr::parse("jösé@exämple.org").is_ok());

@@ -15,7 +15,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_wasmtpd");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running daemon; killed when dropped.
@@ -34,7 +38,10 @@ pub struct Site {
 
 impl Site {
     pub fn new() -> Site {
-        Site { tmp: tempfile::tempdir().unwrap(), port: free_port() }
+        Site {
+            tmp: tempfile::tempdir().unwrap(),
+            port: free_port(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -56,7 +63,11 @@ impl Site {
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).unwrap();
         }
-        std::fs::write(&p, text.replace("{dir}", &self.tmp.path().display().to_string())).unwrap();
+        std::fs::write(
+            &p,
+            text.replace("{dir}", &self.tmp.path().display().to_string()),
+        )
+        .unwrap();
         p
     }
 
@@ -93,7 +104,12 @@ pub fn start_daemon(args: &[String], cwd: &Path, port: u16) -> Daemon {
             l.push('\n');
         }
     });
-    let d = Daemon { child, port, dir: cwd.to_path_buf(), log };
+    let d = Daemon {
+        child,
+        port,
+        dir: cwd.to_path_buf(),
+        log,
+    };
     d.wait_ready();
     d
 }
@@ -107,7 +123,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("wasmtpd did not start listening on {}:\n{}", self.port, self.log());
+        panic!(
+            "wasmtpd did not start listening on {}:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     pub fn log(&self) -> String {
@@ -116,7 +136,9 @@ impl Daemon {
 
     /// Waits until the log contains `needle` (or fails the test).
     pub fn wait_log(&self, needle: &str) {
-        wait_for(&format!("log line {needle:?}"), || self.log().contains(needle));
+        wait_for(&format!("log line {needle:?}"), || {
+            self.log().contains(needle)
+        });
     }
 
     pub fn kill9(&mut self) {
@@ -159,14 +181,22 @@ pub fn maildir_new(maildir: &Path) -> Vec<PathBuf> {
 
 /// Waits for `n` messages in a maildir and returns their contents.
 pub fn wait_maildir(maildir: &Path, n: usize) -> Vec<Vec<u8>> {
-    wait_for(&format!("{n} message(s) in {}", maildir.display()), || maildir_new(maildir).len() >= n);
-    maildir_new(maildir).iter().map(|p| std::fs::read(p).unwrap()).collect()
+    wait_for(&format!("{n} message(s) in {}", maildir.display()), || {
+        maildir_new(maildir).len() >= n
+    });
+    maildir_new(maildir)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 /// Splits a delivered message into (Received: header block we added, rest).
 pub fn strip_received(msg: &[u8]) -> (String, Vec<u8>) {
     let text = String::from_utf8_lossy(msg);
-    assert!(text.starts_with("Received: "), "no Received: header first:\n{text}");
+    assert!(
+        text.starts_with("Received: "),
+        "no Received: header first:\n{text}"
+    );
     // The header ends at the first line not starting with whitespace.
     let mut end = 0;
     for (i, line) in text.split_inclusive("\r\n").enumerate() {
@@ -180,7 +210,12 @@ pub fn strip_received(msg: &[u8]) -> (String, Vec<u8>) {
 
 /// Runs a Python snippet (smtplib is in the standard library).
 pub fn python(script: &str, args: &[&str]) -> Output {
-    Command::new("python3").arg("-c").arg(script).args(args).output().expect("python3")
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3")
 }
 
 /// Sends one message with Python's smtplib; returns stdout+stderr.
@@ -217,7 +252,9 @@ pub struct Raw {
 impl Raw {
     pub fn connect(port: u16) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut r = Raw { stream };
         let greeting = r.read_reply();
         assert!(greeting.starts_with("220"), "greeting: {greeting}");

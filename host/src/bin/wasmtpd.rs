@@ -10,7 +10,11 @@ use wasmtpd::config;
 use wasmtpd::daemon::{self, DaemonOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "wasmtpd", version, about = "Mail transfer agent with WebAssembly filters")]
+#[command(
+    name = "wasmtpd",
+    version,
+    about = "Mail transfer agent with WebAssembly filters"
+)]
 struct Cli {
     /// Configuration file (smtpd.conf grammar). Without it, the embedded
     /// default runs: 127.0.0.1:2525, maildirs under ./var/mail/.
@@ -82,7 +86,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .thread_name("wasmtpd")
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(daemon::run(cfg, DaemonOptions { spool, scheduler: sched }))?;
+    runtime.block_on(daemon::run(
+        cfg,
+        DaemonOptions {
+            spool,
+            scheduler: sched,
+        },
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -165,11 +165,19 @@ pub enum Method {
     /// Deliver to the user's mbox (`/var/mail/USER` by default).
     Mbox,
     /// `maildir [PATH] [junk]`; PATH may hold format specifiers. Default `~/Maildir`.
-    Maildir { path: Option<String>, junk: bool },
+    Maildir {
+        path: Option<String>,
+        junk: bool,
+    },
     /// `lmtp DEST [rcpt-to]`: DEST is `/path/to/socket` or `host:port`.
-    Lmtp { dest: String, rcpt_to: bool },
+    Lmtp {
+        dest: String,
+        rcpt_to: bool,
+    },
     /// `mda COMMAND`: run with the message on stdin.
-    Mda { command: String },
+    Mda {
+        command: String,
+    },
     ForwardOnly,
     ExpandOnly,
     Relay(Box<RelayOptions>),

@@ -273,10 +273,7 @@ fn relay_action_options() {
     assert!(r.backup && r.backup_mx.is_none());
     assert_eq!(r.tls, Some(RelayTls::Verify));
     assert_eq!(r.src.as_deref(), Some("192.0.2.1"));
-    assert_eq!(
-        c.actions["r3"].method,
-        Method::Relay(Box::default())
-    );
+    assert_eq!(c.actions["r3"].method, Method::Relay(Box::default()));
 }
 
 #[test]

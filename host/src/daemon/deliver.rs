@@ -46,14 +46,21 @@ impl Deliver for Delivery {
         match self.compose_bounce(failed).await {
             Ok(envs) => envs,
             Err(why) => {
-                warn!("bounce: cannot bounce {} to <{}>: {why}", failed.id, sender_of(failed));
+                warn!(
+                    "bounce: cannot bounce {} to <{}>: {why}",
+                    failed.id,
+                    sender_of(failed)
+                );
                 Vec::new()
             }
         }
     }
 
     fn method_name(&self, env: &Envelope) -> String {
-        match (&env.target, self.config.actions.get(&env.action).map(|a| &a.method)) {
+        match (
+            &env.target,
+            self.config.actions.get(&env.action).map(|a| &a.method),
+        ) {
             (Some(LocalTarget::File { .. }), _) => "file".into(),
             (Some(LocalTarget::Command { .. }), _) => "mda".into(),
             (_, Some(Method::Maildir { .. })) => "maildir".into(),
@@ -82,11 +89,26 @@ impl Delivery {
             .as_ref()
             .ok_or_else(|| Outcome::PermFail("envelope has no local target".into()))?;
         let (username, uid, gid, home) = match target {
-            LocalTarget::User { username, uid, gid, home }
-            | LocalTarget::File { user: username, uid, gid, home, .. }
-            | LocalTarget::Command { user: username, uid, gid, home, .. } => {
-                (username.clone(), *uid, *gid, home.clone())
+            LocalTarget::User {
+                username,
+                uid,
+                gid,
+                home,
             }
+            | LocalTarget::File {
+                user: username,
+                uid,
+                gid,
+                home,
+                ..
+            }
+            | LocalTarget::Command {
+                user: username,
+                uid,
+                gid,
+                home,
+                ..
+            } => (username.clone(), *uid, *gid, home.clone()),
         };
         let ctx = FormatContext {
             sender: env.sender.clone(),
@@ -98,8 +120,9 @@ impl Delivery {
             sub_addr_delim: self.config.smtp.sub_addr_delim,
         };
         let expand = |template: &str| {
-            format::expand(template, &ctx)
-                .map_err(|e| Outcome::PermFail(format!("bad format in action \"{}\": {e}", action.name)))
+            format::expand(template, &ctx).map_err(|e| {
+                Outcome::PermFail(format!("bad format in action \"{}\": {e}", action.name))
+            })
         };
         let method = match target {
             LocalTarget::File { path, .. } => JobMethod::Mbox { path: path.into() },
@@ -114,16 +137,25 @@ impl Delivery {
                         Some(p) => expand(p)?,
                         None => format!("{home}/Maildir"),
                     };
-                    JobMethod::Maildir { path: path.into(), junk: *junk && env.junk }
+                    JobMethod::Maildir {
+                        path: path.into(),
+                        junk: *junk && env.junk,
+                    }
                 }
-                Method::Mbox => JobMethod::Mbox { path: format!("/var/mail/{username}").into() },
+                Method::Mbox => JobMethod::Mbox {
+                    path: format!("/var/mail/{username}").into(),
+                },
                 Method::Mda { command } => JobMethod::Command {
                     argv: self.command_argv(command, &expand)?,
                     env: mda_environment(env, &username, &home),
                     cwd: Some(home.clone().into()),
                 },
                 Method::Lmtp { dest, rcpt_to } => {
-                    let rcpt = if *rcpt_to { env.rcpt.clone() } else { env.dest.clone() };
+                    let rcpt = if *rcpt_to {
+                        env.rcpt.clone()
+                    } else {
+                        env.dest.clone()
+                    };
                     return Ok(self.lmtp(dest, env, rcpt, &content).await);
                 }
                 Method::ForwardOnly | Method::ExpandOnly | Method::Relay(_) => {
@@ -131,7 +163,12 @@ impl Delivery {
                 }
             },
         };
-        let job = LocalJob { method, uid, gid, sender: env.sender.clone() };
+        let job = LocalJob {
+            method,
+            uid,
+            gid,
+            sender: env.sender.clone(),
+        };
         Ok(mda::run_local_job(job, content).await)
     }
 
@@ -160,7 +197,11 @@ impl Delivery {
         let Some(to) = failed.sender.clone() else {
             return Ok(Vec::new());
         };
-        let original = self.queue.read_message(failed.msgid()).await.map_err(|e| e.to_string())?;
+        let original = self
+            .queue
+            .read_message(failed.msgid())
+            .await
+            .map_err(|e| e.to_string())?;
         let now = chrono::Utc::now();
         let content = bounce::compose(&self.hostname, &[failed], &original, rand::random(), now);
         let ctx = MatchContext {
@@ -169,9 +210,12 @@ impl Delivery {
             local_domains: &self.local_domains,
             ..Default::default()
         };
-        let resolved = Resolver { config: &self.config, tables: &self.tables }
-            .resolve(&ctx)
-            .map_err(|e| e.to_string())?;
+        let resolved = Resolver {
+            config: &self.config,
+            tables: &self.tables,
+        }
+        .resolve(&ctx)
+        .map_err(|e| e.to_string())?;
         let msgid = self.queue.new_msgid();
         let ts = now.timestamp();
         let expire = ts + failed.expire.saturating_sub(failed.created).max(0);
@@ -202,7 +246,10 @@ impl Delivery {
                 junk: false,
             })
             .collect();
-        self.queue.commit(msgid, content, envs.clone()).await.map_err(|e| e.to_string())?;
+        self.queue
+            .commit(msgid, content, envs.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         info!(
             "bounce: Queued bounce {} for <{}> about envelope {}",
             msgid, to, failed.id
@@ -213,7 +260,12 @@ impl Delivery {
 
 /// The environment OpenSMTPD gives MDA commands (smtpd.conf(5)).
 fn mda_environment(env: &Envelope, user: &str, home: &str) -> Vec<(String, String)> {
-    let ext = env.dest.local.split_once('+').map(|(_, e)| e.to_string()).unwrap_or_default();
+    let ext = env
+        .dest
+        .local
+        .split_once('+')
+        .map(|(_, e)| e.to_string())
+        .unwrap_or_default();
     vec![
         ("DOMAIN".into(), env.dest.domain.clone()),
         ("EXTENSION".into(), ext),
@@ -221,7 +273,10 @@ fn mda_environment(env: &Envelope, user: &str, home: &str) -> Vec<(String, Strin
         ("LOCAL".into(), env.dest.local.clone()),
         ("LOGNAME".into(), user.to_string()),
         ("ORIGINAL_RECIPIENT".into(), env.rcpt.to_string()),
-        ("PATH".into(), "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin".into()),
+        (
+            "PATH".into(),
+            "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin".into(),
+        ),
         ("RECIPIENT".into(), env.dest.to_string()),
         ("SENDER".into(), sender_of(env)),
         ("SHELL".into(), "/bin/sh".into()),

@@ -9,7 +9,11 @@ pub enum ListenError {
     #[error("{origin}: interface or address \"{name}\" not found")]
     NoSuchInterface { origin: String, name: String },
     #[error("{origin}: cannot listen on {addr}: {source}")]
-    Bind { origin: String, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        origin: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The port a listener uses when none is given.
@@ -55,14 +59,22 @@ pub fn addresses(l: &Listener) -> Result<Vec<SocketAddr>, ListenError> {
 fn interface_ips(name: &str) -> Vec<IpAddr> {
     match name {
         "localhost" | "lo0" => {
-            return vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)]
+            return vec![
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ]
         }
         "any" | "all" | "egress" => {
-            return vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
+            return vec![
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ]
         }
         _ => {}
     }
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
     let mut ips = Vec::new();
     for ifa in addrs.filter(|a| a.interface_name == name) {
         let Some(addr) = ifa.address else { continue };

@@ -55,7 +55,12 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
     let config = Arc::new(config);
     let hostname = config.hostname.clone().unwrap_or_else(system_hostname);
     let tables = Tables::load_all(&config).map_err(|errs| {
-        DaemonError::Tables(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        DaemonError::Tables(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     let tables = Arc::new(tables);
 
@@ -64,12 +69,22 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
         Some(Some(k)) => Some(queue::key_from_passphrase(k)),
         Some(None) => return Err(DaemonError::NoQueueKey),
     };
-    let queue = Queue::open(&opts.spool, QueueOptions { compress: config.queue.compression, key })?;
+    let queue = Queue::open(
+        &opts.spool,
+        QueueOptions {
+            compress: config.queue.compression,
+            key,
+        },
+    )?;
     let report = queue.load_all()?;
     for (path, why) in &report.corrupt {
         warn!("queue: corrupt file {path} moved aside: {why}");
     }
-    info!("queue: {} envelope(s) recovered from {}", report.envelopes.len(), opts.spool.display());
+    info!(
+        "queue: {} envelope(s) recovered from {}",
+        report.envelopes.len(),
+        opts.spool.display()
+    );
 
     let mut local_domains = vec!["localhost".to_string(), hostname.clone()];
     for l in &config.listeners {
@@ -130,7 +145,11 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
                 source,
             })?;
             info!("smtp-in: listening on {addr}");
-            let listener = server::Listener { socket, session: session_cfg.clone(), info: info.clone() };
+            let listener = server::Listener {
+                socket,
+                session: session_cfg.clone(),
+                info: info.clone(),
+            };
             tokio::spawn(server::serve(listener, services.clone(), sessions.clone()));
             started += 1;
         }
@@ -146,8 +165,10 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
 
 async fn wait_for_shutdown() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers, run until killed.
         std::future::pending::<()>().await;
         return;

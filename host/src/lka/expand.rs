@@ -558,7 +558,7 @@ fn read_include(path: &Path) -> Result<Vec<AliasTarget>, ExpandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{Origin, RelayOptions};
+    use crate::config::model::Origin;
 
     const USERS: &str = "\
 alice 1001:1001:/home/alice

@@ -91,11 +91,11 @@ impl Resolver<'_> {
         }
         let expanded = expand::expand(rcpt, action, self.tables, self.config.smtp.sub_addr_delim)
             .map_err(|e| match e {
-                ExpandError::UnknownUser(u) => Refusal::UnknownUser(u),
-                ExpandError::Loop(a) => Refusal::Loop(a),
-                ExpandError::TooDeep => Refusal::Loop(rcpt.to_string()),
-                other => Refusal::Temporary(other.to_string()),
-            })?;
+            ExpandError::UnknownUser(u) => Refusal::UnknownUser(u),
+            ExpandError::Loop(a) => Refusal::Loop(a),
+            ExpandError::TooDeep => Refusal::Loop(rcpt.to_string()),
+            other => Refusal::Temporary(other.to_string()),
+        })?;
         for item in expanded {
             match item {
                 Expanded::Local { dest, target } => out.push(Resolved {

@@ -3,8 +3,9 @@
 //! Rules are tried in file order and the first whose every condition
 //! holds wins; no match means the recipient is refused. As in OpenSMTPD,
 //! a rule without a `from` condition means `from local` and one without a
-//! `for` condition means `for local`, so an open relay needs an explicit
-//! `from any for any` — it can never happen by omission.
+//! `for` condition means `for local` (the parser writes those defaults
+//! into the rule), so an open relay needs an explicit `from any for any`
+//! — it can never happen by omission.
 
 use std::net::IpAddr;
 
@@ -35,8 +36,8 @@ pub struct MatchContext<'a> {
 
 impl MatchContext<'_> {
     /// `from local`: loopback clients and the enqueue socket.
-    fn from_local(&self) -> bool {
-        self.socket || self.src.is_some_and(|ip| is_loopback(ip))
+    fn is_from_local(&self) -> bool {
+        self.socket || self.src.is_some_and(is_loopback)
     }
 }
 
@@ -59,22 +60,30 @@ pub fn first_match<'r>(
 }
 
 /// The verdict for a recipient: `Reject` when no rule matches.
-pub fn verdict<'r>(rules: &'r [MatchRule], ctx: &MatchContext<'_>, tables: &Tables) -> Verdict {
+pub fn verdict(rules: &[MatchRule], ctx: &MatchContext<'_>, tables: &Tables) -> Verdict {
     first_match(rules, ctx, tables)
         .map(|r| r.verdict.clone())
         .unwrap_or(Verdict::Reject)
 }
 
 fn rule_matches(rule: &MatchRule, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
-    let has_from = rule.conditions.iter().any(|c| matches!(c.cond, Cond::From(_)));
-    let has_for = rule.conditions.iter().any(|c| matches!(c.cond, Cond::For(_)));
-    if !has_from && !ctx.from_local() {
+    let has_from = rule
+        .conditions
+        .iter()
+        .any(|c| matches!(c.cond, Cond::From(_)));
+    let has_for = rule
+        .conditions
+        .iter()
+        .any(|c| matches!(c.cond, Cond::For(_)));
+    if !has_from && !ctx.is_from_local() {
         return false;
     }
     if !has_for && !for_local(ctx) {
         return false;
     }
-    rule.conditions.iter().all(|c| condition_holds(c, ctx, tables))
+    rule.conditions
+        .iter()
+        .all(|c| condition_holds(c, ctx, tables))
 }
 
 fn condition_holds(c: &Condition, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
@@ -86,10 +95,14 @@ fn cond_holds(cond: &Cond, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
         Cond::From(f) => from_holds(f, ctx, tables),
         Cond::For(f) => for_holds(f, ctx, tables),
         Cond::Auth(p) => auth_holds(p.as_ref(), ctx, tables),
-        Cond::Helo(p) => ctx.helo.is_some_and(|h| string_matches(p, h, tables, Kind::Domain)),
+        Cond::Helo(p) => ctx
+            .helo
+            .is_some_and(|h| string_matches(p, h, tables, Kind::Domain)),
         Cond::MailFrom(p) => sender_matches(p, ctx, tables),
         Cond::RcptTo(p) => ctx.rcpt.is_some_and(|r| addr_matches(p, r, tables)),
-        Cond::Tag(p) => ctx.tag.is_some_and(|t| string_matches(p, t, tables, Kind::Plain)),
+        Cond::Tag(p) => ctx
+            .tag
+            .is_some_and(|t| string_matches(p, t, tables, Kind::Plain)),
         Cond::Tls => ctx.tls,
     }
 }
@@ -97,14 +110,14 @@ fn cond_holds(cond: &Cond, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
 fn from_holds(f: &FromCond, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
     match f {
         FromCond::Any => true,
-        FromCond::Local => ctx.from_local(),
+        FromCond::Local => ctx.is_from_local(),
         FromCond::Socket => ctx.socket,
         FromCond::Auth(p) => auth_holds(p.as_ref(), ctx, tables),
         FromCond::MailFrom(p) => sender_matches(p, ctx, tables),
         FromCond::Rdns(None) => ctx.rdns.is_some(),
-        FromCond::Rdns(Some(p)) => {
-            ctx.rdns.is_some_and(|n| string_matches(p, n, tables, Kind::Domain))
-        }
+        FromCond::Rdns(Some(p)) => ctx
+            .rdns
+            .is_some_and(|n| string_matches(p, n, tables, Kind::Domain)),
         FromCond::Src(p) => ctx.src.is_some_and(|ip| src_matches(p, ip, tables)),
     }
 }
@@ -122,7 +135,7 @@ fn for_holds(f: &ForCond, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
 fn for_local(ctx: &MatchContext<'_>) -> bool {
     ctx.rcpt.is_some_and(|r| {
         let d = r.domain_lc();
-        ctx.local_domains.iter().any(|l| *l == d)
+        ctx.local_domains.contains(&d)
     })
 }
 
@@ -159,9 +172,9 @@ fn string_matches(p: &Pattern, value: &str, tables: &Tables, kind: Kind) -> bool
             Kind::Plain => t.contains(value),
         }),
         Pattern::Regex(re) => regex_matches(re, value),
-        Pattern::RegexTable(t) => tables.get(t).is_some_and(|t| {
-            t.entries().any(|(k, _)| regex_matches(k, value))
-        }),
+        Pattern::RegexTable(t) => tables
+            .get(t)
+            .is_some_and(|t| t.entries().any(|(k, _)| regex_matches(k, value))),
     }
 }
 

@@ -13,7 +13,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { min: Duration::from_secs(300), max: Duration::from_secs(4000) }
+        Backoff {
+            min: Duration::from_secs(300),
+            max: Duration::from_secs(4000),
+        }
     }
 }
 
@@ -31,7 +34,10 @@ mod tests {
 
     #[test]
     fn doubles_then_caps() {
-        let b = Backoff { min: Duration::from_secs(10), max: Duration::from_secs(60) };
+        let b = Backoff {
+            min: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        };
         assert_eq!(b.delay(1), Duration::from_secs(10));
         assert_eq!(b.delay(2), Duration::from_secs(20));
         assert_eq!(b.delay(3), Duration::from_secs(40));

@@ -16,12 +16,20 @@ pub fn compose(
     boundary_seed: u64,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<u8> {
-    let Some(first) = failed.first() else { return Vec::new() };
-    let to = first.sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
+    let Some(first) = failed.first() else {
+        return Vec::new();
+    };
+    let to = first
+        .sender
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let boundary = format!("{boundary_seed:016x}/{hostname}");
     let date = now.to_rfc2822();
     let mut m = String::new();
-    m += &format!("Received: from {hostname} (wasmtpd)\r\n\tby {hostname} (wasmtpd);\r\n\t{date}\r\n");
+    m += &format!(
+        "Received: from {hostname} (wasmtpd)\r\n\tby {hostname} (wasmtpd);\r\n\t{date}\r\n"
+    );
     m += &format!("From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n");
     m += &format!("To: {to}\r\n");
     m += "Subject: Delivery status notification: error\r\n";
@@ -34,10 +42,14 @@ pub fn compose(
     );
     m += "This is a MIME-encapsulated message.\r\n\r\n";
     m += &format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
-    m += &format!("Hi!\r\n\r\nThis is the MAILER-DAEMON, please DO NOT REPLY to this email.\r\n\r\n");
+    m += "Hi!\r\n\r\nThis is the MAILER-DAEMON, please DO NOT REPLY to this email.\r\n\r\n";
     m += "An error has occurred while attempting to deliver a message for\r\nthe following list of recipients:\r\n\r\n";
     for e in failed {
-        let reason = e.bounce_reason.as_deref().or(e.last_error.as_deref()).unwrap_or("delivery failed");
+        let reason = e
+            .bounce_reason
+            .as_deref()
+            .or(e.last_error.as_deref())
+            .unwrap_or("delivery failed");
         m += &format!("{}: {}\r\n", e.rcpt, one_line(reason));
     }
     m += "\r\nBelow is a copy of the original message:\r\n\r\n";
@@ -48,7 +60,11 @@ pub fn compose(
     }
     m += &format!("Arrival-Date: {}\r\n", unix_to_rfc2822(first.created));
     for e in failed {
-        let reason = e.bounce_reason.as_deref().or(e.last_error.as_deref()).unwrap_or("delivery failed");
+        let reason = e
+            .bounce_reason
+            .as_deref()
+            .or(e.last_error.as_deref())
+            .unwrap_or("delivery failed");
         let status = enhanced_status(reason).unwrap_or("5.0.0");
         m += "\r\n";
         if let Some(orcpt) = &e.dsn.orcpt {
@@ -62,7 +78,11 @@ pub fn compose(
             m += &format!("Last-Attempt-Date: {}\r\n", unix_to_rfc2822(e.last_try));
         }
     }
-    let headers_only = first.dsn.ret.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("HDRS"));
+    let headers_only = first
+        .dsn
+        .ret
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case("HDRS"));
     let (ctype, body) = if headers_only || original.len() > MAX_RETURNED_BODY {
         ("text/rfc822-headers", header_block(original))
     } else {
@@ -95,7 +115,9 @@ fn enhanced_status(reason: &str) -> Option<&str> {
         let parts: Vec<&str> = w.split('.').collect();
         parts.len() == 3
             && matches!(parts[0], "2" | "4" | "5")
-            && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
     })
 }
 

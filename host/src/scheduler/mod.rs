@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
-pub use crate::mda::Outcome;
 use crate::envelope::{Envelope, EvpId};
+pub use crate::mda::Outcome;
 use crate::queue::Queue;
 use backoff::Backoff;
 
@@ -42,14 +42,17 @@ pub struct SchedulerOptions {
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
-        SchedulerOptions { max_parallel: 64, backoff: Backoff::default() }
+        SchedulerOptions {
+            max_parallel: 64,
+            backoff: Backoff::default(),
+        }
     }
 }
 
 enum Msg {
     Insert(Vec<Envelope>),
     /// An attempt finished; `Some` means try again later.
-    Finished(Option<Envelope>),
+    Finished(Option<Box<Envelope>>),
     ScheduleAll,
 }
 
@@ -127,7 +130,7 @@ impl<D: Deliver> Scheduler<D> {
             Msg::Finished(again) => {
                 self.running -= 1;
                 if let Some(env) = again {
-                    self.add(vec![env]);
+                    self.add(vec![*env]);
                 }
             }
             Msg::ScheduleAll => {
@@ -164,12 +167,16 @@ impl<D: Deliver> Scheduler<D> {
     fn dispatch_due(&mut self) {
         let now = now();
         while self.running < self.opts.max_parallel {
-            let Some(&(at, id)) = self.due.first() else { break };
+            let Some(&(at, id)) = self.due.first() else {
+                break;
+            };
             if at > now {
                 break;
             }
             self.due.pop_first();
-            let Some(env) = self.envs.remove(&id) else { continue };
+            let Some(env) = self.envs.remove(&id) else {
+                continue;
+            };
             self.running += 1;
             let attempt = Attempt {
                 queue: self.queue.clone(),
@@ -236,7 +243,7 @@ impl<D: Deliver> Attempt<D> {
                 None
             }
         };
-        let _ = self.tx.send(Msg::Finished(again));
+        let _ = self.tx.send(Msg::Finished(again.map(Box::new)));
     }
 
     async fn remove(&self, id: EvpId) {
@@ -275,7 +282,12 @@ pub fn now() -> i64 {
 /// OpenSMTPD's delay format: `1d2h3m4s` with zero fields left out.
 pub fn human_delay(secs: i64) -> String {
     let secs = secs.max(0);
-    let (d, h, m, s) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60, secs % 60);
+    let (d, h, m, s) = (
+        secs / 86400,
+        secs % 86400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
     let mut out = String::new();
     for (v, unit) in [(d, 'd'), (h, 'h'), (m, 'm')] {
         if v > 0 || !out.is_empty() {

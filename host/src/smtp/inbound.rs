@@ -14,7 +14,7 @@ use crate::envelope::{DsnParams, Envelope, EnvelopeKind, EvpId, MsgId};
 use crate::lka::resolve::{Resolved, Resolver};
 use crate::lka::rules::MatchContext;
 use crate::mailaddr::{display_sender, MailAddr};
-use crate::smtp::proto::{Decision, Event, MailParams, Reply, RcptParams, Session};
+use crate::smtp::proto::{Decision, Event, MailParams, RcptParams, Reply, Session};
 use crate::smtp::Services;
 
 /// Per-listener facts the event handler needs.
@@ -58,7 +58,14 @@ impl Inbound {
         peer: SocketAddr,
         peer_name: String,
     ) -> Inbound {
-        Inbound { services, listener, session_id, peer, peer_name, tx: None }
+        Inbound {
+            services,
+            listener,
+            session_id,
+            peer,
+            peer_name,
+            tx: None,
+        }
     }
 
     pub async fn on_event(&mut self, event: Event, session: &Session) -> Decision {
@@ -74,6 +81,9 @@ impl Inbound {
             }
             Event::Helo { .. } | Event::DataStart => Decision::Accept(None),
             Event::MailFrom { sender, params } => {
+                // A transaction the protocol dropped on its own (bad data,
+                // size) ends here.
+                self.abandon();
                 self.tx = Some(Transaction {
                     msgid: self.services.queue.new_msgid(),
                     sender,
@@ -85,9 +95,16 @@ impl Inbound {
             Event::RcptTo { rcpt, params } => self.on_rcpt(rcpt, params, session),
             Event::Message { content } => self.on_message(content, session).await,
             Event::Quit | Event::Reset => {
-                self.tx = None;
+                self.abandon();
                 Decision::Accept(None)
             }
+        }
+    }
+
+    /// Drops the transaction in progress, giving back its message id.
+    fn abandon(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.services.queue.release_msgid(tx.msgid);
         }
     }
 
@@ -107,10 +124,17 @@ impl Inbound {
             rcpt: Some(&rcpt),
             local_domains: &self.services.local_domains,
         };
-        let resolver = Resolver { config: &self.services.config, tables: &self.services.tables };
+        let resolver = Resolver {
+            config: &self.services.config,
+            tables: &self.services.tables,
+        };
         match resolver.resolve(&ctx) {
             Ok(resolved) => {
-                tx.rcpts.push(AcceptedRcpt { rcpt, params, resolved });
+                tx.rcpts.push(AcceptedRcpt {
+                    rcpt,
+                    params,
+                    resolved,
+                });
                 Decision::Accept(None)
             }
             Err(refusal) => {
@@ -133,8 +157,17 @@ impl Inbound {
         let mut message = self.received_header(&tx, session, now).into_bytes();
         message.extend_from_slice(&content);
         let size = message.len();
-        if let Err(err) = self.services.queue.commit(tx.msgid, message, envelopes.clone()).await {
-            warn!("smtp-in: queue commit failed on session {}: {err}", self.session_id);
+        if let Err(err) = self
+            .services
+            .queue
+            .commit(tx.msgid, message, envelopes.clone())
+            .await
+        {
+            self.services.queue.release_msgid(tx.msgid);
+            warn!(
+                "smtp-in: queue commit failed on session {}: {err}",
+                self.session_id
+            );
             return Decision::Reject(reply(451, "4.3.0", "Temporary failure, try again later"));
         }
         let to: Vec<String> = tx.rcpts.iter().map(|r| r.rcpt.to_string()).collect();
@@ -149,7 +182,10 @@ impl Inbound {
             session.protocol()
         );
         self.services.scheduler.insert(envelopes);
-        Decision::Accept(Some(format!("2.0.0 {} Message accepted for delivery", tx.msgid)))
+        Decision::Accept(Some(format!(
+            "2.0.0 {} Message accepted for delivery",
+            tx.msgid
+        )))
     }
 
     /// One envelope per distinct delivery: two aliases that reach the same
@@ -226,6 +262,16 @@ impl Inbound {
     }
 }
 
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
 fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
-    Reply { code, enhanced: Some(enhanced.to_string()), text: text.to_string() }
+    Reply {
+        code,
+        enhanced: Some(enhanced.to_string()),
+        text: text.to_string(),
+    }
 }

@@ -41,19 +41,26 @@ pub async fn serve(listener: Listener, services: Arc<Services>, sessions: Arc<Se
                 continue;
             }
         };
-        let (services, session_cfg, info) =
-            (services.clone(), listener.session.clone(), listener.info.clone());
+        let (services, session_cfg, info) = (
+            services.clone(),
+            listener.session.clone(),
+            listener.info.clone(),
+        );
         tokio::spawn(async move {
             let _permit = permit;
             let session_id = format!("{:016x}", rand::random::<u64>());
             let span = tracing::info_span!("session", id = %session_id);
-            run(stream, peer, services, session_cfg, info, session_id).instrument(span).await;
+            run(stream, peer, services, session_cfg, info, session_id)
+                .instrument(span)
+                .await;
         });
     }
 }
 
 async fn refuse_busy(mut stream: TcpStream) {
-    let _ = stream.write_all(b"421 4.3.2 Too many connections, try again later\r\n").await;
+    let _ = stream
+        .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
+        .await;
 }
 
 async fn run(

@@ -115,7 +115,11 @@ pub fn mailaddr_matches(entry: &str, addr: &MailAddr, delim: char) -> bool {
     if user.is_empty() {
         return true;
     }
-    let local = if user.contains(delim) { addr.local.as_str() } else { addr.local_base(delim) };
+    let local = if user.contains(delim) {
+        addr.local.as_str()
+    } else {
+        addr.local_base(delim)
+    };
     local.to_lowercase() == user.to_lowercase()
 }
 
@@ -282,7 +286,9 @@ impl Table {
         let Kind::Static(s) = &self.kind else {
             return false;
         };
-        s.entries.iter().any(|(k, _)| mailaddr_matches(k, addr, delim))
+        s.entries
+            .iter()
+            .any(|(k, _)| mailaddr_matches(k, addr, delim))
     }
 
     /// Credentials service (`user $2b$...` / `label user:password`).
