@@ -13,6 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-2000}
+# Both MTAs deliver as this user (Postfix's virtual(8) refuses root).
+BENCH_USER=${BENCH_USER:-nobody}
+BUID=$(id -u "$BENCH_USER"); BGID=$(id -g "$BENCH_USER")
 BIN=${WASMTPD_BIN:-target/release/wasmtpd}
 [ -x "$BIN" ] || cargo build --release --bin wasmtpd
 command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix"; exit 1; }
@@ -44,9 +47,11 @@ run_load() {
 }
 
 # --- wasmtpd ---------------------------------------------------------------
-mkdir -p "$WORK/w"
+mkdir -p "$WORK/w/mail"
+chmod 755 "$WORK"
+chown "$BUID:$BGID" "$WORK/w/mail"
 cat > "$WORK/w/smtpd.conf" <<CONF
-table users { "@" = "$(id -un)" }
+table users { "@" = "$BENCH_USER" }
 listen on 127.0.0.1 port $WPORT
 action "md" maildir "$WORK/w/mail/%{dest.user}/Maildir" virtual <users>
 match from any for domain "example.org" action "md"
@@ -58,7 +63,7 @@ WPID=$!
 P="$WORK/postfix"
 mkdir -p "$P/conf" "$P/queue" "$P/data" "$P/mail"
 chown postfix "$P/data"
-chown -R "$(id -u)":"$(id -g)" "$P/mail"
+chown -R "$BUID:$BGID" "$P/mail"
 cat > "$P/main.cf" <<CONF
 compatibility_level = 3.6
 config_directory = $P
@@ -78,21 +83,23 @@ smtpd_client_connection_rate_limit = 0
 virtual_mailbox_domains = example.org
 virtual_mailbox_base = $P/mail
 virtual_mailbox_maps = static:example.org/Maildir/
-virtual_uid_maps = static:$(id -u)
-virtual_gid_maps = static:$(id -g)
-virtual_minimum_uid = 0
+virtual_uid_maps = static:$BUID
+virtual_gid_maps = static:$BGID
 smtpd_relay_restrictions = permit_mynetworks, reject
 CONF
 sed -e "s/^smtp      inet.*/$PPORT      inet  n       -       n       -       -       smtpd/" \
     -e 's/^\([a-z]*  *\(unix\|inet\|fifo\|pass\|unix-dgram\)  *[-yn]  *[-yn]  *\)[-yn]/\1n/' \
     /etc/postfix/master.cf > "$P/master.cf"
-postfix -c "$P" check >/dev/null 2>&1 || true
-postfix -c "$P" start >/dev/null 2>&1
+# postfix(1) reports start-up errors only to a terminal or syslog.
+script -qc "postfix -c $P start" /dev/null >"$WORK/postfix-start.log" 2>&1 || true
 
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for i in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$WPORT) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$PPORT) 2>/dev/null && break
+    up $WPORT && up $PPORT && break
     sleep 0.1
 done
+up $WPORT || { echo "wasmtpd did not start:"; cat "$WORK/w/log"; exit 1; }
+up $PPORT || { echo "postfix did not start:"; cat "$WORK/postfix-start.log" "$P/maillog"; exit 1; }
 
 printf "%-8s %-6s %12s %12s %8s\n" size conc wasmtpd/s postfix/s ratio
 for size in 1024 102400; do

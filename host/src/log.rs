@@ -3,46 +3,54 @@
 //! `-v` adds debug lines and the session/message spans to every line.
 
 use std::ffi::CString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use tracing::Level;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(foreground: bool, verbose: bool) {
     let default = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("WASMTPD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = foreground && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_level(verbose);
-    let result = if foreground {
-        let b = builder.with_writer(std::io::stderr);
-        if verbose {
-            b.try_init()
-        } else {
-            b.without_time().event_format(brief()).try_init()
-        }
-    } else {
-        builder
-            .without_time()
-            .with_ansi(false)
-            .event_format(brief())
+        .with_ansi(ansi);
+    // A second init (tests, the mda child) keeps the first subscriber.
+    let _ = match (foreground, verbose) {
+        (true, true) => builder.with_writer(std::io::stderr).try_init(),
+        (true, false) => builder
+            .event_format(Brief)
+            .with_writer(std::io::stderr)
+            .try_init(),
+        (false, _) => builder
+            .event_format(Brief)
             .with_writer(Syslog::open())
-            .try_init()
+            .try_init(),
     };
-    // A second init (tests) keeps the first subscriber.
-    let _ = result;
 }
 
-/// Message text only: what OpenSMTPD prints.
-fn brief() -> tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Compact, ()>
+/// The message alone, as OpenSMTPD logs it: operators' greps keep working.
+/// (`-v` switches to the full format with time, level and the session
+/// and message spans.)
+struct Brief;
+
+impl<S, N> FormatEvent<S, N> for Brief
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
 {
-    tracing_subscriber::fmt::format()
-        .compact()
-        .with_target(false)
-        .with_level(false)
-        .without_time()
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Writes each formatted event as one syslog(3) record.

@@ -41,8 +41,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("mda-deliver") {
-        return ExitCode::from(wasmtpd::mda::child_main().clamp(0, 255) as u8);
+    match std::env::args().nth(1).as_deref() {
+        Some("mda-deliver") => return exit_code(wasmtpd::mda::child_main()),
+        Some("mda-worker") => return exit_code(wasmtpd::mda::worker_main()),
+        _ => {}
     }
     let cli = Cli::parse();
     match run(cli) {
@@ -52,6 +54,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -22,6 +22,7 @@ pub struct Delivery {
     pub queue: Queue,
     pub hostname: String,
     pub local_domains: Vec<String>,
+    pub runner: mda::LocalRunner,
 }
 
 impl Deliver for Delivery {
@@ -169,7 +170,7 @@ impl Delivery {
             gid,
             sender: env.sender.clone(),
         };
-        Ok(mda::run_local_job(job, content).await)
+        Ok(self.runner.run(job, content).await)
     }
 
     fn command_argv(

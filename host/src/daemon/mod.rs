@@ -100,6 +100,7 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
         queue: queue.clone(),
         hostname: hostname.clone(),
         local_domains: local_domains.clone(),
+        runner: crate::mda::LocalRunner::new(),
     });
     let scheduler = scheduler::start(queue.clone(), delivery, opts.scheduler, report.envelopes);
     let services = Arc::new(Services {

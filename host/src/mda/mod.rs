@@ -10,6 +10,7 @@ pub mod lmtp;
 mod lock;
 pub mod maildir;
 pub mod mbox;
+pub mod pool;
 pub mod privsep;
 mod reply;
 pub mod split;
@@ -19,6 +20,7 @@ pub use error::MdaError;
 pub use lmtp::deliver_lmtp;
 pub use maildir::deliver_maildir;
 pub use mbox::deliver_mbox;
+pub use pool::{worker_main, LocalRunner, WorkerPool};
 pub use privsep::{child_main, run_local_job, JobMethod, LocalJob};
 pub use split::split_command;
 

@@ -27,14 +27,14 @@ use crate::mailaddr::MailAddr;
 /// The hidden sub-command the daemon re-executes itself with.
 pub const CHILD_ARG: &str = "mda-deliver";
 /// Prefix of the child's result line (other stdout lines are ignored).
-const RESULT_PREFIX: &str = "wasmtpd-mda-result: ";
+pub(crate) const RESULT_PREFIX: &str = "wasmtpd-mda-result: ";
 const EXIT_OK: i32 = 0;
 const EXIT_PERMFAIL: i32 = 1;
 const EXIT_TEMPFAIL: i32 = 75;
 /// Longest job line the child accepts.
-const MAX_JOB_LINE: u64 = 1024 * 1024;
+pub(crate) const MAX_JOB_LINE: u64 = 1024 * 1024;
 /// The child's own deadline covers a command timing out inside it.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(COMMAND_TIMEOUT.as_secs() + 120);
+pub(crate) const CHILD_TIMEOUT: Duration = Duration::from_secs(COMMAND_TIMEOUT.as_secs() + 120);
 
 /// How a local delivery is done.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,7 +190,7 @@ pub(crate) async fn run_in_child(child: &ChildProgram, job: LocalJob, content: &
     }
 }
 
-fn parse_result(output: &[u8]) -> Option<Outcome> {
+pub(crate) fn parse_result(output: &[u8]) -> Option<Outcome> {
     let text = String::from_utf8_lossy(output);
     // Searched within lines, not only at their start: a test harness
     // re-entered as the child may print before it on the same line.
@@ -213,20 +213,30 @@ fn parse_result(output: &[u8]) -> Option<Outcome> {
 /// process exit code.
 pub fn child_main() -> i32 {
     let outcome = child_deliver();
-    let (tag, code) = match &outcome {
-        Outcome::Ok(_) => ("ok", EXIT_OK),
-        Outcome::TempFail(_) => ("tempfail", EXIT_TEMPFAIL),
-        Outcome::PermFail(_) => ("permfail", EXIT_PERMFAIL),
+    let code = match &outcome {
+        Outcome::Ok(_) => EXIT_OK,
+        Outcome::TempFail(_) => EXIT_TEMPFAIL,
+        Outcome::PermFail(_) => EXIT_PERMFAIL,
     };
-    let detail = outcome.detail().replace(['\r', '\n'], " ");
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{RESULT_PREFIX}{tag} {detail}")
+    if writeln!(out, "{}", result_line(&outcome))
         .and_then(|()| out.flush())
         .is_err()
     {
         return EXIT_TEMPFAIL;
     }
     code
+}
+
+/// The one line a child or worker reports an outcome with.
+pub(crate) fn result_line(outcome: &Outcome) -> String {
+    let tag = match outcome {
+        Outcome::Ok(_) => "ok",
+        Outcome::TempFail(_) => "tempfail",
+        Outcome::PermFail(_) => "permfail",
+    };
+    let detail = outcome.detail().replace(['\r', '\n'], " ");
+    format!("{RESULT_PREFIX}{tag} {detail}")
 }
 
 fn child_deliver() -> Outcome {
