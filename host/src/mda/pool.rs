@@ -30,7 +30,7 @@ use super::Outcome;
 pub const WORKER_ARG: &str = "mda-worker";
 
 /// Idle workers kept per user; more may run at once under load.
-const MAX_IDLE_PER_USER: usize = 32;
+const MAX_IDLE_PER_USER: usize = 64;
 
 /// The largest content a worker accepts in one frame.
 const MAX_CONTENT: usize = 1 << 31;
