@@ -236,3 +236,70 @@ fn embedded_default_needs_no_config() {
     wait_maildir(&tmp.path().join("var/mail/bob/Maildir"), 1);
     drop(d);
 }
+
+#[test]
+fn temporary_failures_retry_then_bounce_at_expiry_and_bounces_never_bounce() {
+    let site = Site::new();
+    site.write(
+        "defer.sh",
+        "#!/bin/sh\necho 'mailbox locked' >&2\nexit 75\n",
+    );
+    std::fs::set_permissions(
+        site.path("defer.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    site.config(
+        r#"
+queue ttl 3s
+table users { "@" = "root" }
+listen on 127.0.0.1 port {port}
+action "defer" mda "{dir}/defer.sh" virtual <users>
+action "md" maildir "{dir}/mail/%{dest.user:lowercase}/Maildir" virtual <users>
+match from any for rcpt-to "stuck@localhost" action "defer"
+match from any for local action "md"
+"#,
+    );
+    let d = site.start(&["--retry-min", "1"]);
+    let out = smtplib_send(d.port, "alice@localhost", &["stuck@localhost"], MSG);
+    assert!(out.status.success());
+    d.wait_log("delivery: TempFail for ");
+    let bounces = wait_maildir(&site.path("mail/alice/Maildir"), 1);
+    let bounce = String::from_utf8_lossy(&bounces[0]);
+    assert!(bounce.contains("Envelope expired"), "{bounce}");
+    assert!(
+        bounce.contains("mailbox locked"),
+        "the last error is reported:\n{bounce}"
+    );
+    assert!(
+        bounce.contains("Subject: hello"),
+        "the original message comes back:\n{bounce}"
+    );
+    // A bounce that itself fails is dropped, not bounced again.
+    let out = python(
+        r#"
+import smtplib, sys
+with smtplib.SMTP('127.0.0.1', int(sys.argv[1])) as s:
+    s.sendmail('', ['stuck@localhost'], b'Subject: a bounce\r\n\r\nx\r\n')
+"#,
+        &[&d.port.to_string()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the failed bounce to expire", || {
+        d.log().lines().any(|l| {
+            l.starts_with("delivery: PermFail") && l.contains("from=<>, to=<stuck@localhost>")
+        })
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(maildir_new(&site.path("mail/alice/Maildir")).len(), 1);
+    assert_eq!(
+        d.log().matches("bounce: Queued bounce").count(),
+        1,
+        "{}",
+        d.log()
+    );
+}

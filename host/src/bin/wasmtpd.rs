@@ -66,7 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => config::load(path),
         None => config::parse_str(&embedded_default(&cwd), Path::new("<embedded default>")),
     };
-    let cfg = match loaded {
+    let mut cfg = match loaded {
         Ok(cfg) => cfg,
         Err(errors) => {
             eprintln!("{errors}");
@@ -76,6 +76,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.check {
         println!("configuration OK");
         return Ok(ExitCode::SUCCESS);
+    }
+    if cfg.queue.encryption == Some(None) {
+        // `queue encryption` without a key: read it as OpenSMTPD does.
+        cfg.queue.encryption = Some(Some(read_queue_key()?));
     }
     wasmtpd::log::init(cli.debug || cli.file.is_none(), cli.verbose);
     if cli.file.is_none() {
@@ -100,6 +104,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The queue key from standard input (prompted for on a terminal).
+fn read_queue_key() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if std::io::stdin().is_terminal() {
+        eprint!("queue key: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut key = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut key)
+        .context("cannot read the queue key")?;
+    let key = key.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(
+        !key.is_empty(),
+        "queue encryption is on but no key was given on stdin"
+    );
+    Ok(key)
 }
 
 /// `/var/spool/wasmtpd` for a system install run as root with a config

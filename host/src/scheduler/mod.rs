@@ -254,7 +254,11 @@ impl<D: Deliver> Attempt<D> {
 
     fn log(&self, env: &Envelope, outcome: &Outcome, now: i64) {
         let (result, stat) = match outcome {
-            Outcome::Ok(s) => ("Ok", s.as_str()),
+            // OpenSMTPD's word; the detail (file, LMTP reply) is for -v.
+            Outcome::Ok(s) => {
+                tracing::debug!("delivery: {}: {s}", env.id);
+                ("Ok", "Delivered")
+            }
             Outcome::TempFail(s) => ("TempFail", s.as_str()),
             Outcome::PermFail(s) => ("PermFail", s.as_str()),
         };
