@@ -203,3 +203,127 @@ fn regex_matches(re: &str, value: &str) -> bool {
     // compile simply never matches.
     Regex::new(re).is_ok_and(|r| r.is_match(value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+    use std::path::Path;
+
+    fn verdict_for(conf: &str, ctx: &MatchContext<'_>) -> Verdict {
+        let cfg = parse_str(conf, Path::new("test.conf")).expect("config parses");
+        let tables = Tables::load_all(&cfg).expect("tables load");
+        verdict(&cfg.matches, ctx, &tables)
+    }
+
+    const ACTIONS: &str = "action \"a\" maildir\naction \"b\" maildir\n";
+
+    fn ctx<'a>(src: &str, rcpt: &'a MailAddr, local: &'a [String]) -> MatchContext<'a> {
+        MatchContext {
+            src: Some(src.parse().unwrap()),
+            rcpt: Some(rcpt),
+            local_domains: local,
+            ..Default::default()
+        }
+    }
+
+    fn local() -> Vec<String> {
+        vec!["localhost".into(), "mx.example.org".into()]
+    }
+
+    #[test]
+    fn no_rule_means_reject_and_defaults_are_local() {
+        let local = local();
+        let outside = MailAddr::new("x", "elsewhere.example");
+        let mine = MailAddr::new("x", "localhost");
+        let conf = format!("{ACTIONS}match action \"a\"\n");
+        // Without from/for: from local for local.
+        assert_eq!(
+            verdict_for(&conf, &ctx("127.0.0.1", &mine, &local)),
+            Verdict::Action("a".into())
+        );
+        assert_eq!(
+            verdict_for(&conf, &ctx("192.0.2.1", &mine, &local)),
+            Verdict::Reject
+        );
+        assert_eq!(
+            verdict_for(&conf, &ctx("127.0.0.1", &outside, &local)),
+            Verdict::Reject
+        );
+    }
+
+    #[test]
+    fn first_match_wins_and_negation_works() {
+        let local = local();
+        let rcpt = MailAddr::new("x", "example.org");
+        let conf = format!(
+            "{ACTIONS}match from any for domain \"example.org\" !tag \"X\" action \"a\"\n\
+             match from any for any action \"b\"\n"
+        );
+        assert_eq!(
+            verdict_for(&conf, &ctx("192.0.2.1", &rcpt, &local)),
+            Verdict::Action("a".into())
+        );
+        let tagged = MatchContext {
+            tag: Some("X"),
+            ..ctx("192.0.2.1", &rcpt, &local)
+        };
+        assert_eq!(verdict_for(&conf, &tagged), Verdict::Action("b".into()));
+    }
+
+    #[test]
+    fn src_tables_wildcard_domains_and_reject_rules() {
+        let local = local();
+        let sub = MailAddr::new("x", "a.b.example.org");
+        let conf = format!(
+            "{ACTIONS}table lan {{ 192.0.2.0/24, \"[2001:db8::]/32\" }}\n\
+             match from src \"198.51.100.7\" for any reject\n\
+             match from src <lan> for domain \"*.example.org\" action \"a\"\n"
+        );
+        assert_eq!(
+            verdict_for(&conf, &ctx("192.0.2.99", &sub, &local)),
+            Verdict::Action("a".into())
+        );
+        assert_eq!(
+            verdict_for(&conf, &ctx("2001:db8::5", &sub, &local)),
+            Verdict::Action("a".into())
+        );
+        assert_eq!(
+            verdict_for(&conf, &ctx("203.0.113.1", &sub, &local)),
+            Verdict::Reject
+        );
+        assert_eq!(
+            verdict_for(&conf, &ctx("198.51.100.7", &sub, &local)),
+            Verdict::Reject
+        );
+    }
+
+    #[test]
+    fn tls_auth_and_mail_from() {
+        let local = local();
+        let rcpt = MailAddr::new("x", "elsewhere.example");
+        let sender = MailAddr::new("boss", "example.org");
+        let conf = format!(
+            "{ACTIONS}match from any auth for any action \"a\"\n\
+             match from any mail-from \"@example.org\" tls for any action \"b\"\n"
+        );
+        let base = ctx("192.0.2.1", &rcpt, &local);
+        assert_eq!(verdict_for(&conf, &base), Verdict::Reject);
+        let authed = MatchContext {
+            auth_user: Some("joe"),
+            ..base.clone()
+        };
+        assert_eq!(verdict_for(&conf, &authed), Verdict::Action("a".into()));
+        let from_tls = MatchContext {
+            sender: Some(&sender),
+            tls: true,
+            ..base.clone()
+        };
+        assert_eq!(verdict_for(&conf, &from_tls), Verdict::Action("b".into()));
+        let no_tls = MatchContext {
+            sender: Some(&sender),
+            ..base
+        };
+        assert_eq!(verdict_for(&conf, &no_tls), Verdict::Reject);
+    }
+}
