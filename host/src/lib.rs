@@ -14,6 +14,7 @@ pub mod lka;
 pub mod log;
 pub mod mailaddr;
 pub mod mda;
+pub mod privsep;
 pub mod queue;
 pub mod scheduler;
 pub mod smtp;
