@@ -139,20 +139,34 @@ match from any for local action "local"
 #[test]
 fn mda_command_gets_the_message_and_never_a_shell_line() {
     let site = Site::new();
+    // Started as root, the command runs as bob (never as root, which is
+    // refused): give bob a home and a folder for the script's output.
+    std::fs::set_permissions(
+        site.tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for d in ["home/bob", "out"] {
+        std::fs::create_dir_all(site.path(d)).unwrap();
+        if is_root() {
+            nix::unistd::chown(&site.path(d), Some(65534.into()), Some(65534.into())).unwrap();
+        }
+    }
     site.write(
         "deliver.sh",
-        "#!/bin/sh\nprintf '%s\\n' \"$1\" > \"{dir}/arg\"\nenv > \"{dir}/env\"\ncat > \"{dir}/msg\"\n",
+        "#!/bin/sh\nprintf '%s\\n' \"$1\" > \"{dir}/out/arg\"\nenv > \"{dir}/out/env\"\ncat > \"{dir}/out/msg\"\n",
     );
     std::fs::set_permissions(
         site.path("deliver.sh"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    site.write("users", "bob 65534:65534:{dir}/home/bob\n");
     site.config(
         r#"
-table users { "@" = "root" }
+table users file:{dir}/users
 listen on 127.0.0.1 port {port}
-action "cmd" mda "{dir}/deliver.sh %{sender:raw}" virtual <users>
+action "cmd" mda "{dir}/deliver.sh %{sender:raw}" userbase <users>
 match from any for local action "cmd"
 "#,
     );
@@ -169,19 +183,20 @@ match from any for local action "cmd"
         let r = s.cmd("Subject: x\r\n\r\nbody\r\n.");
         assert!(r.starts_with("250"), "{r}");
         wait_for("mda output", || {
-            site.path("msg").exists() && site.path("arg").exists()
+            site.path("out/msg").exists() && site.path("out/arg").exists()
         });
-        let arg = std::fs::read_to_string(site.path("arg")).unwrap();
+        let arg = std::fs::read_to_string(site.path("out/arg")).unwrap();
         assert_eq!(
             arg.trim_end(),
             sender,
             "the sender must arrive as one argument"
         );
-        let env = std::fs::read_to_string(site.path("env")).unwrap();
+        let env = std::fs::read_to_string(site.path("out/env")).unwrap();
         assert!(env.contains("RECIPIENT=bob@localhost"), "{env}");
     }
     for f in ["pwned", "pwned2"] {
         assert!(!site.path(f).exists() && !std::path::Path::new(f).exists());
+        assert!(!site.path("home/bob").join(f).exists());
     }
 }
 

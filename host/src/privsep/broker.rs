@@ -76,7 +76,11 @@ pub async fn serve(stream: UnixStream, max_message: u64) {
                 Err(why) => Outcome::PermFail(why),
                 Ok((job, content)) => match admit(&job) {
                     Err(refused) => {
-                        warn!("privsep: refused a job for uid {}: {}", job.uid, refused.detail());
+                        warn!(
+                            "privsep: refused a job for uid {}: {}",
+                            job.uid,
+                            refused.detail()
+                        );
                         refused
                     }
                     Ok(()) => mda::run_local_job(job, Arc::new(content)).await,

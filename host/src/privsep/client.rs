@@ -59,7 +59,9 @@ impl BrokerClient {
         let for_writer = pending.clone();
         tokio::spawn(async move {
             while let Some(req) = queue.recv().await {
-                if let Err(e) = wire::write_request(&mut writer, req.id, &req.job, &req.content).await {
+                if let Err(e) =
+                    wire::write_request(&mut writer, req.id, &req.job, &req.content).await
+                {
                     error!("privsep: cannot reach the delivery broker: {e}");
                     fail_all(&for_writer);
                     return;
@@ -108,7 +110,12 @@ impl BrokerClient {
             }
             None => return gone(),
         }
-        if self.outgoing.send(Outgoing { id, job, content }).await.is_err() {
+        if self
+            .outgoing
+            .send(Outgoing { id, job, content })
+            .await
+            .is_err()
+        {
             if let Some(map) = lock(&self.pending).as_mut() {
                 map.remove(&id);
             }
@@ -167,7 +174,10 @@ mod tests {
             let path = dir.path().join(format!("u{}/Maildir", i % 3));
             tasks.push(tokio::spawn(async move {
                 client
-                    .run(job(path, me), Arc::new(format!("Subject: {i}\r\n\r\n").into_bytes()))
+                    .run(
+                        job(path, me),
+                        Arc::new(format!("Subject: {i}\r\n\r\n").into_bytes()),
+                    )
                     .await
             }));
         }
@@ -195,7 +205,10 @@ mod tests {
             sender: None,
         };
         let o = client.run(cmd, Arc::new(Vec::new())).await;
-        assert!(matches!(o, Outcome::PermFail(ref s) if s.contains("root")), "{o:?}");
+        assert!(
+            matches!(o, Outcome::PermFail(ref s) if s.contains("root")),
+            "{o:?}"
+        );
         drop(client);
         broker.abort();
     }

@@ -41,8 +41,8 @@
 
 mod broker;
 mod client;
-mod spool;
 mod split;
+mod spool;
 mod user;
 mod wire;
 
@@ -50,8 +50,8 @@ use std::path::PathBuf;
 
 pub use broker::admit;
 pub use client::{BrokerClient, JobRunner};
-pub use spool::prepare_spool;
 pub use split::{split, Broker, Role};
+pub use spool::prepare_spool;
 pub use user::{drop_to, unprivileged_user};
 
 #[derive(Debug, thiserror::Error)]

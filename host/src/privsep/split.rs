@@ -40,7 +40,10 @@ pub fn split(user: &User, spool: &Path) -> Result<Role, PrivsepError> {
     match unsafe { unistd::fork() }.map_err(PrivsepError::Fork)? {
         ForkResult::Parent { child } => {
             drop(to_parent);
-            info!("privsep: delivery broker {parent} runs as root, daemon {child} as {}", user.name);
+            info!(
+                "privsep: delivery broker {parent} runs as root, daemon {child} as {}",
+                user.name
+            );
             Ok(Role::Broker(Broker {
                 child,
                 socket: to_child,
@@ -93,7 +96,10 @@ impl Broker {
     async fn supervise(self, max_message: u64) -> i32 {
         use tokio::signal::unix::{signal as on, SignalKind};
         let child = self.child;
-        let served = self.socket.set_nonblocking(true).and_then(|()| tokio::net::UnixStream::from_std(self.socket));
+        let served = self
+            .socket
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(self.socket));
         match served {
             Ok(s) => {
                 tokio::spawn(broker::serve(s, max_message));
@@ -109,7 +115,8 @@ impl Broker {
                 other => return other,
             }
         });
-        let (Ok(mut term), Ok(mut int)) = (on(SignalKind::terminate()), on(SignalKind::interrupt()))
+        let (Ok(mut term), Ok(mut int)) =
+            (on(SignalKind::terminate()), on(SignalKind::interrupt()))
         else {
             error!("privsep: cannot handle signals; stopping the daemon");
             let _ = signal::kill(child, Signal::SIGTERM);

@@ -1,7 +1,7 @@
 //! The spool belongs to the unprivileged user: only the daemon reads and
 //! writes the queue, and it does so without root.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use nix::unistd::{self, User};
@@ -34,8 +34,7 @@ pub fn prepare_spool(spool: &Path, user: &User) -> Result<(), PrivsepError> {
     }
     unistd::chown(spool, Some(user.uid), Some(user.gid))
         .map_err(|e| io("chown")(std::io::Error::from(e)))?;
-    std::fs::set_permissions(spool, std::fs::Permissions::from_mode(0o700))
-        .map_err(io("chmod"))?;
+    std::fs::set_permissions(spool, std::fs::Permissions::from_mode(0o700)).map_err(io("chmod"))?;
     let give = |path: &Path| {
         std::os::unix::fs::lchown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
     };
@@ -57,6 +56,7 @@ pub fn prepare_spool(spool: &Path, user: &User) -> Result<(), PrivsepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn spool_is_private_to_the_user() {

@@ -47,14 +47,17 @@ fn verify(uid: Uid, gid: Gid) -> Result<(), PrivsepError> {
     let ids = unistd::getresuid().map_err(|e| PrivsepError::Drop("getresuid", e))?;
     let gids = unistd::getresgid().map_err(|e| PrivsepError::Drop("getresgid", e))?;
     let groups = unistd::getgroups().map_err(|e| PrivsepError::Drop("getgroups", e))?;
-    let uids_ok = [ids.real, ids.effective, ids.saved].iter().all(|&u| u == uid);
+    let uids_ok = [ids.real, ids.effective, ids.saved]
+        .iter()
+        .all(|&u| u == uid);
     let gids_ok = [gids.real, gids.effective, gids.saved]
         .iter()
         .all(|&g| g == gid);
     let groups_ok = groups.iter().all(|&g| g == gid);
     // The decisive test: a process that can become root again has not
     // dropped anything.
-    let regained = unistd::setuid(Uid::from_raw(0)).is_ok() || unistd::setgid(Gid::from_raw(0)).is_ok();
+    let regained =
+        unistd::setuid(Uid::from_raw(0)).is_ok() || unistd::setgid(Gid::from_raw(0)).is_ok();
     if uids_ok && gids_ok && groups_ok && !regained {
         Ok(())
     } else {
