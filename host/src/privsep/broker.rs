@@ -29,11 +29,19 @@ const MAX_CONCURRENT: usize = 64;
 ///   an absolute path without `..`, and an mbox only as a system mailbox
 ///   directly in `/var/mail`: root never appends to a file of the peer's
 ///   choosing (`/root/.ssh/authorized_keys` would be one).
+/// - Group root (gid 0) with another uid is refused: it would hand a
+///   user (perhaps the daemon's own) the files group root may write.
 pub fn admit(job: &LocalJob) -> Result<(), Outcome> {
-    if job.uid != 0 {
-        return Ok(());
-    }
     let refuse = |why: &str| Err(Outcome::PermFail(format!("not delivering as root: {why}")));
+    if job.uid != 0 {
+        return match job.gid {
+            0 => Err(Outcome::PermFail(format!(
+                "not delivering as uid {} with group root",
+                job.uid
+            ))),
+            _ => Ok(()),
+        };
+    }
     match &job.method {
         JobMethod::Command { .. } => refuse("MDA commands never run as root"),
         JobMethod::Maildir { path, .. } if !plain_absolute(path) => {
@@ -52,22 +60,23 @@ fn plain_absolute(path: &Path) -> bool {
     path.is_absolute() && !path.components().any(|c| c == Component::ParentDir)
 }
 
-/// Serves requests until the peer closes the socket.
-pub async fn serve(stream: UnixStream, max_message: u64) {
+/// Serves requests until the peer closes the socket (`true`) or sends
+/// something that is not a request (`false`).
+pub async fn serve(stream: UnixStream, max_message: u64) -> bool {
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<(u64, Outcome)>(MAX_CONCURRENT);
     let writing = tokio::spawn(write_replies(writer, rx));
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
-    loop {
+    let clean = loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
+            break false;
         };
         let request = match wire::read_request(&mut reader, max_message).await {
             Ok(Some(r)) => r,
-            Ok(None) => break,
+            Ok(None) => break true,
             Err(e) => {
                 warn!("privsep: broken request from the daemon: {e}");
-                break;
+                break false;
             }
         };
         let tx = tx.clone();
@@ -89,9 +98,10 @@ pub async fn serve(stream: UnixStream, max_message: u64) {
             let _ = tx.send((request.id, outcome)).await;
             drop(permit);
         });
-    }
+    };
     drop(tx);
     let _ = writing.await;
+    clean
 }
 
 async fn write_replies<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<(u64, Outcome)>) {
@@ -143,5 +153,8 @@ mod tests {
         assert!(admit(&job(0, mbox("/root/.ssh/authorized_keys"))).is_err());
         assert!(admit(&job(0, mbox("/var/mail/../../etc/passwd"))).is_err());
         assert!(admit(&job(1000, mbox("/home/u/mbox"))).is_ok());
+        let mut sneaky = job(1000, mbox("/home/u/mbox"));
+        sneaky.gid = 0;
+        assert!(admit(&sneaky).is_err());
     }
 }

@@ -28,8 +28,8 @@
 //! The daemon talks to the network, so the broker trusts nothing it
 //! sends: lengths are checked before anything is allocated, bad JSON is
 //! a failed job, and [`broker::admit`] decides what may run as root.
-//! Delivering for a non-root uid needs no check: the job runs with that
-//! user's rights only. For uid 0, a command is refused (as OpenSMTPD
+//! Delivering for a non-root uid needs no check beyond refusing group
+//! root with it: the job runs with that user's rights only. For uid 0, a command is refused (as OpenSMTPD
 //! refuses it: alias root's mail to a person); a maildir is allowed at an
 //! absolute path without `..` (the embedded default delivers to whoever
 //! runs it, root included), an mbox only directly in `/var/mail`. What a

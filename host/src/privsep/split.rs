@@ -101,8 +101,16 @@ impl Broker {
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixStream::from_std(self.socket));
         match served {
+            // A daemon that cannot deliver must not go on accepting mail
+            // for delivery: stop it (and so ourselves) when the
+            // connection breaks. A clean end is the daemon exiting.
             Ok(s) => {
-                tokio::spawn(broker::serve(s, max_message));
+                tokio::spawn(async move {
+                    if !broker::serve(s, max_message).await {
+                        error!("privsep: stopping the daemon");
+                        let _ = signal::kill(child, Signal::SIGTERM);
+                    }
+                });
             }
             Err(e) => {
                 error!("privsep: cannot serve the daemon: {e}");
