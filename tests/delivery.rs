@@ -139,20 +139,18 @@ match from any for local action "local"
 #[test]
 fn mda_command_gets_the_message_and_never_a_shell_line() {
     let site = Site::new();
-    site.write(
+    // Started as root, the command runs as bob (never as root, which is
+    // refused): give bob a home and a folder for the script's output.
+    site.unprivileged(&["out"]);
+    site.script(
         "deliver.sh",
-        "#!/bin/sh\nprintf '%s\\n' \"$1\" > \"{dir}/arg\"\nenv > \"{dir}/env\"\ncat > \"{dir}/msg\"\n",
+        "#!/bin/sh\nprintf '%s\\n' \"$1\" > \"{dir}/out/arg\"\nenv > \"{dir}/out/env\"\ncat > \"{dir}/out/msg\"\n",
     );
-    std::fs::set_permissions(
-        site.path("deliver.sh"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
     site.config(
         r#"
-table users { "@" = "root" }
+table users file:{dir}/users
 listen on 127.0.0.1 port {port}
-action "cmd" mda "{dir}/deliver.sh %{sender:raw}" virtual <users>
+action "cmd" mda "{dir}/deliver.sh %{sender:raw}" userbase <users>
 match from any for local action "cmd"
 "#,
     );
@@ -169,19 +167,20 @@ match from any for local action "cmd"
         let r = s.cmd("Subject: x\r\n\r\nbody\r\n.");
         assert!(r.starts_with("250"), "{r}");
         wait_for("mda output", || {
-            site.path("msg").exists() && site.path("arg").exists()
+            site.path("out/msg").exists() && site.path("out/arg").exists()
         });
-        let arg = std::fs::read_to_string(site.path("arg")).unwrap();
+        let arg = std::fs::read_to_string(site.path("out/arg")).unwrap();
         assert_eq!(
             arg.trim_end(),
             sender,
             "the sender must arrive as one argument"
         );
-        let env = std::fs::read_to_string(site.path("env")).unwrap();
+        let env = std::fs::read_to_string(site.path("out/env")).unwrap();
         assert!(env.contains("RECIPIENT=bob@localhost"), "{env}");
     }
     for f in ["pwned", "pwned2"] {
         assert!(!site.path(f).exists() && !std::path::Path::new(f).exists());
+        assert!(!site.path("home/bob").join(f).exists());
     }
 }
 
@@ -240,28 +239,25 @@ fn embedded_default_needs_no_config() {
 #[test]
 fn temporary_failures_retry_then_bounce_at_expiry_and_bounces_never_bounce() {
     let site = Site::new();
-    site.write(
+    site.unprivileged(&[]);
+    site.script(
         "defer.sh",
         "#!/bin/sh\necho 'mailbox locked' >&2\nexit 75\n",
     );
-    std::fs::set_permissions(
-        site.path("defer.sh"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
     site.config(
         r#"
 queue ttl 3s
-table users { "@" = "root" }
+table users file:{dir}/users
+table everyone { "@" = "root" }
 listen on 127.0.0.1 port {port}
-action "defer" mda "{dir}/defer.sh" virtual <users>
-action "md" maildir "{dir}/mail/%{dest.user:lowercase}/Maildir" virtual <users>
-match from any for rcpt-to "stuck@localhost" action "defer"
+action "defer" mda "{dir}/defer.sh" userbase <users>
+action "md" maildir "{dir}/mail/%{dest.user:lowercase}/Maildir" virtual <everyone>
+match from any for rcpt-to "bob@localhost" action "defer"
 match from any for local action "md"
 "#,
     );
     let d = site.start(&["--retry-min", "1"]);
-    let out = smtplib_send(d.port, "alice@localhost", &["stuck@localhost"], MSG);
+    let out = smtplib_send(d.port, "alice@localhost", &["bob@localhost"], MSG);
     assert!(out.status.success());
     d.wait_log("delivery: TempFail for ");
     let bounces = wait_maildir(&site.path("mail/alice/Maildir"), 1);
@@ -280,7 +276,7 @@ match from any for local action "md"
         r#"
 import smtplib, sys
 with smtplib.SMTP('127.0.0.1', int(sys.argv[1])) as s:
-    s.sendmail('', ['stuck@localhost'], b'Subject: a bounce\r\n\r\nx\r\n')
+    s.sendmail('', ['bob@localhost'], b'Subject: a bounce\r\n\r\nx\r\n')
 "#,
         &[&d.port.to_string()],
     );
@@ -291,7 +287,7 @@ with smtplib.SMTP('127.0.0.1', int(sys.argv[1])) as s:
     );
     wait_for("the failed bounce to expire", || {
         d.log().lines().any(|l| {
-            l.starts_with("delivery: PermFail") && l.contains("from=<>, to=<stuck@localhost>")
+            l.starts_with("delivery: PermFail") && l.contains("from=<>, to=<bob@localhost>")
         })
     });
     std::thread::sleep(std::time::Duration::from_millis(1000));

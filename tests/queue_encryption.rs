@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::os::unix::fs::PermissionsExt;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SECRET: &str = "TOPSECRET-BODY-LINE";
@@ -13,15 +12,11 @@ const SECRET: &str = "TOPSECRET-BODY-LINE";
 /// A site whose MDA defers (exit 75) until the file `open` exists.
 fn site(key: &str) -> Site {
     let site = Site::new();
-    site.write(
+    site.unprivileged(&["out"]);
+    site.script(
         "deliver.sh",
-        "#!/bin/sh\n[ -e \"{dir}/open\" ] || exit 75\ncat > \"{dir}/out\"\n",
+        "#!/bin/sh\n[ -e \"{dir}/open\" ] || exit 75\ncat > \"{dir}/out/msg\"\n",
     );
-    std::fs::set_permissions(
-        site.path("deliver.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
     write_config(&site, key);
     site
 }
@@ -31,9 +26,9 @@ fn write_config(site: &Site, key: &str) {
         r#"
 queue compression
 queue encryption "{key}"
-table users {{ "@" = "root" }}
+table users file:{{dir}}/users
 listen on 127.0.0.1 port {{port}}
-action "cmd" mda "{{dir}}/deliver.sh" virtual <users>
+action "cmd" mda "{{dir}}/deliver.sh" userbase <users>
 match from any for local action "cmd"
 "#
     ));
@@ -91,7 +86,7 @@ fn encrypted_queue_survives_restart_with_its_key() {
     std::fs::write(site.path("open"), "").unwrap();
     let _d = site.start(&["--retry-min", "1"]);
     wait_for("delivery after restart", || {
-        std::fs::read_to_string(site.path("out")).is_ok_and(|m| m.contains(SECRET))
+        std::fs::read_to_string(site.path("out/msg")).is_ok_and(|m| m.contains(SECRET))
     });
 }
 
@@ -105,5 +100,8 @@ fn wrong_key_is_reported_and_nothing_is_delivered() {
     let d = site.start(&["--retry-min", "1"]);
     d.wait_log("corrupt");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(!site.path("out").exists(), "delivered with the wrong key");
+    assert!(
+        !site.path("out/msg").exists(),
+        "delivered with the wrong key"
+    );
 }

@@ -4,8 +4,8 @@
 //! `config` (smtpd.conf), `smtp` (inbound sessions), `lka` (rule matching
 //! and recipient expansion), `table` (lookup tables), `queue` (durable
 //! storage), `scheduler` (when to try what), `mda` (local delivery),
-//! `control` (wasmtpctl). Subsystems talk through typed messages and
-//! narrow traits.
+//! `control` (wasmtpctl), `privsep` (root only where needed). Subsystems
+//! talk through typed messages and narrow traits.
 
 pub mod config;
 pub mod daemon;
@@ -14,6 +14,7 @@ pub mod lka;
 pub mod log;
 pub mod mailaddr;
 pub mod mda;
+pub mod privsep;
 pub mod queue;
 pub mod scheduler;
 pub mod smtp;

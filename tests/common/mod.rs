@@ -71,6 +71,30 @@ impl Site {
         p
     }
 
+    /// Folders the unprivileged test user (uid/gid 65534, who mda commands
+    /// and `/path` aliases run as when the daemon is root) may write, and
+    /// a `users` userbase file naming that user `bob` with its home in
+    /// `home/bob`.
+    pub fn unprivileged(&self, dirs: &[&str]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for d in dirs.iter().chain(&["home/bob"]) {
+            std::fs::create_dir_all(self.path(d)).unwrap();
+            if is_root() {
+                nix::unistd::chown(&self.path(d), Some(65534.into()), Some(65534.into())).unwrap();
+            }
+        }
+        self.write("users", "bob 65534:65534:{dir}/home/bob\n");
+    }
+
+    /// Writes an executable script.
+    pub fn script(&self, rel: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.write(rel, text);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
     /// Starts the daemon with this site's config and spool.
     pub fn start(&self, extra: &[&str]) -> Daemon {
         let mut args: Vec<String> = vec![
@@ -141,9 +165,30 @@ impl Daemon {
         });
     }
 
+    /// Kills the daemon as a crash would, and waits until its processes
+    /// are gone: started as root, the SMTP side is a child of the process
+    /// we spawned, and it must have let go of the port before a restart.
     pub fn kill9(&mut self) {
+        let children = children_of(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        wait_for("the daemon's processes to end", || {
+            children.iter().all(|&pid| !is_alive(pid))
+        });
+    }
+
+    /// The process serving SMTP: the spawned one, or when that one stayed
+    /// root as the delivery broker, its daemon child.
+    pub fn smtp_pid(&self) -> u32 {
+        let me = self.child.id();
+        children_of(me)
+            .into_iter()
+            .find(|&pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| !String::from_utf8_lossy(&c).contains("mda-deliver"))
+                    .unwrap_or(false)
+            })
+            .unwrap_or(me)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -293,4 +338,33 @@ impl Raw {
         self.send(format!("{line}\r\n").as_bytes());
         self.read_reply()
     }
+}
+
+/// Processes whose parent is `pid` (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| proc_status(p, "PPid:").as_deref() == Some(pid.to_string().as_str()))
+        .collect()
+}
+
+/// The first field of a line of /proc/PID/status (`Uid:` gives the real uid).
+pub fn proc_status(pid: u32, key: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .split_whitespace()
+        .next()
+        .map(String::from)
+}
+
+/// Running (a zombie holds no sockets and counts as gone).
+pub fn is_alive(pid: u32) -> bool {
+    proc_status(pid, "State:").is_some_and(|s| s != "Z")
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }

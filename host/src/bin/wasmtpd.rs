@@ -8,6 +8,7 @@ use clap::Parser;
 
 use wasmtpd::config;
 use wasmtpd::daemon::{self, DaemonOptions};
+use wasmtpd::privsep::{self, BrokerClient, JobRunner, Role};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,18 +92,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         sched.backoff.min = std::time::Duration::from_secs(secs.max(1));
         sched.backoff.max = sched.backoff.max.max(sched.backoff.min);
     }
+    let max_message = broker_message_limit(cfg.smtp.max_message_size);
+    // Everything below up to the runtime runs single-threaded: a root
+    // start forks in the middle of it.
+    let prepared = daemon::prepare(cfg)?;
+    let mut broker_socket = None;
+    let mut spool = spool;
+    if nix::unistd::geteuid().is_root() {
+        let user = privsep::unprivileged_user()?;
+        privsep::prepare_spool(&spool, &user)?;
+        match privsep::split(&user, &spool)? {
+            Role::Broker(broker) => {
+                // The broker needs none of the daemon's state.
+                drop(prepared);
+                let code = broker.run(max_message);
+                return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+            }
+            Role::Daemon(socket) => {
+                // `split` left us in the spool.
+                spool = PathBuf::from(".");
+                broker_socket = Some(socket);
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmtpd")
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(daemon::run(
-        cfg,
-        DaemonOptions {
-            spool,
-            scheduler: sched,
-        },
-    ))?;
+    runtime.block_on(async move {
+        let runner = match broker_socket {
+            Some(socket) => JobRunner::Broker(
+                BrokerClient::start(socket).context("cannot talk to the delivery broker")?,
+            ),
+            None => JobRunner::InProcess,
+        };
+        daemon::run(
+            prepared,
+            DaemonOptions {
+                spool,
+                scheduler: sched,
+                runner,
+            },
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -124,6 +159,17 @@ fn read_queue_key() -> anyhow::Result<String> {
         "queue encryption is on but no key was given on stdin"
     );
     Ok(key)
+}
+
+/// Largest message the broker accepts for delivery: a bounce carries the
+/// original plus its report, so allow twice the SMTP limit and some room.
+/// No SMTP limit (0) still leaves the broker a bound.
+fn broker_message_limit(max_message_size: u64) -> u64 {
+    const ROOM: u64 = 1 << 20;
+    match max_message_size {
+        0 => 4 << 30,
+        n => n.saturating_mul(2).saturating_add(ROOM),
+    }
 }
 
 /// `/var/spool/wasmtpd` for a system install run as root with a config

@@ -12,6 +12,7 @@ use crate::lka::resolve::Resolver;
 use crate::lka::rules::MatchContext;
 use crate::mailaddr::MailAddr;
 use crate::mda::{self, JobMethod, LocalJob, Outcome};
+use crate::privsep::JobRunner;
 use crate::queue::Queue;
 use crate::scheduler::{bounce, Deliver};
 use crate::table::Tables;
@@ -22,7 +23,8 @@ pub struct Delivery {
     pub queue: Queue,
     pub hostname: String,
     pub local_domains: Vec<String>,
-    pub runner: mda::LocalRunner,
+    /// Runs local jobs: in process, or as their user via the broker.
+    pub runner: JobRunner,
 }
 
 impl Deliver for Delivery {

@@ -1,8 +1,13 @@
-//! From `listen on` directives to bound sockets.
+//! From `listen on` directives to bound sockets. Binding is plain
+//! blocking code, done before any runtime or thread exists, so a daemon
+//! started as root can bind port 25 and then give root up (see
+//! [`crate::privsep`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::config::model::{AddressFamily, ListenTarget, Listener, TlsMode};
+use tracing::warn;
+
+use crate::config::model::{AddressFamily, Config, ListenTarget, Listener, TlsMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -93,22 +98,56 @@ fn resolve_host(name: &str) -> Option<Vec<IpAddr>> {
     (!ips.is_empty()).then_some(ips)
 }
 
+/// One bound socket and the `listen on` line (index into
+/// `Config::listeners`) it serves.
+#[derive(Debug)]
+pub struct Bound {
+    pub index: usize,
+    pub addr: SocketAddr,
+    pub socket: std::net::TcpListener,
+}
+
+/// Binds every address of every listener the daemon can serve. TLS
+/// listeners are skipped with a warning (not supported yet), as are
+/// `listen on socket` lines (the local submission socket is separate).
+pub fn bind_all(config: &Config) -> Result<Vec<Bound>, ListenError> {
+    let mut bound = Vec::new();
+    for (index, l) in config.listeners.iter().enumerate() {
+        if l.target == ListenTarget::Socket {
+            continue;
+        }
+        if matches!(l.tls, TlsMode::Smtps | TlsMode::StartTlsRequire) {
+            warn!("{}: TLS listeners are not supported yet; skipped", l.origin);
+            continue;
+        }
+        for addr in addresses(l)? {
+            let socket = bind(addr).map_err(|source| ListenError::Bind {
+                origin: l.origin.to_string(),
+                addr,
+                source,
+            })?;
+            bound.push(Bound {
+                index,
+                addr,
+                socket,
+            });
+        }
+    }
+    Ok(bound)
+}
+
 /// Binds one address with the options an MTA wants: address reuse for
 /// quick restarts and IPv6 sockets that do not also take IPv4.
-pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => {
-            let s = tokio::net::TcpSocket::new_v6()?;
-            // Both families are bound separately for "any".
-            let fd = std::os::fd::AsFd::as_fd(&s);
-            nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Ipv6V6Only, &true)
-                .map_err(std::io::Error::from)?;
-            s
-        }
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // Both families are bound separately for "any".
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
     // OpenSMTPD's backlog of 5 collapses under load; be generous.
-    socket.listen(1024)
+    socket.listen(1024)?;
+    Ok(socket.into())
 }

@@ -1,5 +1,9 @@
 //! Wiring: from a loaded configuration to a running daemon — tables,
 //! queue recovery, scheduler, listeners — and the signals that stop it.
+//!
+//! Two steps: [`prepare`] (blocking, before any runtime or thread: reads
+//! tables and binds ports, the parts that may need root) and [`run`]
+//! (async, possibly after privileges were dropped).
 
 pub mod deliver;
 pub mod listen;
@@ -11,7 +15,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::config::model::{Config, ListenTarget, TlsMode};
+use crate::config::model::Config;
+use crate::privsep::JobRunner;
 use crate::queue::{self, Queue, QueueOptions};
 use crate::scheduler::{self, SchedulerOptions};
 use crate::smtp::inbound::ListenerInfo;
@@ -37,8 +42,18 @@ pub enum DaemonError {
 }
 
 pub struct DaemonOptions {
+    /// The spool; `.` when the process was started in it (privsep).
     pub spool: PathBuf,
     pub scheduler: SchedulerOptions,
+    /// How local deliveries run: here, or through the root broker.
+    pub runner: JobRunner,
+}
+
+/// What [`prepare`] readies before the runtime starts.
+pub struct Prepared {
+    pub config: Arc<Config>,
+    pub tables: Arc<Tables>,
+    pub listeners: Vec<listen::Bound>,
 }
 
 /// The system's hostname, lowercase, as announced when a listener has none.
@@ -50,10 +65,9 @@ pub fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError> {
-    let config = Arc::new(config);
-    let hostname = config.hostname.clone().unwrap_or_else(system_hostname);
+/// Loads the tables and binds the listening sockets. Blocking; starts no
+/// thread, so it can run before a fork.
+pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
     let tables = Tables::load_all(&config).map_err(|errs| {
         DaemonError::Tables(
             errs.iter()
@@ -62,7 +76,25 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
                 .join("\n"),
         )
     })?;
-    let tables = Arc::new(tables);
+    let listeners = listen::bind_all(&config)?;
+    if listeners.is_empty() {
+        return Err(DaemonError::NoListener);
+    }
+    Ok(Prepared {
+        config: Arc::new(config),
+        tables: Arc::new(tables),
+        listeners,
+    })
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonError> {
+    let Prepared {
+        config,
+        tables,
+        listeners,
+    } = prepared;
+    let hostname = config.hostname.clone().unwrap_or_else(system_hostname);
 
     let key = match &config.queue.encryption {
         None => None,
@@ -83,7 +115,9 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
     info!(
         "queue: {} envelope(s) recovered from {}",
         report.envelopes.len(),
-        opts.spool.display()
+        std::path::absolute(&opts.spool)
+            .unwrap_or_else(|_| opts.spool.clone())
+            .display()
     );
 
     let mut local_domains = vec!["localhost".to_string(), hostname.clone()];
@@ -100,7 +134,7 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
         queue: queue.clone(),
         hostname: hostname.clone(),
         local_domains: local_domains.clone(),
-        runner: crate::mda::LocalRunner::new(),
+        runner: opts.runner,
     });
     let scheduler = scheduler::start(queue.clone(), delivery, opts.scheduler, report.envelopes);
     let services = Arc::new(Services {
@@ -113,15 +147,10 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
     });
 
     let sessions = Arc::new(Semaphore::new(config.smtp.max_sessions));
-    let mut started = 0;
-    for l in &config.listeners {
-        if l.target == ListenTarget::Socket {
+    for bound in listeners {
+        let Some(l) = config.listeners.get(bound.index) else {
             continue;
-        }
-        if matches!(l.tls, TlsMode::Smtps | TlsMode::StartTlsRequire) {
-            warn!("{}: TLS listeners are not supported yet; skipped", l.origin);
-            continue;
-        }
+        };
         let session_cfg = Arc::new(SessionConfig {
             hostname: l.hostname.clone().unwrap_or_else(|| hostname.clone()),
             max_message_size: config.smtp.max_message_size,
@@ -139,24 +168,23 @@ pub async fn run(config: Config, opts: DaemonOptions) -> Result<(), DaemonError>
             tag: l.tag.clone(),
             mask_src: l.mask_src,
         });
-        for addr in listen::addresses(l)? {
-            let socket = listen::bind(addr).map_err(|source| listen::ListenError::Bind {
-                origin: l.origin.to_string(),
-                addr,
-                source,
-            })?;
-            info!("smtp-in: listening on {addr}");
-            let listener = server::Listener {
-                socket,
-                session: session_cfg.clone(),
-                info: info.clone(),
-            };
-            tokio::spawn(server::serve(listener, services.clone(), sessions.clone()));
-            started += 1;
-        }
-    }
-    if started == 0 {
-        return Err(DaemonError::NoListener);
+        let addr = bound.addr;
+        let adopt = bound
+            .socket
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(bound.socket));
+        let socket = adopt.map_err(|source| listen::ListenError::Bind {
+            origin: l.origin.to_string(),
+            addr,
+            source,
+        })?;
+        info!("smtp-in: listening on {addr}");
+        let listener = server::Listener {
+            socket,
+            session: session_cfg,
+            info,
+        };
+        tokio::spawn(server::serve(listener, services.clone(), sessions.clone()));
     }
     info!("wasmtpd: ready");
     wait_for_shutdown().await;
