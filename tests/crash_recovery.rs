@@ -38,14 +38,7 @@ ts = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_message() {
     let site = Site::new();
-    site.config(
-        r#"
-table users { "@" = "root" }
-listen on 127.0.0.1 port {port}
-action "md" maildir "{dir}/mail/%{dest.user:lowercase}/Maildir" virtual <users>
-match from any for local action "md"
-"#,
-    );
+    site.maildir_config();
     let mut d = site.start(&[]);
     let mut loader = Command::new("python3")
         .args([

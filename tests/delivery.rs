@@ -10,14 +10,7 @@ const MSG: &[u8] = b"From: Alice <alice@example.org>\r\nTo: bob@localhost\r\nSub
 
 fn maildir_site() -> Site {
     let site = Site::new();
-    site.config(
-        r#"
-table users { "@" = "root" }
-listen on 127.0.0.1 port {port}
-action "md" maildir "{dir}/mail/%{dest.user:lowercase}/Maildir" virtual <users>
-match from any for local action "md"
-"#,
-    );
+    site.maildir_config();
     site
 }
 

@@ -8,14 +8,7 @@ use common::*;
 
 fn site() -> (Site, Daemon) {
     let site = Site::new();
-    site.config(
-        r#"
-table users { "@" = "root" }
-listen on 127.0.0.1 port {port}
-action "md" maildir "{dir}/mail/%{dest.user:lowercase}/Maildir" virtual <users>
-match from any for local action "md"
-"#,
-    );
+    site.maildir_config();
     let d = site.start(&[]);
     (site, d)
 }

@@ -71,6 +71,19 @@ impl Site {
         p
     }
 
+    /// The common test setup: a loopback listener and every local
+    /// recipient delivered to `mail/USER/Maildir` in this site.
+    pub fn maildir_config(&self) {
+        self.config(
+            r#"
+table users { "@" = "root" }
+listen on 127.0.0.1 port {port}
+action "md" maildir "{dir}/mail/%{dest.user:lowercase}/Maildir" virtual <users>
+match from any for local action "md"
+"#,
+        );
+    }
+
     /// Folders the unprivileged test user (uid/gid 65534, who mda commands
     /// and `/path` aliases run as when the daemon is root) may write, and
     /// a `users` userbase file naming that user `bob` with its home in

@@ -368,17 +368,7 @@ impl Session {
                 if reply.is_closing() {
                     self.close_with(reply);
                 } else {
-                    let fate = ChunkFate::Discard {
-                        reply,
-                        error: false,
-                        reset: true,
-                    };
-                    self.state = State::Chunk {
-                        size,
-                        remaining: size,
-                        last,
-                        fate,
-                    };
+                    self.discard_chunk(size, last, reply);
                 }
             }
             (Pending::Message, Decision::Accept(text)) => {
@@ -879,17 +869,7 @@ impl Session {
         };
         let have = tx.bdat.as_ref().map_or(0, BdatBody::size);
         if max != 0 && have.saturating_add(size) > max {
-            let fate = ChunkFate::Discard {
-                reply: Reply::new(552, "5.3.4", "Message too big"),
-                error: false,
-                reset: true,
-            };
-            self.state = State::Chunk {
-                size,
-                remaining: size,
-                last,
-                fate,
-            };
+            self.discard_chunk(size, last, Reply::new(552, "5.3.4", "Message too big"));
         } else if tx.bdat.is_none() {
             self.ask(Event::DataStart, Pending::BdatStart { size, last });
         } else {
@@ -900,6 +880,22 @@ impl Session {
                 fate: ChunkFate::Keep,
             };
         }
+    }
+
+    /// Reads the announced chunk and throws it away, keeping the stream in
+    /// step, then answers `reply` and resets the transaction.
+    fn discard_chunk(&mut self, size: u64, last: bool, reply: Reply) {
+        let fate = ChunkFate::Discard {
+            reply,
+            error: false,
+            reset: true,
+        };
+        self.state = State::Chunk {
+            size,
+            remaining: size,
+            last,
+            fate,
+        };
     }
 
     fn helo_reply(&self, extended: bool, name: &str) -> Reply {
