@@ -573,7 +573,11 @@ async fn many_concurrent_commits_are_all_durable() {
 }
 
 /// Throughput of durable commits: 2000 messages of 1 KiB from 20
-/// concurrent tasks. Run with `--ignored --nocapture`.
+/// concurrent tasks, each message then delivered (read and removed) by
+/// its own task while the commits go on, as the scheduler does, since
+/// creations and unlinks contend for the queue's directories. Run with
+/// `--ignored --nocapture`; `WASMTPD_BENCH_CLIENTS`, `WASMTPD_BENCH_N`
+/// (messages per client) and `WASMTPD_BENCH_KEEP=1` (no removal) vary it.
 #[test]
 #[ignore]
 fn bench_group_commit() {
@@ -586,35 +590,60 @@ fn bench_group_commit() {
     };
     tmp.disable_cleanup(dir.is_some());
     let flag = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     let compress = flag("WASMTPD_BENCH_GZIP");
     let key = flag("WASMTPD_BENCH_KEY").then_some([4u8; 32]);
+    let remove = !flag("WASMTPD_BENCH_KEEP");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let per_task = 100;
-    let clients = 20;
-    let rate = rt.block_on(async {
+    let per_task = number("WASMTPD_BENCH_N", 100);
+    let clients = number("WASMTPD_BENCH_CLIENTS", 20);
+    let (commit_rate, total_rate) = rt.block_on(async {
         let q = Queue::open(tmp.path(), QueueOptions { compress, key }).unwrap();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..clients {
             let q = q.clone();
             tasks.push(tokio::spawn(async move {
+                let mut deliveries = Vec::new();
                 for n in 0..per_task {
                     let id = q.new_msgid();
                     let body = content(t * per_task + n);
-                    q.commit(id, body, vec![envelope(id, "bob")]).await.unwrap();
+                    let env = envelope(id, "bob");
+                    let evp = env.id;
+                    q.commit(id, body, vec![env]).await.unwrap();
+                    if remove {
+                        let q = q.clone();
+                        deliveries.push(tokio::spawn(async move {
+                            q.read_message(id).await.unwrap();
+                            q.remove_envelope(evp).await.unwrap();
+                        }));
+                    }
                 }
+                deliveries
             }));
         }
+        let mut deliveries = Vec::new();
         for t in tasks {
-            t.await.unwrap();
+            deliveries.extend(t.await.unwrap());
         }
-        (clients * per_task) as f64 / start.elapsed().as_secs_f64()
+        let committed = start.elapsed().as_secs_f64();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        let n = (clients * per_task) as f64;
+        (n / committed, n / start.elapsed().as_secs_f64())
     });
     println!(
-        "queue bench: {} messages from {clients} tasks (gzip={compress}, aes={}): {rate:.0} messages/s",
+        "queue bench: {} messages from {clients} tasks (gzip={compress}, aes={}, removed={remove}): \
+         {commit_rate:.0} commits/s, {total_rate:.0} messages/s committed and removed",
         clients * per_task,
         key.is_some()
     );
