@@ -1,5 +1,6 @@
 //! Small filesystem helpers over cap-std directories: the file names used
-//! in the spool, durable writes and directory fsync.
+//! in the spool and which shard of `queue/` they live in, durable writes
+//! and directory fsync.
 
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -13,12 +14,44 @@ pub(crate) const ENV_SUFFIX: &str = ".env";
 /// Suffix of a file being written before its rename into place.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
-/// The committed bundle of a message: `queue/<msgid>`.
+/// How many shard directories `queue/` is split into (a power of two
+/// between 2 and 256; see the module doc for why).
+pub(crate) const SHARDS: usize = 16;
+const SHARD_SHIFT: u32 = 32 - SHARDS.trailing_zeros();
+const _: () = assert!(SHARDS.is_power_of_two() && SHARDS >= 2 && SHARDS <= 256);
+
+/// The shard holding a message's files: the top bits of its (random) id,
+/// so shard `0a` holds the messages whose id starts with `a` (16 shards).
+pub(crate) fn shard_of(msgid: MsgId) -> usize {
+    (msgid.0 >> SHARD_SHIFT) as usize
+}
+
+/// A shard's directory name under `queue/`: two hex digits.
+pub(crate) fn shard_name(shard: usize) -> String {
+    format!("{shard:02x}")
+}
+
+/// The shard a directory name under `queue/` stands for, if any, even for
+/// another shard count (two lowercase hex digits); `None` otherwise.
+pub(crate) fn parse_shard_name(name: &str) -> Option<usize> {
+    if name.len() != 2 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    usize::from_str_radix(name, 16).ok()
+}
+
+/// A file of a message as shown in errors and reports (relative to the
+/// spool): `queue/<shard>/<name>`.
+pub(crate) fn shown_path(msgid: MsgId, name: &str) -> String {
+    format!("queue/{}/{name}", shard_name(shard_of(msgid)))
+}
+
+/// The committed bundle of a message: `<msgid>` in its shard.
 pub(crate) fn bundle_name(msgid: MsgId) -> String {
     msgid.to_string()
 }
 
-/// The envelope set that overrides the bundle's: `queue/<msgid>.env`.
+/// The envelope set that overrides the bundle's: `<msgid>.env`.
 pub(crate) fn env_name(msgid: MsgId) -> String {
     format!("{msgid}{ENV_SUFFIX}")
 }
@@ -50,6 +83,22 @@ pub(crate) fn fsync_dir(dir: &Dir) -> io::Result<()> {
     opts.read(true);
     let f = dir.open_with(".", &opts)?;
     nix::unistd::fsync(f.as_raw_fd()).map_err(io::Error::from)
+}
+
+/// Marks `dir` as the top of a directory hierarchy (`chattr +T`,
+/// `FS_TOPDIR_FL`) so ext4's Orlov allocator spreads the directories made
+/// in it over the block groups, and with them the inodes of their files.
+/// Filesystems without the flag refuse it; that only costs speed.
+pub(crate) fn spread_subdirs(dir: &Dir) -> io::Result<()> {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    let f = dir.open_with(".", &opts)?;
+    let flags = ioctl_getflags(&f)?;
+    if !flags.contains(IFlags::TOPDIR) {
+        ioctl_setflags(&f, flags | IFlags::TOPDIR)?;
+    }
+    Ok(())
 }
 
 /// Creates a directory only the daemon's user can enter (mail is private).

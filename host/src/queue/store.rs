@@ -1,18 +1,19 @@
 //! The blocking file operations behind the `Queue` methods: writing a new
-//! message into `queue/`, reading content and envelopes, replacing and
-//! removing envelopes.
+//! message into its shard of `queue/`, reading content and envelopes,
+//! replacing and removing envelopes.
 
 use std::collections::HashSet;
 use std::io;
-use std::sync::{mpsc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cap_std::fs::Dir;
 
 use super::bundle;
 use super::codec::Codec;
-use super::committer::Pending;
+use super::committer::Committers;
 use super::disk::{
-    bundle_name, create_new, env_name, remove_if_present, tmp_name, write_new_synced, write_synced,
+    bundle_name, create_new, env_name, remove_if_present, shard_of, shown_path, tmp_name,
+    write_new_synced, write_synced,
 };
 use super::error::QueueError;
 use super::lock;
@@ -24,31 +25,42 @@ const LOCK_STRIPES: usize = 64;
 
 /// Everything a `Queue` handle shares.
 pub(crate) struct Inner {
+    /// `queue/` itself: only its shard directories (and, from an older
+    /// layout, messages to move into them) live there.
     pub queue: Dir,
+    /// `queue/00/` … : every message's files are in `shards[shard_of(id)]`.
+    pub shards: Arc<Vec<Dir>>,
     pub corrupt: Dir,
     pub codec: Codec,
     /// Message ids handed out by `new_msgid` or being committed; their
     /// bundles may be incomplete and are left alone by `load_all`.
     pub inflight: Mutex<HashSet<MsgId>>,
-    pub committer: Mutex<mpsc::Sender<Pending>>,
+    pub committers: Committers,
     pub stripes: Vec<Mutex<()>>,
 }
 
 impl Inner {
     pub(crate) fn new(
         queue: Dir,
+        shards: Arc<Vec<Dir>>,
         corrupt: Dir,
         codec: Codec,
-        committer: mpsc::Sender<Pending>,
+        committers: Committers,
     ) -> Inner {
         Inner {
             queue,
+            shards,
             corrupt,
             codec,
             inflight: Mutex::new(HashSet::new()),
-            committer: Mutex::new(committer),
+            committers,
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
+    }
+
+    /// The shard directory holding a message's files.
+    pub(crate) fn shard(&self, msgid: MsgId) -> &Dir {
+        &self.shards[shard_of(msgid)]
     }
 
     fn lock_message(&self, msgid: MsgId) -> MutexGuard<'_, ()> {
@@ -56,9 +68,9 @@ impl Inner {
     }
 }
 
-/// Writes the bundle straight to `queue/<msgid>` and fsyncs it. Making
-/// its name durable is the committer's job (one fsync of `queue/` per
-/// batch). `create_new` never replaces a queued message.
+/// Writes the bundle straight to `queue/<shard>/<msgid>` and fsyncs it.
+/// Making its name durable is the committer's job (one fsync of each
+/// shard touched per batch). `create_new` never replaces a queued message.
 pub(crate) fn write_bundle(
     inner: &Inner,
     msgid: MsgId,
@@ -66,10 +78,11 @@ pub(crate) fn write_bundle(
     envelopes: &[Envelope],
 ) -> Result<(), QueueError> {
     let name = bundle_name(msgid);
-    let path = format!("queue/{name}");
+    let path = shown_path(msgid, &name);
+    let shard = inner.shard(msgid);
     let data = bundle::encode(&inner.codec, msgid, content, envelopes)?;
     // O_EXCL: the id is ours from here on, a queued message is never touched.
-    let f = create_new(&inner.queue, &name).map_err(|e| {
+    let f = create_new(shard, &name).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             QueueError::Exists(msgid)
         } else {
@@ -79,9 +92,9 @@ pub(crate) fn write_bundle(
     // An envelope set left by a crash while an earlier message with this
     // id was removed must not override the new message's.
     let env = env_name(msgid);
-    let written = remove_if_present(&inner.queue, &env).and_then(|()| write_synced(f, &data));
+    let written = remove_if_present(shard, &env).and_then(|()| write_synced(f, &data));
     if let Err(e) = written {
-        let _ = inner.queue.remove_file(&name);
+        let _ = shard.remove_file(&name);
         return Err(QueueError::io("write", path, e));
     }
     Ok(())
@@ -91,22 +104,22 @@ pub(crate) fn write_bundle(
 /// the one in the bundle. `NotFound` if the message is not queued.
 pub(crate) fn read_set(inner: &Inner, msgid: MsgId) -> Result<Vec<Envelope>, QueueError> {
     let env = env_name(msgid);
-    match inner.queue.read(&env) {
+    let shard = inner.shard(msgid);
+    match shard.read(&env) {
         Ok(data) => {
             return bundle::decode_set(&inner.codec, msgid, &data).map_err(|reason| {
                 QueueError::Corrupt {
-                    path: format!("queue/{env}"),
+                    path: shown_path(msgid, &env),
                     reason,
                 }
             })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(QueueError::io("read", format!("queue/{env}"), e)),
+        Err(e) => return Err(QueueError::io("read", shown_path(msgid, &env), e)),
     }
     let name = bundle_name(msgid);
-    let path = format!("queue/{name}");
-    let mut f = inner
-        .queue
+    let path = shown_path(msgid, &name);
+    let mut f = shard
         .open(&name)
         .map_err(|e| QueueError::io_or_missing("open", &path, e))?;
     let len = f
@@ -125,20 +138,21 @@ fn write_set(inner: &Inner, msgid: MsgId, set: &[Envelope]) -> Result<(), QueueE
     let data = bundle::encode_set(&inner.codec, msgid, set)?;
     let tmp = tmp_name(msgid);
     let env = env_name(msgid);
-    let written = write_new_synced(&inner.queue, &tmp, &data)
-        .and_then(|_| inner.queue.rename(&tmp, &inner.queue, &env));
+    let shard = inner.shard(msgid);
+    let written =
+        write_new_synced(shard, &tmp, &data).and_then(|_| shard.rename(&tmp, shard, &env));
     if let Err(e) = written {
-        let _ = inner.queue.remove_file(&tmp);
-        return Err(QueueError::io("replace", format!("queue/{env}"), e));
+        let _ = shard.remove_file(&tmp);
+        return Err(QueueError::io("replace", shown_path(msgid, &env), e));
     }
     Ok(())
 }
 
 pub(crate) fn read_message(inner: &Inner, msgid: MsgId) -> Result<Vec<u8>, QueueError> {
     let name = bundle_name(msgid);
-    let path = format!("queue/{name}");
+    let path = shown_path(msgid, &name);
     let data = inner
-        .queue
+        .shard(msgid)
         .read(&name)
         .map_err(|e| QueueError::io_or_missing("read", &path, e))?;
     bundle::content_part(&data)
@@ -191,10 +205,10 @@ pub(crate) fn remove_envelope(inner: &Inner, id: EvpId) -> Result<(), QueueError
 
 /// Deletes a message's bundle, then its envelope set.
 pub(crate) fn remove_message(inner: &Inner, msgid: MsgId) -> Result<(), QueueError> {
-    let name = bundle_name(msgid);
-    remove_if_present(&inner.queue, &name)
-        .map_err(|e| QueueError::io("unlink", format!("queue/{name}"), e))?;
-    let env = env_name(msgid);
-    remove_if_present(&inner.queue, &env)
-        .map_err(|e| QueueError::io("unlink", format!("queue/{env}"), e))
+    let shard = inner.shard(msgid);
+    for name in [bundle_name(msgid), env_name(msgid)] {
+        remove_if_present(shard, &name)
+            .map_err(|e| QueueError::io("unlink", shown_path(msgid, &name), e))?;
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,33 @@ fn count_entries(p: &Path) -> usize {
     std::fs::read_dir(p).unwrap().count()
 }
 
+/// Where the queue keeps the file `<msgid><suffix>`: in the message's shard.
+fn in_queue(spool: &Path, msgid: MsgId, suffix: &str) -> PathBuf {
+    spool.join(disk::shown_path(msgid, &format!("{msgid}{suffix}")))
+}
+
+/// The files in `queue/` and its shards (`queue/<shard>/<name>`), sorted;
+/// directories other than the shards are listed as `queue/<name>/`.
+fn queued_files(spool: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(spool.join("queue")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if !e.file_type().unwrap().is_dir() {
+            files.push(format!("queue/{name}"));
+        } else if disk::parse_shard_name(&name).is_some_and(|s| s < disk::SHARDS) {
+            for f in std::fs::read_dir(e.path()).unwrap() {
+                let f = f.unwrap().file_name().into_string().unwrap();
+                files.push(format!("queue/{name}/{f}"));
+            }
+        } else {
+            files.push(format!("queue/{name}/"));
+        }
+    }
+    files.sort();
+    files
+}
+
 fn all_modes() -> Vec<QueueOptions> {
     let key = Some(key_from_passphrase("test passphrase"));
     vec![
@@ -101,7 +128,7 @@ async fn committed_messages_survive_reopen_in_every_mode() {
         assert_eq!(q.read_message(id).await.unwrap(), content(1));
         assert_eq!(q.read_envelope(envs[0].id).await.unwrap(), envs[0]);
         // the content is not stored in the clear when encrypted
-        let raw = std::fs::read(tmp.path().join(format!("queue/{id}"))).unwrap();
+        let raw = std::fs::read(in_queue(tmp.path(), id, "")).unwrap();
         let clear = raw.windows(9).any(|w| w == b"quick bro");
         assert_eq!(clear, opts.key.is_none() && !opts.compress, "{opts:?}");
     }
@@ -121,25 +148,26 @@ async fn start_cleans_up_after_a_crash() {
         (kept, envs, emptied, whole)
     };
     // Bundles cut short while written, at several points.
-    let data = std::fs::read(spool.join(format!("queue/{whole}"))).unwrap();
-    std::fs::remove_file(spool.join(format!("queue/{whole}"))).unwrap();
+    let data = std::fs::read(in_queue(spool, whole, "")).unwrap();
+    std::fs::remove_file(in_queue(spool, whole, "")).unwrap();
     for (name, len) in [
         ("0badf001", 0),
         ("0badf002", 3),
         ("0badf003", 16),
         ("0badf004", data.len() - 1),
     ] {
-        std::fs::write(spool.join(format!("queue/{name}")), &data[..len]).unwrap();
+        let id = MsgId::parse(name).unwrap();
+        std::fs::write(in_queue(spool, id, ""), &data[..len]).unwrap();
     }
-    let tmpfile = spool.join(format!("queue/{kept}.env.12345678.tmp"));
+    let tmpfile = in_queue(spool, kept, ".env.12345678.tmp");
     std::fs::write(&tmpfile, b"half an update").unwrap();
     // Interrupted removal: the bundle went, its envelope set did not.
     let orphan = MsgId(0xbeef);
     let set = bundle::encode_set(&codec, orphan, &[envelope(orphan, "x")]).unwrap();
-    std::fs::write(spool.join("queue/0000beef.env"), set).unwrap();
+    std::fs::write(in_queue(spool, orphan, ".env"), set).unwrap();
     // An envelope set emptied but the bundle still there.
     let set = bundle::encode_set(&codec, emptied, &[]).unwrap();
-    std::fs::write(spool.join(format!("queue/{emptied}.env")), set).unwrap();
+    std::fs::write(in_queue(spool, emptied, ".env"), set).unwrap();
 
     let q = Queue::open(spool, opts).unwrap();
     let report = q.load_all().unwrap();
@@ -147,13 +175,119 @@ async fn start_cleans_up_after_a_crash() {
     assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
     assert!(!tmpfile.exists());
     assert_eq!(
-        std::fs::read_dir(spool.join("queue"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect::<Vec<_>>(),
-        vec![kept.to_string()]
+        queued_files(spool),
+        vec![disk::shown_path(kept, &kept.to_string())]
     );
     assert_eq!(count_entries(&spool.join("corrupt")), 0);
+}
+
+/// Moves every file of the queue's shards into `queue/` itself and removes
+/// the shards: the layout of a spool written before sharding.
+fn flatten(spool: &Path) {
+    for shard in 0..disk::SHARDS {
+        let dir = spool.join("queue").join(disk::shard_name(shard));
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap();
+            std::fs::rename(f.path(), spool.join("queue").join(f.file_name())).unwrap();
+        }
+        std::fs::remove_dir(dir).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_spool_of_the_flat_layout_is_moved_into_shards_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let opts = all_modes()[3].clone();
+    let (a, a_envs, b, b_envs, gone) = {
+        let q = Queue::open(spool, opts.clone()).unwrap();
+        let (a, a_envs) = commit_one(&q, 1, &["bob", "carol"]).await;
+        let (b, mut b_envs) = commit_one(&q, 2, &["dave", "erin"]).await;
+        b_envs[0].tries = 2;
+        q.update_envelope(&b_envs[0]).await.unwrap();
+        let (gone, _) = commit_one(&q, 3, &["frank"]).await;
+        (a, a_envs, b, b_envs, gone)
+    };
+    flatten(spool);
+    // Debris of crashes under the old layout: an interrupted update, a
+    // bundle cut short, a removal interrupted between its two unlinks.
+    let flat = |name: String| spool.join("queue").join(name);
+    std::fs::write(flat(format!("{a}.env.0000abcd.tmp")), b"half").unwrap();
+    let data = std::fs::read(flat(a.to_string())).unwrap();
+    std::fs::write(flat("0badf001".into()), &data[..20]).unwrap();
+    std::fs::remove_file(flat(gone.to_string())).unwrap();
+    let set = bundle::encode_set(&codec::Codec::new(false, None), gone, &[]).unwrap();
+    std::fs::write(flat(format!("{gone}.env")), set).unwrap();
+
+    let q = Queue::open(spool, opts.clone()).unwrap();
+    let report = q.load_all().unwrap();
+    assert!(report.corrupt.is_empty(), "{:?}", report.corrupt);
+    let all = sorted(a_envs.iter().chain(&b_envs).cloned().collect());
+    assert_eq!(report.envelopes, all);
+    let mut expected = vec![
+        disk::shown_path(a, &a.to_string()),
+        disk::shown_path(b, &b.to_string()),
+        disk::shown_path(b, &format!("{b}.env")),
+    ];
+    expected.sort();
+    assert_eq!(queued_files(spool), expected);
+    assert_eq!(q.read_message(a).await.unwrap(), content(1));
+    assert_eq!(q.read_envelope(b_envs[0].id).await.unwrap(), b_envs[0]);
+    q.remove_envelope(a_envs[0].id).await.unwrap();
+    q.remove_envelope(a_envs[1].id).await.unwrap();
+    drop(q);
+    // and the next start finds everything in place
+    let q = Queue::open(spool, opts).unwrap();
+    assert_eq!(q.load_all().unwrap().envelopes, sorted(b_envs.clone()));
+    assert_eq!(queued_files(spool).len(), 2);
+}
+
+#[tokio::test]
+async fn messages_found_outside_their_shard_are_moved_into_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let q = Queue::open(spool, QueueOptions::default()).unwrap();
+    let (a, a_envs) = commit_one(&q, 1, &["bob"]).await;
+    let (b, b_envs) = commit_one(&q, 2, &["carol"]).await;
+    // a in another of the shards (a smaller shard count before), b in a
+    // shard of a larger shard count, and a stray copy of b in queue/.
+    let wrong = disk::shard_name((disk::shard_of(a) + 1) % disk::SHARDS);
+    let a_wrong = spool.join("queue").join(wrong).join(a.to_string());
+    std::fs::rename(in_queue(spool, a, ""), &a_wrong).unwrap();
+    const { assert!(disk::SHARDS < 256) }; // so "ff" is not a shard of ours
+    std::fs::create_dir(spool.join("queue/ff")).unwrap();
+    std::fs::copy(in_queue(spool, b, ""), spool.join(format!("queue/{b}"))).unwrap();
+    std::fs::rename(in_queue(spool, b, ""), spool.join(format!("queue/ff/{b}"))).unwrap();
+
+    let report = q.load_all().unwrap();
+    assert_eq!(
+        report.envelopes,
+        sorted(vec![a_envs[0].clone(), b_envs[0].clone()])
+    );
+    assert_eq!(report.corrupt.len(), 1, "{:?}", report.corrupt);
+    assert!(report.corrupt[0].1.starts_with("duplicate of"));
+    let mut expected = vec![
+        disk::shown_path(a, &a.to_string()),
+        disk::shown_path(b, &b.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(queued_files(spool), expected);
+}
+
+#[tokio::test]
+async fn messages_are_spread_over_the_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path();
+    let q = Queue::open(spool, QueueOptions::default()).unwrap();
+    for n in 0..200 {
+        commit_one(&q, n, &["bob"]).await;
+    }
+    let used: HashSet<String> = queued_files(spool)
+        .iter()
+        .map(|f| f.split('/').nth(1).unwrap().to_string())
+        .collect();
+    assert!(used.len() > disk::SHARDS / 2, "{used:?}");
+    assert_eq!(count_entries(&spool.join("queue")), disk::SHARDS);
 }
 
 #[tokio::test]
@@ -163,12 +297,12 @@ async fn load_all_leaves_messages_being_committed_alone() {
     let q = Queue::open(spool, QueueOptions::default()).unwrap();
     let id = q.new_msgid();
     // as if a session were half-way through writing it
-    std::fs::write(spool.join(format!("queue/{id}")), b"WQB1").unwrap();
+    std::fs::write(in_queue(spool, id, ""), b"WQB1").unwrap();
     assert!(q.load_all().unwrap().envelopes.is_empty());
-    assert!(spool.join(format!("queue/{id}")).exists());
+    assert!(in_queue(spool, id, "").exists());
     q.release_msgid(id);
     q.load_all().unwrap();
-    assert!(!spool.join(format!("queue/{id}")).exists());
+    assert!(!in_queue(spool, id, "").exists());
 }
 
 /// Runs the `kill9_child` test in a child process committing into `spool`
@@ -312,9 +446,9 @@ fn kill9_child() {
     });
 }
 
-/// Flips one bit in `queue/<id>`, in the envelope part or the content.
+/// Flips one bit in the bundle of `id`, in the envelope part or the content.
 fn flip(spool: &Path, id: MsgId, in_envelopes: bool) {
-    let path = spool.join(format!("queue/{id}"));
+    let path = in_queue(spool, id, "");
     let mut data = std::fs::read(&path).unwrap();
     let set_len = u32::from_be_bytes([data[4], data[5], data[6], data[7]]) as usize;
     let at = if in_envelopes {
@@ -356,9 +490,12 @@ async fn tampered_files_are_reported_and_moved_aside() {
         sorted(vec![bad_body_e[0].clone(), good_e[0].clone()])
     );
     assert_eq!(report.corrupt.len(), 1);
-    assert_eq!(report.corrupt[0].0, format!("queue/{bad_envs}"));
+    assert_eq!(
+        report.corrupt[0].0,
+        disk::shown_path(bad_envs, &bad_envs.to_string())
+    );
     assert!(report.corrupt[0].1.contains("authentication"));
-    assert!(!spool.join(format!("queue/{bad_envs}")).exists());
+    assert!(!in_queue(spool, bad_envs, "").exists());
     assert!(spool.join(format!("corrupt/{bad_envs}")).exists());
     // a second start does not report it again
     assert!(q.load_all().unwrap().corrupt.is_empty());
@@ -367,7 +504,7 @@ async fn tampered_files_are_reported_and_moved_aside() {
     let mut e = good_e[0].clone();
     e.tries = 1;
     q.update_envelope(&e).await.unwrap();
-    let env_path = spool.join(format!("queue/{}.env", e.msgid()));
+    let env_path = in_queue(spool, e.msgid(), ".env");
     let mut data = std::fs::read(&env_path).unwrap();
     data[30] ^= 0x10;
     std::fs::write(&env_path, &data).unwrap();
@@ -402,7 +539,7 @@ async fn wrong_key_returns_nothing_and_moves_everything_aside() {
     let report = q.load_all().unwrap();
     assert!(report.envelopes.is_empty());
     assert_eq!(report.corrupt.len(), 1, "{:?}", report.corrupt);
-    assert_eq!(count_entries(&spool.join("queue")), 0);
+    assert!(queued_files(spool).is_empty());
     assert_eq!(count_entries(&spool.join("corrupt")), 1);
 
     // and without any key, encrypted files are not read either
@@ -434,16 +571,23 @@ async fn garbage_in_the_queue_is_never_returned() {
     // message a claiming an envelope of message b
     let codec = codec::Codec::new(false, None);
     let set = bundle::encode_set(&codec, a, &b_envs).unwrap();
-    std::fs::write(spool.join(format!("queue/{a}.env")), set).unwrap();
+    std::fs::write(in_queue(spool, a, ".env"), set).unwrap();
     std::fs::write(spool.join("queue/notamsgid"), b"x").unwrap();
     std::fs::create_dir(spool.join("queue/somedir")).unwrap();
+    std::fs::write(in_queue(spool, b, "").with_file_name("junk"), b"x").unwrap();
+    std::fs::create_dir(in_queue(spool, b, "").with_file_name("subdir")).unwrap();
     let report = q.load_all().unwrap();
     assert_eq!(report.envelopes, b_envs);
-    assert_eq!(report.corrupt.len(), 3, "{:?}", report.corrupt);
+    assert_eq!(report.corrupt.len(), 5, "{:?}", report.corrupt);
+    let a_env = disk::shown_path(a, &format!("{a}.env"));
     assert!(report
         .corrupt
         .iter()
-        .any(|(p, r)| p == &format!("queue/{a}.env") && r.contains("another message")));
+        .any(|(p, r)| p == &a_env && r.contains("another message")));
+    assert_eq!(
+        queued_files(spool),
+        vec![disk::shown_path(b, &b.to_string())]
+    );
     assert_eq!(q.read_message(b).await.unwrap(), content(2));
 }
 
@@ -469,7 +613,7 @@ async fn update_and_remove_envelopes() {
     assert!(loaded.contains(&e));
     assert!(loaded.contains(&envs[1]));
     assert_eq!(q.read_envelope(e.id).await.unwrap(), e);
-    assert_eq!(count_entries(&spool.join("queue")), 2); // bundle + .env
+    assert_eq!(queued_files(spool).len(), 2); // bundle + .env
 
     q.remove_envelope(e.id).await.unwrap();
     assert_eq!(q.read_message(id).await.unwrap(), content(1));
@@ -484,7 +628,7 @@ async fn update_and_remove_envelopes() {
 
     assert_eq!(q.load_all().unwrap().envelopes, vec![envs[1].clone()]);
     q.remove_envelope(envs[1].id).await.unwrap();
-    assert_eq!(count_entries(&spool.join("queue")), 0);
+    assert!(queued_files(spool).is_empty());
     assert!(matches!(
         q.read_message(id).await,
         Err(QueueError::NotFound(_))
@@ -573,7 +717,11 @@ async fn many_concurrent_commits_are_all_durable() {
 }
 
 /// Throughput of durable commits: 2000 messages of 1 KiB from 20
-/// concurrent tasks. Run with `--ignored --nocapture`.
+/// concurrent tasks, each message then delivered (read and removed) by
+/// its own task while the commits go on, as the scheduler does, since
+/// creations and unlinks contend for the queue's directories. Run with
+/// `--ignored --nocapture`; `WASMTPD_BENCH_CLIENTS`, `WASMTPD_BENCH_N`
+/// (messages per client) and `WASMTPD_BENCH_KEEP=1` (no removal) vary it.
 #[test]
 #[ignore]
 fn bench_group_commit() {
@@ -586,35 +734,60 @@ fn bench_group_commit() {
     };
     tmp.disable_cleanup(dir.is_some());
     let flag = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     let compress = flag("WASMTPD_BENCH_GZIP");
     let key = flag("WASMTPD_BENCH_KEY").then_some([4u8; 32]);
+    let remove = !flag("WASMTPD_BENCH_KEEP");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let per_task = 100;
-    let clients = 20;
-    let rate = rt.block_on(async {
+    let per_task = number("WASMTPD_BENCH_N", 100);
+    let clients = number("WASMTPD_BENCH_CLIENTS", 20);
+    let (commit_rate, total_rate) = rt.block_on(async {
         let q = Queue::open(tmp.path(), QueueOptions { compress, key }).unwrap();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for t in 0..clients {
             let q = q.clone();
             tasks.push(tokio::spawn(async move {
+                let mut deliveries = Vec::new();
                 for n in 0..per_task {
                     let id = q.new_msgid();
                     let body = content(t * per_task + n);
-                    q.commit(id, body, vec![envelope(id, "bob")]).await.unwrap();
+                    let env = envelope(id, "bob");
+                    let evp = env.id;
+                    q.commit(id, body, vec![env]).await.unwrap();
+                    if remove {
+                        let q = q.clone();
+                        deliveries.push(tokio::spawn(async move {
+                            q.read_message(id).await.unwrap();
+                            q.remove_envelope(evp).await.unwrap();
+                        }));
+                    }
                 }
+                deliveries
             }));
         }
+        let mut deliveries = Vec::new();
         for t in tasks {
-            t.await.unwrap();
+            deliveries.extend(t.await.unwrap());
         }
-        (clients * per_task) as f64 / start.elapsed().as_secs_f64()
+        let committed = start.elapsed().as_secs_f64();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        let n = (clients * per_task) as f64;
+        (n / committed, n / start.elapsed().as_secs_f64())
     });
     println!(
-        "queue bench: {} messages from {clients} tasks (gzip={compress}, aes={}): {rate:.0} messages/s",
+        "queue bench: {} messages from {clients} tasks (gzip={compress}, aes={}, removed={remove}): \
+         {commit_rate:.0} commits/s, {total_rate:.0} messages/s committed and removed",
         clients * per_task,
         key.is_some()
     );
