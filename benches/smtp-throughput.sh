@@ -9,6 +9,8 @@
 # group commit). Prints one line per case: msgs/s for each and the ratio.
 #
 # Usage: benches/smtp-throughput.sh [MESSAGES]   (default 2000)
+#        BENCH_SIZES="1024" BENCH_CONCS="20" to run fewer cases;
+#        BENCH_REPEAT=3 to run each case several times (alternating).
 # Needs: postfix (smtp-source), built wasmtpd (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,10 +104,12 @@ up $WPORT || { echo "wasmtpd did not start:"; cat "$WORK/w/log"; exit 1; }
 up $PPORT || { echo "postfix did not start:"; cat "$WORK/postfix-start.log" "$P/maillog"; exit 1; }
 
 printf "%-8s %-6s %12s %12s %8s\n" size conc wasmtpd/s postfix/s ratio
-for size in 1024 102400; do
-    for conc in 1 20 100; do
+for size in ${BENCH_SIZES:-1024 102400}; do
+    for conc in ${BENCH_CONCS:-1 20 100}; do
+      for _ in $(seq "${BENCH_REPEAT:-1}"); do
         w=$(run_load $WPORT $size $conc "$WORK/w/mail")
         p=$(run_load $PPORT $size $conc "$P/mail")
         printf "%-8s %-6s %12.0f %12.0f %8.2f\n" "$size" "$conc" "$w" "$p" "$(echo "$w / $p" | bc -l)"
+      done
     done
 done

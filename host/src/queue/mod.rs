@@ -82,8 +82,10 @@
 //! the whole daemon on two cores.
 //!
 //! # Why this is crash-safe
-//! * Commit: write, fsync the bundle, then fsync its shard directory
-//!   (group commit, see `committer`), then answer. A crash before the
+//! * Commit: write the bundle, then fsync it and its shard directory
+//!   (group commit, see `committer`) at the same time — the file was
+//!   created before either fsync starts, so both together make it
+//!   durable — and answer once both are done. A crash before the
 //!   end leaves no bundle, an incomplete one (deleted by `load_all`), or
 //!   a complete one that was never acknowledged (kept: the client
 //!   retries, a duplicate as in every MTA when the connection drops after
@@ -238,10 +240,19 @@ impl Queue {
             )));
         }
         let inner = self.inner.clone();
-        blocking(move || store::write_bundle(&inner, msgid, &content, &envelopes)).await?;
+        let file =
+            blocking(move || store::write_bundle(&inner, msgid, &content, &envelopes)).await?;
+        // The file's fsync and the batch's directory fsync run at the same
+        // time: the 250 waits for the slower of the two, not their sum. A
+        // name made durable before its file is complete is harmless: the
+        // bundle's length prefix shows it cut short and `load_all`
+        // removes it, and it was never acknowledged.
         let (reply, answer) = oneshot::channel();
         self.inner.committers.submit(Pending { msgid, reply })?;
-        answer.await.map_err(|_| QueueError::Closed)?
+        let inner = self.inner.clone();
+        let synced = blocking(move || store::sync_bundle(&inner, msgid, file)).await;
+        let named = answer.await.map_err(|_| QueueError::Closed)?;
+        synced.and(named)
     }
 
     /// Every envelope in the queue, for the scheduler at startup (call it

@@ -6,14 +6,16 @@ use std::collections::HashSet;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cap_std::fs::Dir;
+use std::io::Write;
+
+use cap_std::fs::{Dir, File};
 
 use super::bundle;
 use super::codec::Codec;
 use super::committer::Committers;
 use super::disk::{
     bundle_name, create_new, env_name, remove_if_present, shard_of, shown_path, tmp_name,
-    write_new_synced, write_synced,
+    write_new_synced,
 };
 use super::error::QueueError;
 use super::lock;
@@ -68,21 +70,22 @@ impl Inner {
     }
 }
 
-/// Writes the bundle straight to `queue/<shard>/<msgid>` and fsyncs it.
-/// Making its name durable is the committer's job (one fsync of each
-/// shard touched per batch). `create_new` never replaces a queued message.
+/// Writes the bundle straight to `queue/<shard>/<msgid>`, not yet
+/// fsynced: the caller fsyncs the file while the committer fsyncs the
+/// shard directory (one per batch), and answers only when both are done.
+/// `create_new` never replaces a queued message.
 pub(crate) fn write_bundle(
     inner: &Inner,
     msgid: MsgId,
     content: &[u8],
     envelopes: &[Envelope],
-) -> Result<(), QueueError> {
+) -> Result<File, QueueError> {
     let name = bundle_name(msgid);
     let path = shown_path(msgid, &name);
     let shard = inner.shard(msgid);
     let data = bundle::encode(&inner.codec, msgid, content, envelopes)?;
     // O_EXCL: the id is ours from here on, a queued message is never touched.
-    let f = create_new(shard, &name).map_err(|e| {
+    let mut f = create_new(shard, &name).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             QueueError::Exists(msgid)
         } else {
@@ -90,14 +93,31 @@ pub(crate) fn write_bundle(
         }
     })?;
     // An envelope set left by a crash while an earlier message with this
-    // id was removed must not override the new message's.
+    // id was removed must not override the new message's. (Checked before
+    // unlinking: a lookup does not take the directory's write lock.)
     let env = env_name(msgid);
-    let written = remove_if_present(shard, &env).and_then(|()| write_synced(f, &data));
+    let stale = shard.exists(&env);
+    let written = if stale {
+        remove_if_present(shard, &env)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| f.write_all(&data));
     if let Err(e) = written {
         let _ = shard.remove_file(&name);
         return Err(QueueError::io("write", path, e));
     }
-    Ok(())
+    Ok(f)
+}
+
+/// Fsyncs a bundle written by [`write_bundle`]; on failure the bundle is
+/// taken back out, since it will not be acknowledged.
+pub(crate) fn sync_bundle(inner: &Inner, msgid: MsgId, f: File) -> Result<(), QueueError> {
+    f.sync_all().map_err(|e| {
+        let name = bundle_name(msgid);
+        let _ = inner.shard(msgid).remove_file(&name);
+        QueueError::io("fsync", shown_path(msgid, &name), e)
+    })
 }
 
 /// The current envelope set of a message: `<msgid>.env` if present, else
@@ -206,7 +226,15 @@ pub(crate) fn remove_envelope(inner: &Inner, id: EvpId) -> Result<(), QueueError
 /// Deletes a message's bundle, then its envelope set.
 pub(crate) fn remove_message(inner: &Inner, msgid: MsgId) -> Result<(), QueueError> {
     let shard = inner.shard(msgid);
-    for name in [bundle_name(msgid), env_name(msgid)] {
+    let env = env_name(msgid);
+    // Most messages never had their set rewritten: a lookup first spares
+    // an unlink of nothing, which takes the directory's write lock.
+    let names = if shard.exists(&env) {
+        vec![bundle_name(msgid), env]
+    } else {
+        vec![bundle_name(msgid)]
+    };
+    for name in names {
         remove_if_present(shard, &name)
             .map_err(|e| QueueError::io("unlink", shown_path(msgid, &name), e))?;
     }
