@@ -2,16 +2,18 @@
 //! Maildir++ `.Junk` sub-folder for messages a filter marked as junk.
 //!
 //! The message is written to `tmp/`, fsynced, then linked into `new/` and
-//! `new/` itself fsynced: a crash at any point leaves either no message or
-//! a complete one, never a partial file a mail reader could see.
+//! `new/` itself fsynced (shared with concurrent deliveries, see
+//! `dirsync`): a crash at any point leaves either no message or a complete
+//! one, never a partial file a mail reader could see.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::dirsync::DirSyncer;
 use super::MdaError;
 
 /// Per-process delivery counter: together with the time and pid it makes
@@ -21,6 +23,17 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Delivers `content` into `maildir` (or its `.Junk` folder when `junk`)
 /// and returns the path of the new file in `new/`.
 pub fn deliver_maildir(maildir: &Path, junk: bool, content: &[u8]) -> Result<PathBuf, MdaError> {
+    deliver_maildir_with(maildir, junk, content, &DirSyncer::new())
+}
+
+/// [`deliver_maildir`] sharing the fsync of `new/` with concurrent
+/// deliveries through the same `syncer`.
+pub fn deliver_maildir_with(
+    maildir: &Path,
+    junk: bool,
+    content: &[u8],
+    syncer: &DirSyncer,
+) -> Result<PathBuf, MdaError> {
     ensure_maildir(maildir)?;
     let folder = if junk {
         let folder = maildir.join(".Junk");
@@ -44,9 +57,8 @@ pub fn deliver_maildir(maildir: &Path, junk: bool, content: &[u8]) -> Result<Pat
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    let dir =
-        File::open(&new_dir).map_err(|e| MdaError::io(format!("{}", new_dir.display()), e))?;
-    dir.sync_all()
+    syncer
+        .sync(&new_dir)
         .map_err(|e| MdaError::io(format!("fsync {}", new_dir.display()), e))?;
     tracing::debug!(path = %new.display(), "maildir delivery");
     Ok(new)

@@ -5,6 +5,7 @@
 //! on: remove the envelope, retry it later, or bounce it.
 
 pub mod command;
+pub mod dirsync;
 mod error;
 pub mod lmtp;
 mod lock;
@@ -16,9 +17,10 @@ mod reply;
 pub mod split;
 
 pub use command::deliver_command;
+pub use dirsync::DirSyncer;
 pub use error::MdaError;
 pub use lmtp::deliver_lmtp;
-pub use maildir::deliver_maildir;
+pub use maildir::{deliver_maildir, deliver_maildir_with};
 pub use mbox::deliver_mbox;
 pub use pool::{worker_main, LocalRunner, WorkerPool};
 pub use privsep::{child_main, run_local_job, JobMethod, LocalJob};

@@ -21,7 +21,7 @@ use tokio::process::Command;
 use tokio::time::timeout;
 
 use super::command::{run_command, COMMAND_TIMEOUT};
-use super::{deliver_maildir, deliver_mbox, Outcome};
+use super::{deliver_maildir_with, deliver_mbox, DirSyncer, Outcome};
 use crate::mailaddr::MailAddr;
 
 /// The hidden sub-command the daemon re-executes itself with.
@@ -94,14 +94,26 @@ pub async fn run_local_job(job: LocalJob, content: Arc<Vec<u8>>) -> Outcome {
 
 /// Delivers with the current process's rights.
 pub(crate) async fn deliver_here(job: LocalJob, content: Arc<Vec<u8>>) -> Outcome {
+    deliver_here_with(job, content, Arc::new(DirSyncer::new())).await
+}
+
+/// [`deliver_here`], sharing maildir directory fsyncs through `syncer`
+/// with the other deliveries of this process.
+pub(crate) async fn deliver_here_with(
+    job: LocalJob,
+    content: Arc<Vec<u8>>,
+    syncer: Arc<DirSyncer>,
+) -> Outcome {
     let joined = |r: Result<Outcome, tokio::task::JoinError>| {
         r.unwrap_or_else(|e| Outcome::TempFail(format!("delivery task failed: {e}")))
     };
     match job.method {
         JobMethod::Maildir { path, junk } => joined(
-            tokio::task::spawn_blocking(move || match deliver_maildir(&path, junk, &content) {
-                Ok(file) => Outcome::Ok(format!("delivered to {}", file.display())),
-                Err(e) => Outcome::from_error(&e),
+            tokio::task::spawn_blocking(move || {
+                match deliver_maildir_with(&path, junk, &content, &syncer) {
+                    Ok(file) => Outcome::Ok(format!("delivered to {}", file.display())),
+                    Err(e) => Outcome::from_error(&e),
+                }
             })
             .await,
         ),
