@@ -45,11 +45,7 @@ pub fn compose(
     m += "Hi!\r\n\r\nThis is the MAILER-DAEMON, please DO NOT REPLY to this email.\r\n\r\n";
     m += "An error has occurred while attempting to deliver a message for\r\nthe following list of recipients:\r\n\r\n";
     for e in failed {
-        let reason = e
-            .bounce_reason
-            .as_deref()
-            .or(e.last_error.as_deref())
-            .unwrap_or("delivery failed");
+        let reason = failure_reason(e);
         m += &format!("{}: {}\r\n", e.rcpt, one_line(reason));
     }
     m += "\r\nBelow is a copy of the original message:\r\n\r\n";
@@ -60,11 +56,7 @@ pub fn compose(
     }
     m += &format!("Arrival-Date: {}\r\n", unix_to_rfc2822(first.created));
     for e in failed {
-        let reason = e
-            .bounce_reason
-            .as_deref()
-            .or(e.last_error.as_deref())
-            .unwrap_or("delivery failed");
+        let reason = failure_reason(e);
         let status = enhanced_status(reason).unwrap_or("5.0.0");
         m += "\r\n";
         if let Some(orcpt) = &e.dsn.orcpt {
@@ -96,6 +88,14 @@ pub fn compose(
     }
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
+}
+
+/// Why an envelope failed, as the bounce tells it.
+fn failure_reason(e: &Envelope) -> &str {
+    e.bounce_reason
+        .as_deref()
+        .or(e.last_error.as_deref())
+        .unwrap_or("delivery failed")
 }
 
 fn header_block(msg: &[u8]) -> &[u8] {
