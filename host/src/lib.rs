@@ -7,6 +7,7 @@
 //! `control` (wasmtpctl), `privsep` (root only where needed). Subsystems
 //! talk through typed messages and narrow traits.
 
+pub mod auth;
 pub mod config;
 pub mod daemon;
 pub mod envelope;

@@ -14,7 +14,8 @@ use wasmtpd::privsep::{self, BrokerClient, JobRunner, Role};
 #[command(
     name = "wasmtpd",
     version,
-    about = "Mail transfer agent with WebAssembly filters"
+    about = "Mail transfer agent with WebAssembly filters",
+    after_help = "Also: `wasmtpd encrypt [PASSWORD]` prints a password hash for a credentials table."
 )]
 struct Cli {
     /// Configuration file (smtpd.conf grammar). Without it, the embedded
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         Some("mda-deliver") => return exit_code(wasmtpd::mda::child_main()),
         Some("mda-worker") => return exit_code(wasmtpd::mda::worker_main()),
+        Some("encrypt") => return encrypt(std::env::args().nth(2)),
         _ => {}
     }
     let cli = Cli::parse();
@@ -55,6 +57,44 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `wasmtpd encrypt [PASSWORD]`, like `smtpctl encrypt`: prints a hash
+/// for a credentials table; without an argument, one hash per line read
+/// from standard input.
+fn encrypt(password: Option<String>) -> ExitCode {
+    use std::io::BufRead;
+    let one = |p: &str| match wasmtpd::auth::encrypt(p) {
+        Ok(hash) => {
+            println!("{hash}");
+            true
+        }
+        Err(err) => {
+            eprintln!("wasmtpd: {err}");
+            false
+        }
+    };
+    if let Some(p) = password {
+        let p = zeroize::Zeroizing::new(p);
+        return if one(&p) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    for line in std::io::stdin().lock().lines() {
+        let line = match line {
+            Ok(l) => zeroize::Zeroizing::new(l),
+            Err(err) => {
+                eprintln!("wasmtpd: cannot read the password: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if !one(line.trim_end_matches('\r')) {
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn exit_code(code: i32) -> ExitCode {

@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::config::model::Config;
+use crate::config::model::{AuthMode, Config};
 use crate::privsep::JobRunner;
 use crate::queue::{self, Queue, QueueOptions};
 use crate::scheduler::{self, SchedulerOptions};
-use crate::smtp::inbound::ListenerInfo;
+use crate::smtp::inbound::{ListenerInfo, AUTH_FAILURE_DELAY};
 use crate::smtp::proto::SessionConfig;
 use crate::smtp::{server, Services};
 use crate::table::Tables;
@@ -161,12 +161,22 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
             starttls: false,
             tls_required: false,
             dsn: !l.no_dsn,
-            auth: false,
+            auth: !matches!(l.auth, AuthMode::None),
+            auth_required: matches!(l.auth, AuthMode::Required(_)),
+            auth_plaintext: false,
+            max_auth_failures: 3,
         });
         let info = Arc::new(ListenerInfo {
             hostname: session_cfg.hostname.clone(),
             tag: l.tag.clone(),
             mask_src: l.mask_src,
+            auth_table: match &l.auth {
+                AuthMode::Required(t) | AuthMode::Optional(t) => t.clone(),
+                AuthMode::None => None,
+            },
+            senders: l.senders.clone(),
+            masquerade: l.masquerade,
+            auth_failure_delay: AUTH_FAILURE_DELAY,
         });
         let addr = bound.addr;
         let adopt = bound

@@ -1,20 +1,25 @@
 //! What the daemon answers to the protocol's events: rule matching for
 //! each recipient, building envelopes, committing the message to the
-//! queue before the 250, and OpenSMTPD's smtp-in log lines.
+//! queue before the 250, checking AUTH credentials (slowly, on
+//! purpose, when they are wrong) and `senders` ownership, and
+//! OpenSMTPD's smtp-in log lines.
 //!
 //! The protocol state machine (`proto`) knows nothing of this; the driver
 //! (`server`) only shuttles bytes and hands events here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
+
+use crate::auth;
 
 use crate::envelope::{DsnParams, Envelope, EnvelopeKind, EvpId, MsgId};
 use crate::lka::resolve::{Resolved, Resolver};
 use crate::lka::rules::MatchContext;
 use crate::mailaddr::{display_sender, MailAddr};
-use crate::smtp::proto::{Decision, Event, MailParams, RcptParams, Reply, Session};
+use crate::smtp::proto::{Decision, Event, MailParams, Password, RcptParams, Reply, Session};
 use crate::smtp::Services;
 
 /// Per-listener facts the event handler needs.
@@ -23,6 +28,33 @@ pub struct ListenerInfo {
     pub hostname: String,
     pub tag: Option<String>,
     pub mask_src: bool,
+    /// `auth <t>` / `auth-optional <t>`: the credentials table.
+    pub auth_table: Option<String>,
+    /// `senders <t>`: user → the sender addresses the user owns.
+    pub senders: Option<String>,
+    /// `senders <t> masquerade` (recorded; From rewriting is not done).
+    pub masquerade: bool,
+    /// Delay before answering a failed AUTH, times the session's failures
+    /// so far: what slows a password guesser down.
+    pub auth_failure_delay: Duration,
+}
+
+/// OpenSMTPD-like pace for password guessers: 1 s, 2 s, 3 s...
+pub const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+impl ListenerInfo {
+    /// A listener without AUTH or senders checks.
+    pub fn new(hostname: impl Into<String>) -> ListenerInfo {
+        ListenerInfo {
+            hostname: hostname.into(),
+            tag: None,
+            mask_src: false,
+            auth_table: None,
+            senders: None,
+            masquerade: false,
+            auth_failure_delay: AUTH_FAILURE_DELAY,
+        }
+    }
 }
 
 /// One accepted recipient and what it resolved to.
@@ -48,6 +80,7 @@ pub struct Inbound {
     peer: SocketAddr,
     peer_name: String,
     tx: Option<Transaction>,
+    auth_failures: u32,
 }
 
 impl Inbound {
@@ -65,6 +98,7 @@ impl Inbound {
             peer,
             peer_name,
             tx: None,
+            auth_failures: 0,
         }
     }
 
@@ -80,10 +114,14 @@ impl Inbound {
                 Decision::Accept(None)
             }
             Event::Helo { .. } | Event::DataStart => Decision::Accept(None),
+            Event::Auth { user, password, .. } => self.on_auth(user, password).await,
             Event::MailFrom { sender, params } => {
                 // A transaction the protocol dropped on its own (bad data,
                 // size) ends here.
                 self.abandon();
+                if let Some(refusal) = self.check_sender(sender.as_ref(), session) {
+                    return refusal;
+                }
                 self.tx = Some(Transaction {
                     msgid: self.services.queue.new_msgid(),
                     sender,
@@ -97,6 +135,87 @@ impl Inbound {
             Event::Quit | Event::Reset => {
                 self.abandon();
                 Decision::Accept(None)
+            }
+        }
+    }
+
+    /// Checks credentials off the async threads (hashing is slow by
+    /// design). A failure is answered only after a delay that grows with
+    /// each failure; the reply never says which part was wrong.
+    async fn on_auth(&mut self, user: String, password: Password) -> Decision {
+        let tables = Arc::clone(&self.services.tables);
+        let table = self.listener.auth_table.clone();
+        let name = user.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            auth::check_credentials(&tables, table.as_deref(), &name, password.expose())
+        })
+        .await;
+        let shown = printable(&user);
+        match checked {
+            Ok(Ok(true)) => {
+                info!(
+                    "smtp-in: Authentication succeeded for user \"{shown}\" on session {}",
+                    self.session_id
+                );
+                Decision::Accept(None)
+            }
+            Ok(Ok(false)) => {
+                self.auth_failures += 1;
+                info!(
+                    "smtp-in: Authentication failed for user \"{shown}\" on session {}",
+                    self.session_id
+                );
+                tokio::time::sleep(self.listener.auth_failure_delay * self.auth_failures).await;
+                Decision::Reject(reply(535, "5.7.8", "Authentication failed"))
+            }
+            Ok(Err(err)) => {
+                error!(
+                    "smtp-in: Authentication temporarily failed for user \"{shown}\" on session {}: {err}",
+                    self.session_id
+                );
+                Decision::Reject(reply(454, "4.7.0", "Temporary authentication failure"))
+            }
+            Err(err) => {
+                error!(
+                    "smtp-in: Authentication check crashed on session {}: {err}",
+                    self.session_id
+                );
+                Decision::Reject(reply(454, "4.7.0", "Temporary authentication failure"))
+            }
+        }
+    }
+
+    /// `senders <t>`: an authenticated user may only send as the
+    /// addresses the table gives it. Unauthenticated sessions (on an
+    /// `auth-optional` listener) are not checked, as in OpenSMTPD.
+    fn check_sender(&self, sender: Option<&MailAddr>, session: &Session) -> Option<Decision> {
+        let table = self.listener.senders.as_deref()?;
+        let user = session.auth_user()?;
+        match auth::sender_allowed(&self.services.tables, table, user, sender) {
+            Ok(true) => None,
+            Ok(false) => {
+                info!(
+                    "smtp-in: Failed command on session {}: \"MAIL FROM:<{}>\" => 550 5.7.1 Sender address rejected: not owned by user \"{}\"",
+                    self.session_id,
+                    display_sender(sender),
+                    printable(user)
+                );
+                Some(Decision::Reject(reply(
+                    550,
+                    "5.7.1",
+                    "Sender address rejected: not owned by user",
+                )))
+            }
+            Err(err) => {
+                error!(
+                    "smtp-in: senders check failed on session {}: {err}",
+                    self.session_id
+                );
+                Some(Decision::Reject(reply(
+                    451,
+                    "4.3.0",
+                    "Temporary failure, try again later",
+                )))
             }
         }
     }
@@ -117,7 +236,7 @@ impl Inbound {
             socket: false,
             rdns: Some(self.peer_name.as_str()),
             helo: session.helo(),
-            auth_user: None,
+            auth_user: session.auth_user(),
             tls: session.tls_active(),
             tag: self.listener.tag.as_deref(),
             sender: tx.sender.as_ref(),
@@ -220,7 +339,7 @@ impl Inbound {
                     peer: Some(self.peer),
                     peer_name: self.peer_name.clone(),
                     hostname: self.listener.hostname.clone(),
-                    auth_user: None,
+                    auth_user: session.auth_user().map(str::to_string),
                     created: now,
                     expire,
                     tries: 0,
@@ -266,6 +385,11 @@ impl Drop for Inbound {
     fn drop(&mut self) {
         self.abandon();
     }
+}
+
+/// A user name as the client sent it, safe for one log line.
+fn printable(user: &str) -> String {
+    user.chars().flat_map(char::escape_debug).collect()
 }
 
 fn reply(code: u16, enhanced: &str, text: &str) -> Reply {

@@ -26,7 +26,8 @@
 //!
 //! Module map: [`line`](mod@line) frames command lines, [`command`] parses them
 //! (with [`path`] and [`params`]), [`data`] reads DATA and BDAT bodies,
-//! [`session`] is the state machine, [`reply`] the reply type.
+//! [`session`] is the state machine, [`sasl`] decodes AUTH exchanges,
+//! [`reply`] the reply type.
 
 pub mod command;
 pub mod data;
@@ -34,11 +35,13 @@ pub mod line;
 pub mod params;
 pub mod path;
 pub mod reply;
+pub mod sasl;
 pub mod session;
 
 pub use command::{Command, ParseError, RcptPath, Verb};
 pub use params::{BodyType, MailParams, RcptParams};
 pub use reply::Reply;
+pub use sasl::{Mechanism, Password};
 pub use session::{
     Decision, Event, Output, Session, SessionConfig, Transaction, COMMAND_TIMEOUT, DATA_TIMEOUT,
 };

@@ -13,6 +13,8 @@ use std::mem;
 use std::sync::Arc;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use crate::mailaddr::MailAddr;
 
 use super::command::{self, Command, ParseError, RcptPath, Verb};
@@ -20,6 +22,7 @@ use super::data::{BdatBody, Body, DataReader};
 use super::line::{LineError, LineReader, LineStatus};
 use super::params::{BodyType, MailParams, RcptParams};
 use super::reply::Reply;
+use super::sasl::{self, Mechanism, Password, SaslError};
 
 /// Server idle timeout between commands (RFC 5321 §4.5.3.2.7).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -51,9 +54,17 @@ pub struct SessionConfig {
     pub tls_required: bool,
     /// DSN advertised and its parameters accepted.
     pub dsn: bool,
-    /// AUTH enabled on the listener. Not implemented yet: nothing is
-    /// advertised and AUTH gets 502 whatever this says.
+    /// AUTH (PLAIN, LOGIN) enabled on the listener (`auth` or
+    /// `auth-optional`). Offered only over TLS unless `auth_plaintext`;
+    /// in clear, AUTH gets 538 5.7.11.
     pub auth: bool,
+    /// `auth` (not `-optional`): MAIL needs AUTH first (530 5.7.0).
+    pub auth_required: bool,
+    /// Offer AUTH without TLS too. Only for a loopback listener the
+    /// operator explicitly marked: passwords would cross in clear.
+    pub auth_plaintext: bool,
+    /// Failed AUTH attempts before 421 4.7.0 and close (0: no limit).
+    pub max_auth_failures: usize,
 }
 
 impl SessionConfig {
@@ -70,6 +81,9 @@ impl SessionConfig {
             tls_required: false,
             dsn: true,
             auth: false,
+            auth_required: false,
+            auth_plaintext: false,
+            max_auth_failures: 3,
         }
     }
 }
@@ -121,6 +135,14 @@ pub enum Event {
     Quit,
     /// Informational (RSET): the reply (250) follows any decision.
     Reset,
+    /// Credentials to check. Accept gives `235 2.7.0`, Reject(r) sends r
+    /// (use 535 5.7.8 whatever was wrong) and counts a failure. The
+    /// password's Debug prints `***`.
+    Auth {
+        mechanism: Mechanism,
+        user: String,
+        password: Password,
+    },
 }
 
 /// The answer to an [`Event`]. Accept(Some(text)) replaces the whole
@@ -177,6 +199,9 @@ enum Pending {
     Message,
     Quit,
     Reset,
+    Auth {
+        user: String,
+    },
 }
 
 /// What happens to a BDAT chunk once read.
@@ -204,6 +229,16 @@ enum State {
     },
     /// STARTTLS answered; input is dropped until the handshake is done.
     TlsHandshake,
+    /// AUTH sent a 334 challenge: the next line is a SASL response.
+    Sasl(SaslStep),
+}
+
+/// Which response an AUTH exchange waits for.
+#[derive(Debug)]
+enum SaslStep {
+    Plain,
+    LoginUser,
+    LoginPassword { user: String },
 }
 
 /// One inbound SMTP session.
@@ -228,6 +263,9 @@ pub struct Session {
     commands: usize,
     errors: usize,
     mails: usize,
+    /// Set by an accepted AUTH.
+    auth_user: Option<String>,
+    auth_failures: usize,
 }
 
 fn limit(n: usize) -> Option<usize> {
@@ -262,6 +300,8 @@ impl Session {
             commands: 0,
             errors: 0,
             mails: 0,
+            auth_user: None,
+            auth_failures: 0,
         };
         s.ask(Event::Connect, Pending::Connect);
         s
@@ -384,6 +424,11 @@ impl Session {
                 self.tx = None;
                 self.reject(r);
             }
+            (Pending::Auth { user }, Decision::Accept(_)) => {
+                self.auth_user = Some(user);
+                self.write(&Reply::new(235, "2.7.0", "Authentication succeeded"));
+            }
+            (Pending::Auth { .. }, Decision::Reject(r)) => self.auth_failed(r),
             (Pending::Quit, _) => self.close_with(Reply::new(221, "2.0.0", "Bye")),
             (Pending::Reset, _) => {
                 self.tx = None;
@@ -401,6 +446,7 @@ impl Session {
         }
         self.tls = true;
         self.helo = None;
+        self.auth_user = None;
         self.extended = false;
         self.tx = None;
         self.state = State::Command;
@@ -437,11 +483,18 @@ impl Session {
 
     /// The `with` keyword of the Received header (RFC 3848).
     pub fn protocol(&self) -> &'static str {
-        match (self.extended, self.tls) {
-            (true, true) => "ESMTPS",
-            (true, false) => "ESMTP",
-            (false, _) => "SMTP",
+        match (self.extended, self.tls, self.auth_user.is_some()) {
+            (true, true, true) => "ESMTPSA",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, false, false) => "ESMTP",
+            (false, _, _) => "SMTP",
         }
+    }
+
+    /// The user an accepted AUTH authenticated as.
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
     }
 
     pub fn tls_active(&self) -> bool {
@@ -478,6 +531,7 @@ impl Session {
             State::Data(_) => self.step_data(),
             State::Chunk { .. } => self.step_chunk(),
             State::TlsHandshake => false,
+            State::Sasl(_) => self.step_sasl(),
         }
     }
 
@@ -691,6 +745,9 @@ impl Session {
                         "Must issue a STARTTLS command first",
                     ));
                 }
+                if self.cfg.auth_required && self.auth_user.is_none() {
+                    return Err(Reply::new(530, "5.7.0", "Authentication required"));
+                }
                 if self.tx.is_some() {
                     return seq("Error: nested MAIL command");
                 }
@@ -724,9 +781,27 @@ impl Session {
                     return seq("Error: STARTTLS not allowed during a mail transaction");
                 }
             }
-            // AUTH slots in here: allowed after EHLO, outside a
-            // transaction, once per session, over TLS unless configured.
-            Verb::Auth => return Err(Reply::new(502, "5.5.1", "AUTH not available")),
+            Verb::Auth => {
+                if !self.cfg.auth {
+                    return Err(Reply::new(502, "5.5.1", "AUTH not available"));
+                }
+                if !self.extended {
+                    return seq("Error: send EHLO first");
+                }
+                if self.auth_user.is_some() {
+                    return seq("Error: already authenticated");
+                }
+                if self.tx.is_some() {
+                    return seq("Error: AUTH not allowed during a mail transaction");
+                }
+                if !self.auth_advertised() {
+                    return Err(Reply::new(
+                        538,
+                        "5.7.11",
+                        "Encryption required for requested authentication mechanism",
+                    ));
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -780,15 +855,113 @@ impl Session {
                 self.pos = 0;
                 self.lines.reset();
             }
-            // Next issue: SASL exchange (its own line state) and an
-            // Event::Auth decision.
-            Command::Auth { .. } => self.error(Reply::new(502, "5.5.1", "AUTH not available")),
+            Command::Auth { mechanism, initial } => self.on_auth(&mechanism, initial),
         }
     }
 
-    /// AUTH is not implemented yet, so never advertised.
+    /// AUTH is offered on this listener, now: over TLS, or in clear
+    /// where the operator allowed it.
     fn auth_advertised(&self) -> bool {
-        false
+        self.cfg.auth && (self.tls || self.cfg.auth_plaintext)
+    }
+
+    fn on_auth(&mut self, mechanism: &str, initial: Option<String>) {
+        let Some(mech) = Mechanism::parse(mechanism) else {
+            return self.error(Reply::new(504, "5.5.4", "Unrecognized authentication type"));
+        };
+        match (mech, initial) {
+            (Mechanism::Plain, Some(resp)) => self.sasl_response(SaslStep::Plain, &resp),
+            (Mechanism::Login, Some(resp)) => self.sasl_response(SaslStep::LoginUser, &resp),
+            (Mechanism::Plain, None) => self.challenge(SaslStep::Plain, ""),
+            (Mechanism::Login, None) => self.challenge(SaslStep::LoginUser, "VXNlcm5hbWU6"),
+        }
+    }
+
+    /// Sends a 334 and waits for the client's response line.
+    fn challenge(&mut self, step: SaslStep, text: &str) {
+        self.write(&Reply::plain(334, text));
+        self.state = State::Sasl(step);
+    }
+
+    /// Reads one SASL response line; not counted as a command (AUTH was),
+    /// and bounded by the failure limit.
+    fn step_sasl(&mut self) -> bool {
+        match self.lines.next(&self.buf[self.pos..]) {
+            LineStatus::Incomplete { consumed } => {
+                self.pos += consumed;
+                consumed > 0
+            }
+            LineStatus::Line { len, consumed } => {
+                let line = String::from_utf8_lossy(&self.buf[self.pos..self.pos + len]);
+                let line = Zeroizing::new(line.into_owned());
+                self.pos += consumed;
+                if let State::Sasl(step) = mem::replace(&mut self.state, State::Command) {
+                    if line.as_str() == "*" {
+                        self.error(Reply::new(501, "5.0.0", "Authentication cancelled"));
+                    } else {
+                        self.sasl_response(step, &line);
+                    }
+                }
+                true
+            }
+            LineStatus::Bad { consumed, .. } => {
+                self.pos += consumed;
+                self.state = State::Command;
+                self.error(Reply::new(500, "5.5.2", "Invalid authentication data"));
+                true
+            }
+        }
+    }
+
+    fn sasl_response(&mut self, step: SaslStep, resp: &str) {
+        let result = match step {
+            SaslStep::Plain => sasl::parse_plain(resp).map(|(user, password)| {
+                self.ask_auth(Mechanism::Plain, user, password);
+            }),
+            SaslStep::LoginUser => sasl::decode_text(resp).and_then(|user| {
+                if user.is_empty() {
+                    return Err(SaslError::Malformed);
+                }
+                let user = user.to_string();
+                self.challenge(SaslStep::LoginPassword { user }, "UGFzc3dvcmQ6");
+                Ok(())
+            }),
+            SaslStep::LoginPassword { user } => sasl::decode_text(resp).map(|p| {
+                self.ask_auth(Mechanism::Login, user, Password::new(p.as_str()));
+            }),
+        };
+        match result {
+            Ok(()) => {}
+            Err(SaslError::Base64) => self.error(Reply::new(501, "5.5.2", "Invalid base64 data")),
+            Err(SaslError::Malformed) => {
+                self.auth_failed(Reply::new(535, "5.7.8", "Authentication failed"))
+            }
+        }
+    }
+
+    fn ask_auth(&mut self, mechanism: Mechanism, user: String, password: Password) {
+        self.ask(
+            Event::Auth {
+                mechanism,
+                user: user.clone(),
+                password,
+            },
+            Pending::Auth { user },
+        );
+    }
+
+    /// A failed attempt: the rejection, then 421 and close once the
+    /// limit is reached so a guesser must reconnect (and be slowed
+    /// again by the driver's delay).
+    fn auth_failed(&mut self, reply: Reply) {
+        self.auth_failures += 1;
+        self.reject(reply);
+        if self.closing {
+            return;
+        }
+        if limit(self.cfg.max_auth_failures).is_some_and(|max| self.auth_failures >= max) {
+            self.close_with(Reply::new(421, "4.7.0", "Too many authentication failures"));
+        }
     }
 
     fn on_mail(&mut self, sender: Option<MailAddr>, params: MailParams) {
@@ -917,7 +1090,9 @@ impl Session {
         if cfg.starttls && !self.tls {
             lines.push("STARTTLS".into());
         }
-        // AUTH mechanisms go here once `auth_advertised()`.
+        if self.auth_advertised() && self.auth_user.is_none() {
+            lines.push(sasl::ADVERTISED.into());
+        }
         lines.push("HELP".into());
         Reply::plain(250, lines.join("\n"))
     }

@@ -15,6 +15,9 @@ fn config() -> SessionConfig {
         tls_required: false,
         dsn: true,
         auth: false,
+        auth_required: false,
+        auth_plaintext: false,
+        max_auth_failures: 3,
     }
 }
 
@@ -855,6 +858,7 @@ fn whole_session_pipelined_in_one_feed() {
             Event::Message { .. } => "message",
             Event::Quit => "quit",
             Event::Reset => "reset",
+            Event::Auth { .. } => "auth",
         })
         .collect();
     assert_eq!(
@@ -1308,3 +1312,6 @@ fn large_message_in_big_fragments() {
     }
     assert_eq!(c.messages(), vec![expected]);
 }
+
+#[path = "session_auth_tests.rs"]
+mod auth;
