@@ -399,3 +399,7 @@ fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
         text: text.to_string(),
     }
 }
+
+#[cfg(test)]
+#[path = "inbound_tests.rs"]
+mod tests;

@@ -1,0 +1,235 @@
+//! AUTH and `senders` as a submission client sees them, through the
+//! real event handler and the sans-IO session (AUTH offered in clear
+//! here so no TLS is needed): relaying only once authenticated, the
+//! same 535 for any wrong part, slowed failures, owned senders only.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::*;
+use crate::config;
+use crate::queue::{Queue, QueueOptions};
+use crate::scheduler::{self, Deliver, Outcome, SchedulerOptions};
+use crate::smtp::proto::{Output, SessionConfig};
+use crate::table::Tables;
+
+/// Delivers nothing: these tests stop at the queue.
+struct NoDelivery;
+
+impl Deliver for NoDelivery {
+    async fn deliver(&self, _env: &Envelope) -> Outcome {
+        Outcome::TempFail("test".into())
+    }
+    async fn bounce(&self, _failed: &Envelope) -> Vec<Envelope> {
+        Vec::new()
+    }
+    fn method_name(&self, _env: &Envelope) -> String {
+        "none".into()
+    }
+}
+
+const DELAY: Duration = Duration::from_millis(100);
+
+struct Submission {
+    session: Session,
+    inbound: Inbound,
+    _spool: tempfile::TempDir,
+}
+
+impl Submission {
+    fn new(senders: bool) -> Submission {
+        let hash = auth::encrypt("s3cret").unwrap();
+        let text = format!(
+            "table creds {{ \"joe\" = \"{hash}\" }}\n\
+             table owned {{ \"joe\" = \"joe@example.org, @joe.example.net\" }}\n\
+             listen on 127.0.0.1 port 2587 auth <creds>\n\
+             action \"out\" relay\n\
+             action \"md\" maildir \"/nonexistent/%{{dest.user}}\"\n\
+             match from any for local action \"md\"\n\
+             match auth from any for any action \"out\"\n"
+        );
+        let cfg = Arc::new(config::parse_str(&text, Path::new("test")).unwrap());
+        let tables = Arc::new(Tables::load_all(&cfg).unwrap());
+        let spool = tempfile::tempdir().unwrap();
+        let queue = Queue::open(
+            spool.path(),
+            QueueOptions {
+                compress: false,
+                key: None,
+            },
+        )
+        .unwrap();
+        let scheduler = scheduler::start(
+            queue.clone(),
+            Arc::new(NoDelivery),
+            SchedulerOptions::default(),
+            Vec::new(),
+        );
+        let services = Arc::new(Services {
+            config: cfg,
+            tables,
+            queue,
+            scheduler,
+            local_domains: vec!["localhost".into()],
+            expire: Duration::from_secs(3600),
+        });
+        let listener = ListenerInfo {
+            auth_table: Some("creds".into()),
+            senders: senders.then(|| "owned".into()),
+            auth_failure_delay: DELAY,
+            ..ListenerInfo::new("mx.example.org")
+        };
+        let session_cfg = SessionConfig {
+            auth: true,
+            auth_required: false,
+            auth_plaintext: true,
+            ..SessionConfig::new("mx.example.org")
+        };
+        Submission {
+            session: Session::new(Arc::new(session_cfg), false),
+            inbound: Inbound::new(
+                services,
+                Arc::new(listener),
+                "0123456789abcdef".into(),
+                "192.0.2.7:41000".parse().unwrap(),
+                "client.example.net".into(),
+            ),
+            _spool: spool,
+        }
+    }
+
+    /// Sends `line` and returns every reply written until input is needed.
+    async fn cmd(&mut self, line: &str) -> String {
+        self.session.feed(format!("{line}\r\n").as_bytes());
+        self.run().await
+    }
+
+    async fn run(&mut self) -> String {
+        let mut out = String::new();
+        while let Some(o) = self.session.poll() {
+            match o {
+                Output::Write(w) => out.push_str(&String::from_utf8_lossy(&w)),
+                Output::Event(e) => {
+                    let d = self.inbound.on_event(e, &self.session).await;
+                    self.session.decide(d);
+                }
+                Output::StartTls | Output::Close => {}
+            }
+        }
+        out
+    }
+
+    async fn ready() -> Submission {
+        let mut s = Submission::new(true);
+        s.run().await;
+        assert!(s
+            .cmd("EHLO client.example.net")
+            .await
+            .contains("AUTH PLAIN LOGIN"));
+        s
+    }
+}
+
+fn plain(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+    format!("AUTH PLAIN {b}")
+}
+
+const OK: &str = "235 2.7.0 Authentication succeeded\r\n";
+const FAILED: &str = "535 5.7.8 Authentication failed\r\n";
+
+#[tokio::test]
+async fn relays_only_for_an_authenticated_client() {
+    let mut s = Submission::ready().await;
+    assert!(s
+        .cmd("MAIL FROM:<joe@example.org>")
+        .await
+        .starts_with("250"));
+    let r = s.cmd("RCPT TO:<someone@example.com>").await;
+    assert!(r.starts_with("550"), "unauthenticated relay: {r}");
+    assert!(s.cmd("RSET").await.starts_with("250"));
+    assert_eq!(s.cmd(&plain("joe", "s3cret")).await, OK);
+    assert_eq!(s.session.auth_user(), Some("joe"));
+    assert!(s
+        .cmd("MAIL FROM:<joe@example.org>")
+        .await
+        .starts_with("250"));
+    let r = s.cmd("RCPT TO:<someone@example.com>").await;
+    assert!(r.starts_with("250"), "authenticated relay: {r}");
+    assert!(s.cmd("DATA").await.starts_with("354"));
+    let r = s.cmd("Subject: hi\r\n\r\nhello\r\n.").await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let tx_env = s.inbound.services.queue.load_all().unwrap().envelopes;
+    assert_eq!(tx_env.len(), 1);
+    assert_eq!(tx_env[0].auth_user.as_deref(), Some("joe"));
+}
+
+#[tokio::test]
+async fn wrong_user_or_password_same_reply_and_slowed() {
+    let mut s = Submission::ready().await;
+    let start = Instant::now();
+    assert_eq!(s.cmd(&plain("joe", "wrong")).await, FAILED);
+    assert!(start.elapsed() >= DELAY, "first failure waits the delay");
+    let start = Instant::now();
+    assert_eq!(s.cmd(&plain("nobody", "s3cret")).await, FAILED);
+    assert!(start.elapsed() >= DELAY * 2, "the delay grows");
+    assert_eq!(s.session.auth_user(), None);
+    assert_eq!(s.cmd(&plain("joe", "s3cret")).await, OK);
+}
+
+#[tokio::test]
+async fn brute_force_is_cut_off() {
+    let mut s = Submission::ready().await;
+    assert_eq!(s.cmd(&plain("joe", "a")).await, FAILED);
+    assert_eq!(s.cmd(&plain("joe", "b")).await, FAILED);
+    let r = s.cmd(&plain("joe", "c")).await;
+    assert_eq!(
+        r,
+        format!("{FAILED}421 4.7.0 Too many authentication failures\r\n")
+    );
+    assert!(s.session.is_closed());
+}
+
+#[tokio::test]
+async fn senders_table_restricts_mail_from() {
+    let mut s = Submission::ready().await;
+    assert_eq!(s.cmd(&plain("joe", "s3cret")).await, OK);
+    assert_eq!(
+        s.cmd("MAIL FROM:<ann@example.org>").await,
+        "550 5.7.1 Sender address rejected: not owned by user\r\n"
+    );
+    assert_eq!(
+        s.cmd("MAIL FROM:<>").await,
+        "550 5.7.1 Sender address rejected: not owned by user\r\n"
+    );
+    assert!(s
+        .cmd("MAIL FROM:<x@joe.example.net>")
+        .await
+        .starts_with("250"));
+}
+
+#[tokio::test]
+async fn senders_not_checked_without_auth() {
+    let mut s = Submission::ready().await;
+    assert!(s
+        .cmd("MAIL FROM:<ann@example.org>")
+        .await
+        .starts_with("250"));
+}
+
+#[tokio::test]
+async fn no_credentials_table_is_a_temporary_failure() {
+    let mut s = Submission::new(false);
+    let listener = ListenerInfo {
+        auth_table: None,
+        ..(*s.inbound.listener).clone()
+    };
+    s.inbound.listener = Arc::new(listener);
+    s.run().await;
+    s.cmd("EHLO x").await;
+    assert_eq!(
+        s.cmd(&plain("joe", "s3cret")).await,
+        "454 4.7.0 Temporary authentication failure\r\n"
+    );
+}
