@@ -32,7 +32,8 @@ pub struct ListenerInfo {
     pub auth_table: Option<String>,
     /// `senders <t>`: user → the sender addresses the user owns.
     pub senders: Option<String>,
-    /// `senders <t> masquerade` (recorded; From rewriting is not done).
+    /// `senders <t> masquerade`: From headers are rewritten to the
+    /// envelope sender for authenticated users.
     pub masquerade: bool,
     /// Delay before answering a failed AUTH, times the session's failures
     /// so far: what slows a password guesser down.
@@ -220,6 +221,23 @@ impl Inbound {
         }
     }
 
+    /// `senders <t> masquerade`: an authenticated user's From header
+    /// shows the (checked) envelope sender.
+    fn masquerade(
+        &self,
+        content: Vec<u8>,
+        sender: Option<&MailAddr>,
+        session: &Session,
+    ) -> Vec<u8> {
+        let active = self.listener.masquerade
+            && self.listener.senders.is_some()
+            && session.auth_user().is_some();
+        match sender {
+            Some(sender) if active => auth::rewrite_from(&content, sender).unwrap_or(content),
+            _ => content,
+        }
+    }
+
     /// Drops the transaction in progress, giving back its message id.
     fn abandon(&mut self) {
         if let Some(tx) = self.tx.take() {
@@ -273,6 +291,7 @@ impl Inbound {
         };
         let now = chrono::Utc::now();
         let envelopes = self.envelopes(&tx, session, now.timestamp());
+        let content = self.masquerade(content, tx.sender.as_ref(), session);
         let mut message = self.received_header(&tx, session, now).into_bytes();
         message.extend_from_slice(&content);
         let size = message.len();

@@ -38,6 +38,10 @@ struct Submission {
 
 impl Submission {
     fn new(senders: bool) -> Submission {
+        Submission::with(senders, false)
+    }
+
+    fn with(senders: bool, masquerade: bool) -> Submission {
         let hash = auth::encrypt("s3cret").unwrap();
         let text = format!(
             "table creds {{ \"joe\" = \"{hash}\" }}\n\
@@ -76,6 +80,7 @@ impl Submission {
         let listener = ListenerInfo {
             auth_table: Some("creds".into()),
             senders: senders.then(|| "owned".into()),
+            masquerade,
             auth_failure_delay: DELAY,
             ..ListenerInfo::new("mx.example.org")
         };
@@ -232,4 +237,39 @@ async fn no_credentials_table_is_a_temporary_failure() {
         s.cmd(&plain("joe", "s3cret")).await,
         "454 4.7.0 Temporary authentication failure\r\n"
     );
+}
+
+#[tokio::test]
+async fn masquerade_rewrites_the_from_header() {
+    let mut s = Submission::with(true, true);
+    s.run().await;
+    s.cmd("EHLO client.example.net").await;
+    assert_eq!(s.cmd(&plain("joe", "s3cret")).await, OK);
+    assert!(s
+        .cmd("MAIL FROM:<joe@example.org>")
+        .await
+        .starts_with("250"));
+    assert!(s
+        .cmd("RCPT TO:<someone@example.com>")
+        .await
+        .starts_with("250"));
+    assert!(s.cmd("DATA").await.starts_with("354"));
+    let r = s
+        .cmd("From: Joe <ceo@example.org>\r\nSubject: hi\r\n\r\nhello\r\n.")
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    let envs = s.inbound.services.queue.load_all().unwrap().envelopes;
+    let msg = s
+        .inbound
+        .services
+        .queue
+        .read_message(envs[0].id.msgid())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&msg);
+    assert!(
+        text.contains("\r\nFrom: Joe <joe@example.org>\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("ceo@"), "{text}");
 }
