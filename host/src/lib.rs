@@ -19,3 +19,4 @@ pub mod queue;
 pub mod scheduler;
 pub mod smtp;
 pub mod table;
+pub mod tls;
