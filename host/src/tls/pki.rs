@@ -142,17 +142,19 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, FileProblem> {
 
 /// A private key others can read is as good as published.
 fn warn_if_loose(pki: &str, path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = loose_mode(path) {
         warn!(
             "pki \"{pki}\": key file {} is readable by group or others (mode {mode:04o}); chmod 600 it",
             path.display()
         );
     }
+}
+
+/// The file's mode when group or others may read or write it.
+fn loose_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 /// The DNS names of a certificate's subjectAltName, lowercase.
@@ -163,5 +165,150 @@ fn dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
             .map(|n| n.to_ascii_lowercase())
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Origin;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    /// A self-signed certificate for `name` and its key, made by openssl.
+    fn make(dir: &Path, name: &str, alg: &[&str]) -> (PathBuf, PathBuf) {
+        let (crt, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "2", "-newkey"])
+            .args(alg)
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .args(["-subj", &format!("/CN={name}")])
+            .args([
+                "-addext",
+                &format!("subjectAltName=DNS:{name},DNS:*.{name}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (crt, key)
+    }
+
+    fn pki(name: &str, cert: &Path, key: &Path) -> Pki {
+        Pki {
+            name: name.to_string(),
+            cert: Some(cert.to_path_buf()),
+            key: Some(key.to_path_buf()),
+            dhe: None,
+            origin: Origin {
+                file: PathBuf::from("smtpd.conf"),
+                line: 7,
+            },
+        }
+    }
+
+    fn provider() -> CryptoProvider {
+        rustls::crypto::ring::default_provider()
+    }
+
+    #[test]
+    fn rsa_ecdsa_and_ed25519_keys_load_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, alg) in [
+            ("rsa.example", &["rsa:2048"][..]),
+            (
+                "ec.example",
+                &["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"][..],
+            ),
+            ("ed.example", &["ed25519"][..]),
+        ] {
+            let (crt, key) = make(dir.path(), name, alg);
+            let loaded = load_pki(&pki("mx", &crt, &key), &provider()).unwrap();
+            assert_eq!(loaded.names, ["mx", name, &format!("*.{name}")]);
+        }
+    }
+
+    #[test]
+    fn a_chain_keeps_every_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key) = make(dir.path(), "leaf.example", &["ed25519"]);
+        let (ca, _) = make(dir.path(), "ca.example", &["ed25519"]);
+        let chain = dir.path().join("chain.pem");
+        let mut text = std::fs::read(&crt).unwrap();
+        text.extend(std::fs::read(&ca).unwrap());
+        std::fs::write(&chain, text).unwrap();
+        let loaded = load_pki(&pki("leaf", &chain, &key), &provider()).unwrap();
+        assert_eq!(loaded.key.cert.len(), 2);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, _) = make(dir.path(), "a.example", &["ed25519"]);
+        let (_, other) = make(dir.path(), "b.example", &["ed25519"]);
+        let err = load_pki(&pki("a", &crt, &other), &provider()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("smtpd.conf:7: pki \"a\": the certificate"),
+            "{text}"
+        );
+        assert!(text.contains("does not match"), "{text}");
+    }
+
+    #[test]
+    fn missing_and_empty_files_name_the_pki_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key) = make(dir.path(), "a.example", &["ed25519"]);
+        let nowhere = dir.path().join("nowhere.key");
+        let text = load_pki(&pki("a", &crt, &nowhere), &provider())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with("smtpd.conf:7: pki \"a\": cannot read key"),
+            "{text}"
+        );
+        assert!(text.contains("nowhere.key"), "{text}");
+        let empty = dir.path().join("empty.crt");
+        std::fs::write(&empty, "not pem\n").unwrap();
+        let text = load_pki(&pki("a", &empty, &key), &provider())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("no certificate found"), "{text}");
+    }
+
+    #[test]
+    fn loose_key_permissions_are_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = make(dir.path(), "a.example", &["ed25519"]);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(loose_mode(&key), None);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(loose_mode(&key), Some(0o644));
+    }
+
+    #[test]
+    fn a_ca_file_loads_as_trust_anchors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, _) = make(
+            dir.path(),
+            "ca.example",
+            &["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        );
+        let ca = Ca {
+            name: "c".into(),
+            cert: crt,
+            origin: Origin::default(),
+        };
+        assert_eq!(load_ca(&ca).unwrap().len(), 1);
     }
 }
