@@ -337,10 +337,10 @@ fn mismatched_key_stops_startup() {
     let site = Site::new();
     make_cert(&site, "localhost", "ec");
     make_cert(&site, "other", "ec");
-    site.config(&format!(
-        "pki localhost cert \"{{dir}}/localhost.crt\"\npki localhost key \"{{dir}}/other.key\"\n\
-         listen on 127.0.0.1 port {{port}} smtps pki localhost\n"
-    ));
+    site.config(
+        "pki localhost cert \"{dir}/localhost.crt\"\npki localhost key \"{dir}/other.key\"\n\
+         listen on 127.0.0.1 port {port} smtps pki localhost\n",
+    );
     let err = refused_start(&site);
     assert!(err.contains("smtpd.conf:1: pki \"localhost\""), "{err}");
     assert!(err.contains("does not match"), "{err}");

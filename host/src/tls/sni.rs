@@ -33,7 +33,7 @@ impl SniResolver {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             self.pkis
                 .iter()
-                .find(|p| p.names.iter().any(|n| *n == name))
+                .find(|p| p.names.contains(&name))
                 .or_else(|| {
                     self.pkis
                         .iter()
