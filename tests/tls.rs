@@ -345,3 +345,18 @@ fn mismatched_key_stops_startup() {
     assert!(err.contains("smtpd.conf:1: pki \"localhost\""), "{err}");
     assert!(err.contains("does not match"), "{err}");
 }
+
+#[test]
+fn protocols_option_limits_the_version() {
+    let (_site, d) = tls_site("tls pki localhost protocols \"tlsv1.2\"");
+    let script = format!(
+        "{INSECURE}
+with smtplib.SMTP('127.0.0.1', int(sys.argv[1])) as s:
+    s.starttls(context=ctx)
+    print(s.sock.version())
+"
+    );
+    let out = run_python(&script, &[&d.port.to_string()]);
+    assert!(out.contains("TLSv1.2"), "{out}");
+    d.wait_log("version=TLSv1.2, cipher=TLS_ECDHE_");
+}

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod pki;
+pub mod protocols;
 pub mod sni;
 pub mod stream;
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
+use tracing::warn;
 
 pub use error::{FileProblem, TlsError};
 pub use pki::LoadedPki;
@@ -106,8 +108,20 @@ fn server_config(
         origin: l.origin.to_string(),
         why,
     };
+    let versions = match &l.protocols {
+        Some(spec) => protocols::parse(spec).map_err(|e| setup(e.to_string()))?,
+        None => rustls::DEFAULT_VERSIONS.to_vec(),
+    };
+    if let Some(ciphers) = l.ciphers.as_ref().or(config.smtp.ciphers.as_ref()) {
+        // OpenSSL cipher strings do not map onto rustls's suites, which
+        // are all modern AEADs anyway.
+        warn!(
+            "{}: ciphers \"{ciphers}\" ignored: rustls's default suites are used",
+            l.origin
+        );
+    }
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .map_err(|e| setup(e.to_string()))?;
     let builder = if l.tls_verify {
         let ca =
