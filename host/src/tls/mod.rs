@@ -141,3 +141,77 @@ fn server_config(
     let resolver = SniResolver::new(pkis, hostname);
     Ok(Arc::new(builder.with_cert_resolver(Arc::new(resolver))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn make_cert(dir: &Path, name: &str) {
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ed25519"])
+            .arg("-keyout")
+            .arg(dir.join(format!("{name}.key")))
+            .arg("-out")
+            .arg(dir.join(format!("{name}.crt")))
+            .args(["-subj", &format!("/CN={name}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    fn build(dir: &Path, text: &str) -> Result<Vec<Option<Arc<ServerConfig>>>, TlsError> {
+        let text = text.replace("{dir}", &dir.display().to_string());
+        let config = crate::config::parse_str(&text, Path::new("smtpd.conf")).unwrap();
+        build_listeners(&config, "mx.example")
+    }
+
+    #[test]
+    fn only_tls_listeners_get_a_server_config() {
+        let dir = tempfile::tempdir().unwrap();
+        make_cert(dir.path(), "mx.example");
+        let built = build(
+            dir.path(),
+            "pki mx.example cert \"{dir}/mx.example.crt\"\n\
+             pki mx.example key \"{dir}/mx.example.key\"\n\
+             listen on 127.0.0.1\n\
+             listen on 127.0.0.1 port 465 smtps pki mx.example\n\
+             listen on 127.0.0.1 port 587 tls-require\n",
+        )
+        .unwrap();
+        assert!(built[0].is_none());
+        assert!(built[1].is_some());
+        // Without `pki`, the pki named like the hostname.
+        assert!(built[2].is_some());
+    }
+
+    #[test]
+    fn tls_without_a_usable_pki_or_verify_without_ca_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        make_cert(dir.path(), "a.example");
+        let pki = "pki a.example cert \"{dir}/a.example.crt\"\n\
+                   pki a.example key \"{dir}/a.example.key\"\n";
+        let err = build(dir.path(), &format!("{pki}listen on 127.0.0.1 tls\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "smtpd.conf:3: listener uses TLS but names no pki, and there is no pki \"mx.example\""
+        );
+        let err = build(
+            dir.path(),
+            &format!("{pki}listen on 127.0.0.1 smtps verify pki a.example\n"),
+        )
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("smtpd.conf:3: `verify` needs a ca"));
+        let err = build(
+            dir.path(),
+            &format!("{pki}listen on 127.0.0.1 tls pki a.example protocols \"tlsv1.1\"\n"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("none of TLSv1.2 or TLSv1.3"),
+            "{err}"
+        );
+    }
+}
