@@ -20,3 +20,4 @@ pub mod queue;
 pub mod scheduler;
 pub mod smtp;
 pub mod table;
+pub mod tls;

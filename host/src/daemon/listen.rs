@@ -5,8 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use tracing::warn;
-
 use crate::config::model::{AddressFamily, Config, ListenTarget, Listener, TlsMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,17 +105,13 @@ pub struct Bound {
     pub socket: std::net::TcpListener,
 }
 
-/// Binds every address of every listener the daemon can serve. TLS
-/// listeners are skipped with a warning (not supported yet), as are
-/// `listen on socket` lines (the local submission socket is separate).
+/// Binds every address of every listener the daemon can serve;
+/// `listen on socket` lines are skipped (the local submission socket is
+/// separate).
 pub fn bind_all(config: &Config) -> Result<Vec<Bound>, ListenError> {
     let mut bound = Vec::new();
     for (index, l) in config.listeners.iter().enumerate() {
         if l.target == ListenTarget::Socket {
-            continue;
-        }
-        if matches!(l.tls, TlsMode::Smtps | TlsMode::StartTlsRequire) {
-            warn!("{}: TLS listeners are not supported yet; skipped", l.origin);
             continue;
         }
         for addr in addresses(l)? {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::config::model::{AuthMode, Config};
+use crate::config::model::{AuthMode, Config, TlsMode};
 use crate::privsep::JobRunner;
 use crate::queue::{self, Queue, QueueOptions};
 use crate::scheduler::{self, SchedulerOptions};
@@ -37,6 +37,8 @@ pub enum DaemonError {
     Listen(#[from] listen::ListenError),
     #[error("queue encryption needs a key: give it in smtpd.conf (`queue encryption KEY`)")]
     NoQueueKey,
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("no listener could be started")]
     NoListener,
 }
@@ -54,6 +56,8 @@ pub struct Prepared {
     pub config: Arc<Config>,
     pub tables: Arc<Tables>,
     pub listeners: Vec<listen::Bound>,
+    /// TLS settings per `config.listeners` entry (None: plain).
+    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
 }
 
 /// The system's hostname, lowercase, as announced when a listener has none.
@@ -65,8 +69,9 @@ pub fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Loads the tables and binds the listening sockets. Blocking; starts no
-/// thread, so it can run before a fork.
+/// Loads the tables and the listeners' certificates and keys, and binds
+/// the listening sockets. Blocking; starts no thread, so it can run
+/// before a fork — and as root, which key files usually need.
 pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
     let tables = Tables::load_all(&config).map_err(|errs| {
         DaemonError::Tables(
@@ -76,6 +81,8 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
                 .join("\n"),
         )
     })?;
+    let default_hostname = config.hostname.clone().unwrap_or_else(system_hostname);
+    let tls = crate::tls::build_listeners(&config, &default_hostname)?;
     let listeners = listen::bind_all(&config)?;
     if listeners.is_empty() {
         return Err(DaemonError::NoListener);
@@ -84,6 +91,7 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
         config: Arc::new(config),
         tables: Arc::new(tables),
         listeners,
+        tls,
     })
 }
 
@@ -93,6 +101,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         config,
         tables,
         listeners,
+        tls,
     } = prepared;
     let hostname = config.hostname.clone().unwrap_or_else(system_hostname);
 
@@ -158,8 +167,8 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
             max_mails: config.smtp.max_mails,
             max_commands: config.smtp.max_commands,
             max_errors: 10,
-            starttls: false,
-            tls_required: false,
+            starttls: matches!(l.tls, TlsMode::StartTls | TlsMode::StartTlsRequire),
+            tls_required: l.tls == TlsMode::StartTlsRequire,
             dsn: !l.no_dsn,
             auth: !matches!(l.auth, AuthMode::None),
             auth_required: matches!(l.auth, AuthMode::Required(_)),
@@ -193,6 +202,12 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
             socket,
             session: session_cfg,
             info,
+            tls: tls
+                .get(bound.index)
+                .cloned()
+                .flatten()
+                .map(tokio_rustls::TlsAcceptor::from),
+            smtps: l.tls == TlsMode::Smtps,
         };
         tokio::spawn(server::serve(listener, services.clone(), sessions.clone()));
     }

@@ -4,21 +4,31 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn, Instrument};
 
 use crate::smtp::inbound::{Inbound, ListenerInfo};
 use crate::smtp::proto::{Output, Session, SessionConfig};
 use crate::smtp::Services;
+use crate::tls::{self, Stream};
+
+/// How long a TLS handshake may take before the session is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything one listening socket needs.
 pub struct Listener {
     pub socket: TcpListener,
     pub session: Arc<SessionConfig>,
     pub info: Arc<ListenerInfo>,
+    /// For `tls`, `tls-require` and `smtps` listeners.
+    pub tls: Option<TlsAcceptor>,
+    /// `smtps`: the handshake comes first, before the greeting.
+    pub smtps: bool,
 }
 
 /// Accepts connections forever; each runs as its own task. `sessions`
@@ -30,7 +40,7 @@ pub async fn serve(listener: Listener, services: Arc<Services>, sessions: Arc<Se
             Err(err) => {
                 // EMFILE and friends: back off instead of spinning.
                 warn!("smtp-in: accept failed: {err}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -46,11 +56,15 @@ pub async fn serve(listener: Listener, services: Arc<Services>, sessions: Arc<Se
             listener.session.clone(),
             listener.info.clone(),
         );
+        let tls = Tls {
+            acceptor: listener.tls.clone(),
+            smtps: listener.smtps,
+        };
         tokio::spawn(async move {
             let _permit = permit;
             let session_id = format!("{:016x}", rand::random::<u64>());
             let span = tracing::info_span!("session", id = %session_id);
-            run(stream, peer, services, session_cfg, info, session_id)
+            run(stream, peer, services, session_cfg, info, tls, session_id)
                 .instrument(span)
                 .await;
         });
@@ -63,23 +77,38 @@ async fn refuse_busy(mut stream: TcpStream) {
         .await;
 }
 
+/// A listener's TLS side, as one session sees it.
+struct Tls {
+    acceptor: Option<TlsAcceptor>,
+    smtps: bool,
+}
+
 async fn run(
-    mut stream: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     services: Arc<Services>,
     session_cfg: Arc<SessionConfig>,
     info: Arc<ListenerInfo>,
+    tls: Tls,
     session_id: String,
 ) {
     // Replies are small and the client waits for each batch.
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut stream = Stream::Plain(tcp);
+    if tls.smtps {
+        stream = match upgrade(stream, tls.acceptor.as_ref(), &session_id).await {
+            Some(s) => s,
+            None => return,
+        };
+    }
     let peer_name = peer_name(peer);
     let mut inbound = Inbound::new(services, info, session_id.clone(), peer, peer_name);
-    let mut session = Session::new(session_cfg, false);
+    let mut session = Session::new(session_cfg, tls.smtps);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut buf = vec![0u8; 64 * 1024];
     let mut closing = false;
     loop {
+        let mut starttls = false;
         while let Some(output) = session.poll() {
             match output {
                 Output::Write(bytes) => out.extend_from_slice(&bytes),
@@ -87,9 +116,7 @@ async fn run(
                     let decision = inbound.on_event(event, &session).await;
                     session.decide(decision);
                 }
-                // STARTTLS is not offered until TLS support lands, so the
-                // session never asks for it.
-                Output::StartTls => closing = true,
+                Output::StartTls => starttls = true,
                 Output::Close => closing = true,
             }
         }
@@ -102,6 +129,17 @@ async fn run(
         if closing {
             break;
         }
+        if starttls {
+            // Whatever the client pipelined after STARTTLS was fed to the
+            // session, which dropped it (CVE-2011-0411); nothing of it is
+            // kept here, so the handshake reads only fresh bytes.
+            stream = match upgrade(stream, tls.acceptor.as_ref(), &session_id).await {
+                Some(s) => s,
+                None => return,
+            };
+            session.tls_established();
+            continue;
+        }
         match tokio::time::timeout(session.idle_timeout(), stream.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => session.feed(&buf[..n]),
@@ -113,6 +151,41 @@ async fn run(
     }
     let _ = stream.shutdown().await;
     info!("smtp-in: Closing session {session_id}");
+}
+
+/// The TLS handshake on a plain stream. A failure ends this session only:
+/// it is logged and the connection dropped.
+async fn upgrade(
+    stream: Stream,
+    acceptor: Option<&TlsAcceptor>,
+    session_id: &str,
+) -> Option<Stream> {
+    let tcp = match stream {
+        Stream::Plain(tcp) => tcp,
+        already @ Stream::Tls(_) => return Some(already),
+    };
+    let Some(acceptor) = acceptor else {
+        // The session offers STARTTLS only on listeners with TLS set up.
+        warn!("smtp-in: session {session_id}: STARTTLS on a listener without TLS");
+        return None;
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls_stream)) => {
+            info!(
+                "smtp-in: Started TLS on session {session_id}: {}",
+                tls::describe(&tls_stream)
+            );
+            Some(Stream::Tls(Box::new(tls_stream)))
+        }
+        Ok(Err(err)) => {
+            info!("smtp-in: TLS handshake failed on session {session_id}: {err}");
+            None
+        }
+        Err(_) => {
+            info!("smtp-in: TLS handshake failed on session {session_id}: timeout");
+            None
+        }
+    }
 }
 
 /// The client's name for logs until reverse DNS lands with the resolver.
