@@ -381,3 +381,35 @@ pub fn is_alive(pid: u32) -> bool {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Makes `NAME.crt`/`NAME.key` in the site: self-signed, CN and
+/// subjectAltName NAME. `alg` is `rsa:2048`, `ec` or `ed25519`.
+pub fn make_cert(site: &Site, name: &str, alg: &str) {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-x509", "-nodes", "-days", "2", "-newkey"]);
+    match alg {
+        "ec" => cmd.args(["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
+        other => cmd.arg(other),
+    };
+    let out = cmd
+        .arg("-keyout")
+        .arg(site.path(&format!("{name}.key")))
+        .arg("-out")
+        .arg(site.path(&format!("{name}.crt")))
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn pki_lines(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("pki {n} cert \"{{dir}}/{n}.crt\"\npki {n} key \"{{dir}}/{n}.key\"\n"))
+        .collect()
+}

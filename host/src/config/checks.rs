@@ -1,5 +1,6 @@
 //! Checks that need the whole configuration: every name used is defined,
-//! pki entries are complete, filter chains are well formed.
+//! pki entries are complete, auth listeners name a credentials table,
+//! filter chains are well formed.
 
 use std::collections::HashSet;
 
@@ -53,6 +54,16 @@ impl Parser {
                 errors.push(ConfigError::new(
                     pki.origin.clone(),
                     ErrorKind::IncompletePki(pki.name.clone(), "key"),
+                ));
+            }
+        }
+        // The session side runs unprivileged and cannot read the system's
+        // password database, so credentials come from a table.
+        for l in &cfg.listeners {
+            if matches!(l.auth, AuthMode::Required(None) | AuthMode::Optional(None)) {
+                errors.push(ConfigError::new(
+                    l.origin.clone(),
+                    ErrorKind::AuthWithoutTable,
                 ));
             }
         }

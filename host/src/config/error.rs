@@ -58,6 +58,8 @@ pub enum ErrorKind {
     DuplicatePkiPart(String, &'static str),
     #[error("pki \"{0}\" has no {1}")]
     IncompletePki(String, &'static str),
+    #[error("auth needs a credentials table here (auth <table>): wasmtpd does not read the system password database")]
+    AuthWithoutTable,
     #[error("option \"{0}\" is only valid for relay actions")]
     RelayOnlyOption(String),
     #[error("option \"{0}\" is not valid for relay actions")]

@@ -109,7 +109,7 @@ fn listen_with_every_option() {
          tag IN hostname mx.example.org hostnames <names> filter f mask-src no-dsn proxy-v2 \
          received-auth senders <snd> masquerade protocols \"tlsv1.3\" ciphers \"HIGH\"\n\
          listen on 127.0.0.1 port smtps smtps\n\
-         listen on ::1 port submission tls auth-optional\n\
+         listen on ::1 port submission tls auth-optional <creds>\n\
          listen on socket\n\
          listen on mail.example.org inet4 smtps verify\n",
     );
@@ -141,7 +141,7 @@ fn listen_with_every_option() {
     let l = &c.listeners[2];
     assert_eq!(l.target, ListenTarget::Addr("::1".parse().unwrap()));
     assert_eq!((l.port, l.tls), (Some(587), TlsMode::StartTls));
-    assert_eq!(l.auth, AuthMode::Optional(None));
+    assert_eq!(l.auth, AuthMode::Optional(Some("creds".into())));
     assert_eq!(c.listeners[3].target, ListenTarget::Socket);
     assert_eq!(c.listeners[3].port, None);
     let l = &c.listeners[4];
@@ -688,13 +688,23 @@ fn legacy_virtual_lmtp_and_relay_via() {
 }
 
 #[test]
+fn auth_without_a_credentials_table_is_refused() {
+    let errs = errors("listen on lo auth\nlisten on lo port 587 auth-optional\n");
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("t.conf:1: auth needs a credentials table"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn legacy_other_forms() {
     let c = parse(
         "table src { 10.0.0.0/8 }\ntable snd { a@b.org }\ntable rcpt { c@d.org }\ntable creds { l = u:p }\n\
          pki mx certificate mx.crt\npki mx key mx.key\n\
          expire 3d\nmax-message-size 10M\nlimit mta inet4\nbounce-warn 1h, 4h\n\
          queue encryption key \"k\"\n\
-         listen on lo0 port 25 tls certificate mx auth mask-source\n\
+         listen on lo0 port 25 tls certificate mx auth <creds> mask-source\n\
          accept tagged ! Filtered from source <src> sender <snd> for recipient <rcpt> forward-only\n\
          accept from <src> for domain example.org deliver to maildir \"/var/mail/%{rcpt.user}\"\n\
          accept from \"192.0.2.1\" for ! local deliver to mda \"/usr/bin/procmail\" expire 1d\n\
@@ -717,7 +727,7 @@ fn legacy_other_forms() {
         (l.tls, l.pki.clone(), l.mask_src),
         (TlsMode::StartTls, vec!["mx".to_string()], true)
     );
-    assert_eq!(l.auth, AuthMode::Required(None));
+    assert_eq!(l.auth, AuthMode::Required(Some("creds".into())));
 
     assert_eq!(c.actions["legacy-rule-13"].method, Method::ForwardOnly);
     assert_eq!(
