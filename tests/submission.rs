@@ -156,7 +156,7 @@ fn swaks_tls_auth_relays() {
 fn unauthenticated_clients_cannot_send_through_submission() {
     let s = submission();
     let out = python(
-        &(r#"
+        r#"
 import smtplib, ssl, sys
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
@@ -165,7 +165,7 @@ s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
 s.starttls(context=ctx)
 s.ehlo("client.example")
 print(s.mail("alice@localhost"))
-"#),
+"#,
         &[&s.daemon.port.to_string()],
     );
     let text = String::from_utf8_lossy(&out.stdout);
