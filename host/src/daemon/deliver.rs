@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use crate::config::format::{self, FormatContext};
 use crate::config::model::{Action, Config, Method};
 use crate::envelope::{Envelope, EnvelopeKind, EvpId, LocalTarget};
-use crate::lka::resolve::Resolver;
+use crate::lka::resolve::{Refusal, Resolver};
 use crate::lka::rules::MatchContext;
 use crate::mailaddr::MailAddr;
 use crate::mda::{self, JobMethod, LocalJob, Outcome};
@@ -45,18 +45,8 @@ impl Deliver for Delivery {
         }
     }
 
-    async fn bounce(&self, failed: &Envelope) -> Vec<Envelope> {
-        match self.compose_bounce(failed).await {
-            Ok(envs) => envs,
-            Err(why) => {
-                warn!(
-                    "bounce: cannot bounce {} to <{}>: {why}",
-                    failed.id,
-                    sender_of(failed)
-                );
-                Vec::new()
-            }
-        }
+    async fn bounce(&self, failed: &Envelope) -> Result<Vec<Envelope>, String> {
+        self.compose_bounce(failed).await
     }
 
     fn method_name(&self, env: &Envelope) -> String {
@@ -200,11 +190,12 @@ impl Delivery {
         let Some(to) = failed.sender.clone() else {
             return Ok(Vec::new());
         };
-        let original = self
-            .queue
-            .read_message(failed.msgid())
-            .await
-            .map_err(|e| e.to_string())?;
+        let original = match self.queue.read_message(failed.msgid()).await {
+            Ok(m) => m,
+            // Unreadable for good: the bounce goes without the copy.
+            Err(crate::queue::QueueError::Corrupt { .. }) => Vec::new(),
+            Err(e) => return Err(e.to_string()),
+        };
         let now = chrono::Utc::now();
         let content = bounce::compose(&self.hostname, &[failed], &original, rand::random(), now);
         let ctx = MatchContext {
@@ -213,12 +204,23 @@ impl Delivery {
             local_domains: &self.local_domains,
             ..Default::default()
         };
-        let resolved = Resolver {
+        let resolved = match (Resolver {
             config: &self.config,
             tables: &self.tables,
-        }
+        })
         .resolve(&ctx)
-        .map_err(|e| e.to_string())?;
+        {
+            Ok(r) => r,
+            Err(refusal @ Refusal::Temporary(_)) => return Err(refusal.to_string()),
+            Err(refusal) => {
+                // Nowhere to send it, now or later: say so and let it go.
+                warn!(
+                    "bounce: no route for the bounce of {} to <{to}>: {refusal}",
+                    failed.id
+                );
+                return Ok(Vec::new());
+            }
+        };
         let msgid = self.queue.new_msgid();
         let ts = now.timestamp();
         let expire = ts + failed.expire.saturating_sub(failed.created).max(0);

@@ -6,7 +6,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -45,19 +45,23 @@ pub(crate) fn deliver_mbox_with(
 
     let deadline = Instant::now() + lock_wait;
     let _dotlock = lock::dotlock(path, deadline)?;
+    // Never through a symlink, never into a file with other names or
+    // another owner (mail.local's rules): whoever can write the spool
+    // directory must not be able to aim a delivery at another file.
     let mut file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| MdaError::io(format!("open {}", path.display()), e))?;
-    lock::write_lock(&file, path, deadline)?;
     let meta = file
         .metadata()
         .map_err(|e| MdaError::io(format!("stat {}", path.display()), e))?;
-    if !meta.is_file() {
+    if !meta.is_file() || meta.nlink() != 1 || meta.uid() != nix::unistd::geteuid().as_raw() {
         return Err(MdaError::NotAFile(path.to_path_buf()));
     }
+    lock::write_lock(&file, path, deadline)?;
     let original_len = meta.len();
 
     let written = file.write_all(&data).and_then(|()| file.sync_data());

@@ -307,11 +307,18 @@ impl LocalRunner {
     }
 
     pub async fn run(&self, job: LocalJob, content: Arc<Vec<u8>>) -> Outcome {
+        let euid = nix::unistd::geteuid().as_raw();
+        if job.uid == euid {
+            return deliver_here_with(job, content, self.syncer.clone()).await;
+        }
         match &self.pool {
-            Some(pool) if job.uid != nix::unistd::geteuid().as_raw() => {
-                pool.run(&job, &content).await
-            }
-            _ => deliver_here_with(job, content, self.syncer.clone()).await,
+            Some(pool) => pool.run(&job, &content).await,
+            // Root without a way to switch users must never deliver
+            // someone else's mail with its own rights.
+            None if euid == 0 => Outcome::TempFail(
+                "no mda worker pool: cannot switch to the recipient's user".into(),
+            ),
+            None => deliver_here_with(job, content, self.syncer.clone()).await,
         }
     }
 }

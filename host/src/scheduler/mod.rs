@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
-use crate::envelope::{Envelope, EvpId};
+use crate::envelope::{Envelope, EnvelopeKind, EvpId};
 pub use crate::mda::Outcome;
 use crate::queue::Queue;
 use backoff::Backoff;
@@ -27,8 +27,13 @@ pub trait Deliver: Send + Sync + 'static {
     /// One delivery attempt. Must not panic; errors are outcomes.
     fn deliver(&self, env: &Envelope) -> impl Future<Output = Outcome> + Send;
     /// Queue a bounce for `failed` (whose sender is not null); returns the
-    /// new envelopes, already committed, for the scheduler to run.
-    fn bounce(&self, failed: &Envelope) -> impl Future<Output = Vec<Envelope>> + Send;
+    /// new envelopes, already committed, for the scheduler to run. `Err`
+    /// means it could not be queued now (disk, lookups): the failed
+    /// envelope is kept and the bounce tried again later.
+    fn bounce(
+        &self,
+        failed: &Envelope,
+    ) -> impl Future<Output = Result<Vec<Envelope>, String>> + Send;
     /// Short name of the delivery method for logs (`maildir`, `mbox`, …).
     fn method_name(&self, env: &Envelope) -> String;
 }
@@ -201,7 +206,12 @@ struct Attempt<D> {
 impl<D: Deliver> Attempt<D> {
     async fn run(self, mut env: Envelope) {
         let id = env.id;
-        let outcome = self.deliver.deliver(&env).await;
+        let outcome = if env.kind == EnvelopeKind::Bounce {
+            // Failed for good already; only its bounce is still owed.
+            Outcome::PermFail(env.bounce_reason.clone().unwrap_or_default())
+        } else {
+            self.deliver.deliver(&env).await
+        };
         let now = now();
         env.tries += 1;
         env.last_try = now;
@@ -233,17 +243,38 @@ impl<D: Deliver> Attempt<D> {
             Outcome::PermFail(e) => {
                 env.last_error = Some(e.clone());
                 env.bounce_reason = Some(e);
-                if env.sender.is_some() {
-                    let bounces = self.deliver.bounce(&env).await;
-                    if !bounces.is_empty() {
-                        let _ = self.tx.send(Msg::Insert(bounces));
+                match self.bounce(&env).await {
+                    Ok(()) => {
+                        self.remove(id).await;
+                        None
+                    }
+                    Err(why) => {
+                        // The sender must hear of it: keep the envelope
+                        // until its bounce is safely queued.
+                        warn!("bounce: cannot queue the bounce for {id} yet: {why}");
+                        env.kind = EnvelopeKind::Bounce;
+                        env.next_try = now + self.backoff.delay(1).as_secs() as i64;
+                        if let Err(err) = self.queue.update_envelope(&env).await {
+                            warn!("queue: cannot update envelope {id}: {err}");
+                        }
+                        Some(env)
                     }
                 }
-                self.remove(id).await;
-                None
             }
         };
         let _ = self.tx.send(Msg::Finished(again.map(Box::new)));
+    }
+
+    /// Queues the bounce `env` owes its sender, if any (never for a bounce).
+    async fn bounce(&self, env: &Envelope) -> Result<(), String> {
+        if env.sender.is_none() {
+            return Ok(());
+        }
+        let bounces = self.deliver.bounce(env).await?;
+        if !bounces.is_empty() {
+            let _ = self.tx.send(Msg::Insert(bounces));
+        }
+        Ok(())
     }
 
     async fn remove(&self, id: EvpId) {

@@ -20,8 +20,8 @@ impl Deliver for NoDelivery {
     async fn deliver(&self, _env: &Envelope) -> Outcome {
         Outcome::TempFail("test".into())
     }
-    async fn bounce(&self, _failed: &Envelope) -> Vec<Envelope> {
-        Vec::new()
+    async fn bounce(&self, _failed: &Envelope) -> Result<Vec<Envelope>, String> {
+        Ok(Vec::new())
     }
     fn method_name(&self, _env: &Envelope) -> String {
         "none".into()

@@ -20,6 +20,9 @@ use crate::tls::{self, Stream};
 /// How long a TLS handshake may take before the session is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a reply may take to leave: RFC 5321 §4.5.3.2's 5 minutes.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Everything one listening socket needs.
 pub struct Listener {
     pub socket: TcpListener,
@@ -121,7 +124,9 @@ async fn run(
             }
         }
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
+            // A client that stops reading must not hold its slot forever.
+            let written = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await;
+            if !matches!(written, Ok(Ok(()))) {
                 break;
             }
             out.clear();
@@ -149,7 +154,7 @@ async fn run(
             }
         }
     }
-    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
     info!("smtp-in: Closing session {session_id}");
 }
 

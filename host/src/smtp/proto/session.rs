@@ -425,7 +425,9 @@ impl Session {
                 self.reject(r);
             }
             (Pending::Auth { user }, Decision::Accept(_)) => {
-                self.auth_user = Some(user);
+                // Credential tables match users case-insensitively (keys
+                // are lowercased); rules and logs see that one spelling.
+                self.auth_user = Some(user.to_lowercase());
                 self.write(&Reply::new(235, "2.7.0", "Authentication succeeded"));
             }
             (Pending::Auth { .. }, Decision::Reject(r)) => self.auth_failed(r),
