@@ -45,17 +45,28 @@ pub fn deliver_maildir_with(
     };
 
     let name = unique_name();
-    let tmp = folder.join("tmp").join(&name);
     let new_dir = folder.join("new");
     let new = new_dir.join(&name);
-
-    if let Err(e) = write_synced(&tmp, content) {
-        let _ = fs::remove_file(&tmp);
+    // `tmp/` and `new/` are opened through the folder as a capability
+    // (cap-std refuses any symlink that leads out of it) and the file is
+    // made inside them by name: a delivery (possibly as root, for root's
+    // own maildir) can never be steered into another directory by whoever
+    // can write the maildir.
+    let open_sub = |sub: &str| {
+        let folder_dir = cap_std::fs::Dir::open_ambient_dir(&folder, cap_std::ambient_authority())
+            .map_err(|e| MdaError::io(format!("{}", folder.display()), e))?;
+        folder_dir
+            .open_dir(sub)
+            .map_err(|e| MdaError::io(format!("{}/{sub}", folder.display()), e))
+    };
+    let (tmp_dir, new_fd) = (open_sub("tmp")?, open_sub("new")?);
+    if let Err(e) = write_synced(&tmp_dir, &name, content) {
+        let _ = tmp_dir.remove_file(&name);
         return Err(e);
     }
-    if let Err(e) = publish(&tmp, &new) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    if let Err(e) = publish(&tmp_dir, &new_fd, &name) {
+        let _ = tmp_dir.remove_file(&name);
+        return Err(MdaError::io(format!("link to {}", new.display()), e));
     }
     syncer
         .sync(&new_dir)
@@ -105,13 +116,13 @@ fn mark_subfolder(folder: &Path) -> Result<(), MdaError> {
     }
 }
 
-fn write_synced(path: &Path, content: &[u8]) -> Result<(), MdaError> {
-    let ctx = || path.display().to_string();
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+fn write_synced(dir: &cap_std::fs::Dir, name: &str, content: &[u8]) -> Result<(), MdaError> {
+    use cap_std::fs::OpenOptionsExt as _;
+    let ctx = || format!("tmp/{name}");
+    let mut opts = cap_std::fs::OpenOptions::new();
+    opts.write(true).create_new(true).mode(0o600);
+    let mut f = dir
+        .open_with(name, &opts)
         .map_err(|e| MdaError::io(format!("create {}", ctx()), e))?;
     f.write_all(content)
         .map_err(|e| MdaError::io(format!("write {}", ctx()), e))?;
@@ -119,12 +130,13 @@ fn write_synced(path: &Path, content: &[u8]) -> Result<(), MdaError> {
         .map_err(|e| MdaError::io(format!("fsync {}", ctx()), e))
 }
 
-/// Moves the finished file into `new/`. A hard link never replaces an
-/// existing file; file systems without hard links get a rename instead.
-fn publish(tmp: &Path, new: &Path) -> Result<(), MdaError> {
-    match fs::hard_link(tmp, new) {
+/// Moves the finished file from `tmp/` into `new/`. A hard link never
+/// replaces an existing file; file systems without hard links get a
+/// rename instead.
+fn publish(tmp: &cap_std::fs::Dir, new: &cap_std::fs::Dir, name: &str) -> io::Result<()> {
+    match tmp.hard_link(name, new, name) {
         Ok(()) => {
-            let _ = fs::remove_file(tmp);
+            let _ = tmp.remove_file(name);
             Ok(())
         }
         Err(e)
@@ -133,10 +145,9 @@ fn publish(tmp: &Path, new: &Path) -> Result<(), MdaError> {
                 Some(libc::EPERM | libc::ENOTSUP | libc::EXDEV)
             ) =>
         {
-            fs::rename(tmp, new)
-                .map_err(|e| MdaError::io(format!("rename to {}", new.display()), e))
+            tmp.rename(name, new, name)
         }
-        Err(e) => Err(MdaError::io(format!("link to {}", new.display()), e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -227,6 +238,24 @@ mod tests {
         assert!(time.bytes().all(|b| b.is_ascii_digit()));
         assert!(rest.starts_with('M') && rest.contains('P') && rest.contains('Q'));
         assert_eq!(escape_host("a/b:c"), "a\\057b\\072c");
+    }
+
+    #[test]
+    fn symlinked_tmp_or_new_cannot_redirect_the_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let md = dir.path().join("Maildir");
+        fs::create_dir(&md).unwrap();
+        fs::create_dir(md.join("cur")).unwrap();
+        std::os::unix::fs::symlink(&outside, md.join("tmp")).unwrap();
+        std::os::unix::fs::symlink(&outside, md.join("new")).unwrap();
+        assert!(deliver_maildir(&md, false, b"* * * * * root evil").is_err());
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            0,
+            "wrote through a symlink"
+        );
     }
 
     #[test]
