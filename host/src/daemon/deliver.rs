@@ -33,7 +33,8 @@ impl Deliver for Delivery {
             return Outcome::TempFail("relaying to other hosts is not available yet".into());
         }
         let Some(action) = self.config.actions.get(&env.action) else {
-            return Outcome::PermFail(format!("action \"{}\" no longer exists", env.action));
+            // A config edit may bring it back: never bounce for that.
+            return Outcome::TempFail(format!("action \"{}\" no longer exists", env.action));
         };
         let content = match self.queue.read_message(env.msgid()).await {
             Ok(c) => Arc::new(c),

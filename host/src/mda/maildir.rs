@@ -80,6 +80,17 @@ pub fn deliver_maildir_with(
 fn ensure_maildir(dir: &Path) -> Result<(), MdaError> {
     let mut builder = DirBuilder::new();
     builder.recursive(true).mode(0o700);
+    // The deepest folder that already exists: everything below it that we
+    // create must be made durable too, or a first delivery could vanish
+    // with its new folders in a crash after the queue forgot it.
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) => existing = p,
+            None => break,
+        }
+    }
+    let mut created = false;
     for sub in ["", "tmp", "new", "cur"] {
         let path = if sub.is_empty() {
             dir.to_path_buf()
@@ -96,6 +107,22 @@ fn ensure_maildir(dir: &Path) -> Result<(), MdaError> {
             Some(libc::ENOTDIR) | Some(libc::EEXIST) => MdaError::NotADirectory(path.clone()),
             _ => MdaError::io(format!("mkdir {}", path.display()), e),
         })?;
+        created = true;
+    }
+    if created {
+        let mut d = dir;
+        loop {
+            fs::File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| MdaError::io(format!("fsync {}", d.display()), e))?;
+            if d == existing {
+                break;
+            }
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
     }
     Ok(())
 }

@@ -117,7 +117,10 @@ impl WorkerPool {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Outcome::TempFail("mda worker exited during the delivery".into()),
             Err(_) => {
+                // A late success after this answer would deliver twice:
+                // stop the worker (its other jobs are retried).
                 forget(&worker.waiting, id);
+                let _ = lock(&worker.child).start_kill();
                 Outcome::TempFail("mda worker timed out".into())
             }
         }

@@ -30,18 +30,19 @@ const MAX_CONCURRENT: usize = 64;
 ///   an absolute path without `..`, and an mbox only as a system mailbox
 ///   directly in `/var/mail`: root never appends to a file of the peer's
 ///   choosing (`/root/.ssh/authorized_keys` would be one).
-/// - Group root (gid 0) with another uid is refused: it would hand a
-///   user (perhaps the daemon's own) the files group root may write.
+/// - Group root (gid 0) or another group that amounts to root (disk,
+///   shadow, sudo, docker, …) is refused for every uid: it would hand a
+///   user (perhaps the daemon's own) what those groups may do.
 pub fn admit(job: &LocalJob) -> Result<(), Outcome> {
     let refuse = |why: &str| Err(Outcome::PermFail(format!("not delivering as root: {why}")));
     if job.uid != 0 {
-        return match job.gid {
-            0 => Err(Outcome::PermFail(format!(
-                "not delivering as uid {} with group root",
-                job.uid
-            ))),
-            _ => Ok(()),
-        };
+        if job.gid == 0 || privileged_group(job.gid) {
+            return Err(Outcome::PermFail(format!(
+                "not delivering as uid {} with the privileged group {}",
+                job.uid, job.gid
+            )));
+        }
+        return Ok(());
     }
     match &job.method {
         JobMethod::Command { .. } => refuse("MDA commands never run as root"),
@@ -55,6 +56,26 @@ pub fn admit(job: &LocalJob) -> Result<(), Outcome> {
         }
         JobMethod::Maildir { .. } | JobMethod::Mbox { .. } => Ok(()),
     }
+}
+
+/// Groups that amount to root on most systems (raw disks, password
+/// hashes, sudo, container daemons): no delivery ever runs with them,
+/// whatever a userbase table says.
+fn privileged_group(gid: u32) -> bool {
+    const NAMES: &[&str] = &[
+        "shadow",
+        "disk",
+        "sudo",
+        "wheel",
+        "adm",
+        "docker",
+        "kmem",
+        "lxd",
+        "systemd-journal",
+    ];
+    NAMES.iter().any(
+        |name| matches!(nix::unistd::Group::from_name(name), Ok(Some(g)) if g.gid.as_raw() == gid),
+    )
 }
 
 fn plain_absolute(path: &Path) -> bool {
@@ -139,6 +160,17 @@ mod tests {
 
     fn mbox(p: &str) -> JobMethod {
         JobMethod::Mbox { path: p.into() }
+    }
+
+    #[test]
+    fn privileged_groups_are_refused_for_everyone() {
+        let Ok(Some(disk)) = nix::unistd::Group::from_name("disk") else {
+            return;
+        };
+        let mut j = job(65534, maildir("/var/mail/x"));
+        assert!(admit(&j).is_ok());
+        j.gid = disk.gid.as_raw();
+        assert!(admit(&j).is_err());
     }
 
     #[test]

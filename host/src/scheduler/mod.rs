@@ -190,7 +190,17 @@ impl<D: Deliver> Scheduler<D> {
                 tx: self.tx.clone(),
             };
             let span = tracing::info_span!("delivery", evpid = %id);
-            tokio::spawn(attempt.run(env).instrument(span));
+            let (tx, backoff, mut retry) = (self.tx.clone(), self.opts.backoff, env.clone());
+            let task = tokio::spawn(attempt.run(env).instrument(span));
+            tokio::spawn(async move {
+                // A delivery that panicked never reported back: give its
+                // slot back and try the envelope again later.
+                if task.await.is_err() {
+                    warn!("delivery: attempt for {id} crashed; retrying later");
+                    retry.next_try = now + backoff.delay(retry.tries.max(1)).as_secs() as i64;
+                    let _ = tx.send(Msg::Finished(Some(Box::new(retry))));
+                }
+            });
         }
     }
 }
@@ -232,6 +242,8 @@ impl<D: Deliver> Attempt<D> {
                 env.next_try = now + self.backoff.delay(env.tries).as_secs() as i64;
                 match self.queue.update_envelope(&env).await {
                     Ok(()) => Some(env),
+                    // Removed meanwhile (wasmtpctl remove): nothing to retry.
+                    Err(crate::queue::QueueError::NotFound(_)) => None,
                     Err(err) => {
                         // The on-disk envelope still holds the previous
                         // state; keep trying from memory.
