@@ -80,7 +80,7 @@ pub(crate) fn decode_set(
 pub(crate) enum Shape {
     /// Prefix and size agree: the envelope set is `set_len` bytes.
     Complete { set_len: usize },
-    /// Shorter or longer than announced: a write cut short by a crash.
+    /// Shorter than announced: a write cut short by a crash.
     Incomplete,
 }
 
@@ -101,8 +101,14 @@ pub(crate) fn shape(head: &[u8], file_len: u64) -> Result<Shape, String> {
     let expected = (PREFIX_LEN as u64)
         .checked_add(set_len)
         .and_then(|n| n.checked_add(u64::from_be_bytes(c)));
-    if expected != Some(file_len) {
-        return Ok(Shape::Incomplete);
+    match expected {
+        // Shorter than announced: a write cut short by a crash, never
+        // acknowledged.
+        Some(n) if file_len < n => return Ok(Shape::Incomplete),
+        Some(n) if file_len == n => {}
+        // Longer, or a prefix no write produces: damage, not a crash.
+        // Kept aside for inspection rather than deleted.
+        _ => return Err("bundle longer than its prefix announces".into()),
     }
     Ok(Shape::Complete {
         set_len: set_len as usize,
