@@ -73,9 +73,17 @@ fn privileged_group(gid: u32) -> bool {
         "lxd",
         "systemd-journal",
     ];
-    NAMES.iter().any(
-        |name| matches!(nix::unistd::Group::from_name(name), Ok(Some(g)) if g.gid.as_raw() == gid),
-    )
+    // Looked up once: the group file is read per name, and this runs for
+    // every delivery.
+    static GIDS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    GIDS.get_or_init(|| {
+        NAMES
+            .iter()
+            .filter_map(|name| nix::unistd::Group::from_name(name).ok().flatten())
+            .map(|g| g.gid.as_raw())
+            .collect()
+    })
+    .contains(&gid)
 }
 
 fn plain_absolute(path: &Path) -> bool {
