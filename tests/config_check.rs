@@ -48,15 +48,7 @@ fn bad_line_names_file_and_line() {
 fn daemon_refuses_to_start_on_a_bad_file() {
     let site = Site::new();
     site.config("listen on 127.0.0.1 port {port}\nfrobnicate everything\n");
-    let out = Command::new(BIN)
-        .args(["-d", "-f"])
-        .arg(site.path("smtpd.conf"))
-        .arg("--spool")
-        .arg(site.path("spool"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = site.refused_start();
     assert!(err.contains("smtpd.conf:2:"), "{err}");
 }
 

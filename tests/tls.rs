@@ -273,19 +273,6 @@ except (ssl.SSLError, smtplib.SMTPException, OSError) as e:
     wait_maildir(&site.path("mail/bob/Maildir"), 1);
 }
 
-/// Starts the daemon expecting it to refuse; returns its stderr.
-fn refused_start(site: &Site) -> String {
-    let out = Command::new(BIN)
-        .args(["-d", "-f"])
-        .arg(site.path("smtpd.conf"))
-        .arg("--spool")
-        .arg(site.path("spool"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "the daemon started");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 #[test]
 fn missing_key_file_stops_startup_naming_the_pki() {
     let site = Site::new();
@@ -295,7 +282,7 @@ fn missing_key_file_stops_startup_naming_the_pki() {
         "listen on 127.0.0.1 port {{port}} tls pki localhost\n{}",
         pki_lines(&["localhost"])
     ));
-    let err = refused_start(&site);
+    let err = site.refused_start();
     assert!(err.contains("smtpd.conf:2: pki \"localhost\""), "{err}");
     assert!(err.contains("localhost.key"), "{err}");
 }
@@ -309,7 +296,7 @@ fn mismatched_key_stops_startup() {
         "pki localhost cert \"{dir}/localhost.crt\"\npki localhost key \"{dir}/other.key\"\n\
          listen on 127.0.0.1 port {port} smtps pki localhost\n",
     );
-    let err = refused_start(&site);
+    let err = site.refused_start();
     assert!(err.contains("smtpd.conf:1: pki \"localhost\""), "{err}");
     assert!(err.contains("does not match"), "{err}");
 }

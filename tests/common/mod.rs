@@ -108,6 +108,19 @@ match from any for local action "md"
         p
     }
 
+    /// Starts the daemon expecting it to refuse; returns its stderr.
+    pub fn refused_start(&self) -> String {
+        let out = Command::new(BIN)
+            .args(["-d", "-f"])
+            .arg(self.path("smtpd.conf"))
+            .arg("--spool")
+            .arg(self.path("spool"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the daemon started");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+
     /// Starts the daemon with this site's config and spool.
     pub fn start(&self, extra: &[&str]) -> Daemon {
         let mut args: Vec<String> = vec![
