@@ -64,5 +64,5 @@ fn bare_lf_in_commands_is_refused() {
     let mut s = Raw::connect(d.port);
     s.send(b"EHLO x\n");
     let r = s.read_reply();
-    assert!(r.starts_with("500 5.5.2"), "{r}");
+    assert!(r.starts_with("521 5.5.2"), "{r}");
 }

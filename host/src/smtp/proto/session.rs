@@ -562,12 +562,22 @@ impl Session {
             LineStatus::Bad { error, consumed } => {
                 self.pos += consumed;
                 if self.count_command(None) {
-                    let text = match error {
-                        LineError::TooLong => "Line too long",
-                        LineError::BareLf => "Bare LF received: lines must end with CRLF",
-                        LineError::BareCr => "Bare CR received: lines must end with CRLF",
-                    };
-                    self.error(Reply::new(500, "5.5.2", text));
+                    match error {
+                        LineError::TooLong => self.error(Reply::new(500, "5.5.2", "Line too long")),
+                        // Where this line ends is ambiguous: a hop before us
+                        // may have seen one command where we would see two.
+                        // Stop here, as Postfix's smtpd_forbid_bare_newline.
+                        LineError::BareLf => self.close_with(Reply::new(
+                            521,
+                            "5.5.2",
+                            "Bare LF received: lines must end with CRLF",
+                        )),
+                        LineError::BareCr => self.close_with(Reply::new(
+                            521,
+                            "5.5.2",
+                            "Bare CR received: lines must end with CRLF",
+                        )),
+                    }
                 }
                 true
             }

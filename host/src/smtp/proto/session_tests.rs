@@ -799,19 +799,21 @@ fn pipelined_commands_after_message_in_same_feed() {
 
 #[test]
 fn bare_lf_and_cr_in_commands() {
+    // The command is not run and the session ends (Postfix's
+    // smtpd_forbid_bare_newline): nothing after it is read as commands.
+    for (input, which) in [(&b"NOOP\nNOOP\r\n"[..], "LF"), (b"NOOP\rNOOP\r\n", "CR")] {
+        let mut c = ehlo(config());
+        assert_eq!(
+            c.send(input),
+            format!("521 5.5.2 Bare {which} received: lines must end with CRLF\r\n")
+        );
+        assert!(c.s.is_closed());
+    }
+    // A bare LF never completes a command, even split across feeds.
     let mut c = ehlo(config());
     assert_eq!(
-        c.send(b"NOOP\nNOOP\r\n"),
-        "500 5.5.2 Bare LF received: lines must end with CRLF\r\n250 2.0.0 Ok\r\n"
-    );
-    assert_eq!(
-        c.send(b"NOOP\rNOOP\r\n"),
-        "500 5.5.2 Bare CR received: lines must end with CRLF\r\n250 2.0.0 Ok\r\n"
-    );
-    // A bare LF never completes a command, even split across feeds.
-    assert_eq!(
         c.send(b"MAIL FROM:<a@b.org>\n"),
-        "500 5.5.2 Bare LF received: lines must end with CRLF\r\n"
+        "521 5.5.2 Bare LF received: lines must end with CRLF\r\n"
     );
     assert!(c.s.transaction().is_none());
 }
@@ -925,7 +927,7 @@ MAIL FROM:<a@b.org>\r\n\
 RCPT TO:<c@example.org>\r\n\
 BDAT 7\r\n\
 chunk1\n\
-BDAT 8\r\n\
+BDAT 9\r\n\
 \r\nchunk\r\n\
 BDAT 0 LAST\r\n\
 BOGUS\r\n\
@@ -947,9 +949,17 @@ fn byte_at_a_time_equals_bulk() {
     }
     assert!(bulk.closed());
     // "chunk1\n" has a bare LF: the BDAT message is refused at LAST.
-    assert!(bulk
-        .transcript()
-        .contains("550 5.5.2 Message contains bare CR or LF characters\r\n"));
+    assert!(
+        bulk.transcript().contains("521 5.5.2 Bare LF received"),
+        "{}",
+        bulk.transcript()
+    );
+    assert!(
+        bulk.transcript()
+            .contains("550 5.5.2 Message contains bare CR or LF characters\r\n"),
+        "{}",
+        bulk.transcript()
+    );
     assert_eq!(bulk.messages(), vec![b"line1\r\n.dotted\r\n\r\n".to_vec()]);
 }
 
