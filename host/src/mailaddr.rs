@@ -106,9 +106,10 @@ fn valid_local(local: &str) -> bool {
 }
 
 fn valid_domain(domain: &str) -> bool {
-    if domain.starts_with('[') {
-        // address literal: [1.2.3.4] or [IPv6:...]
-        return domain.ends_with(']') && domain.len() > 2;
+    if let Some(inner) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        // Address literal, [1.2.3.4] or [IPv6:...]: RFC 5321's dcontent
+        // (printable ASCII but `[`, `\`, `]`), so nothing odd reaches logs.
+        return !inner.is_empty() && inner.bytes().all(|b| matches!(b, 33..=90 | 94..=126));
     }
     domain.split('.').all(|label| {
         !label.is_empty()
@@ -142,6 +143,8 @@ mod tests {
         assert_eq!(MailAddr::parse("a@b..org"), Err(AddrError::BadDomain));
         assert_eq!(MailAddr::parse("a b@b.org"), Err(AddrError::BadChar));
         assert_eq!(MailAddr::parse("a;id@b.org"), Err(AddrError::BadChar));
+        assert_eq!(MailAddr::parse("a@[\x1b[2Jx]"), Err(AddrError::BadDomain));
+        assert_eq!(MailAddr::parse("a@[1.2.3.4 ]"), Err(AddrError::BadDomain));
     }
 
     #[test]
