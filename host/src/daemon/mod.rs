@@ -156,6 +156,8 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
     });
 
     let sessions = Arc::new(Semaphore::new(config.smtp.max_sessions));
+
+    let per_client = crate::smtp::limits::PerClient::new(crate::smtp::limits::DEFAULT_PER_CLIENT);
     for bound in listeners {
         let Some(l) = config.listeners.get(bound.index) else {
             continue;
@@ -209,7 +211,12 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
                 .map(tokio_rustls::TlsAcceptor::from),
             smtps: l.tls == TlsMode::Smtps,
         };
-        tokio::spawn(server::serve(listener, services.clone(), sessions.clone()));
+        tokio::spawn(server::serve(
+            listener,
+            services.clone(),
+            sessions.clone(),
+            per_client.clone(),
+        ));
     }
     info!("wasmtpd: ready");
     wait_for_shutdown().await;

@@ -41,7 +41,8 @@ impl MatchContext<'_> {
     }
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
+/// Loopback, also as an IPv4-mapped IPv6 address.
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {

@@ -2,6 +2,7 @@
 //! its events (`inbound`) and the tokio driver (`server`).
 
 pub mod inbound;
+pub mod limits;
 pub mod proto;
 pub mod server;
 

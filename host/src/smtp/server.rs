@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn, Instrument};
 
 use crate::smtp::inbound::{Inbound, ListenerInfo};
+use crate::smtp::limits::PerClient;
 use crate::smtp::proto::{Output, Session, SessionConfig};
 use crate::smtp::Services;
 use crate::tls::{self, Stream};
@@ -36,7 +37,12 @@ pub struct Listener {
 
 /// Accepts connections forever; each runs as its own task. `sessions`
 /// bounds the sessions across all listeners.
-pub async fn serve(listener: Listener, services: Arc<Services>, sessions: Arc<Semaphore>) {
+pub async fn serve(
+    listener: Listener,
+    services: Arc<Services>,
+    sessions: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+) {
     loop {
         let (stream, peer) = match listener.socket.accept().await {
             Ok(conn) => conn,
@@ -47,10 +53,14 @@ pub async fn serve(listener: Listener, services: Arc<Services>, sessions: Arc<Se
                 continue;
             }
         };
+        let Some(client_slot) = per_client.try_acquire(peer.ip()) else {
+            tokio::spawn(refuse(stream, TOO_MANY_FROM_YOU));
+            continue;
+        };
         let permit = match sessions.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                tokio::spawn(refuse_busy(stream));
+                tokio::spawn(refuse(stream, TOO_MANY));
                 continue;
             }
         };
@@ -64,7 +74,7 @@ pub async fn serve(listener: Listener, services: Arc<Services>, sessions: Arc<Se
             smtps: listener.smtps,
         };
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, client_slot);
             let session_id = format!("{:016x}", rand::random::<u64>());
             let span = tracing::info_span!("session", id = %session_id);
             run(stream, peer, services, session_cfg, info, tls, session_id)
@@ -74,10 +84,11 @@ pub async fn serve(listener: Listener, services: Arc<Services>, sessions: Arc<Se
     }
 }
 
-async fn refuse_busy(mut stream: TcpStream) {
-    let _ = stream
-        .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
-        .await;
+const TOO_MANY: &[u8] = b"421 4.3.2 Too many connections, try again later\r\n";
+const TOO_MANY_FROM_YOU: &[u8] = b"421 4.7.0 Too many connections from your address\r\n";
+
+async fn refuse(mut stream: TcpStream, reply: &'static [u8]) {
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(reply)).await;
 }
 
 /// A listener's TLS side, as one session sees it.
