@@ -168,7 +168,11 @@ impl Daemon {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // Ports are bound before privileges are dropped, so a connect
+            // can succeed before the daemon runs: wait for its word too.
+            if self.log().contains("wasmtpd: ready")
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
