@@ -189,54 +189,48 @@ with smtplib.SMTP('127.0.0.1', int(sys.argv[1])) as s:
 /// A CA and a client certificate it signed: `ca.crt`, `client.crt/.key`.
 fn make_client_ca(site: &Site) {
     make_cert(site, "ca", "ec");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(site.path(""))
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-new",
-        "-nodes",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/CN=client.example",
-    ]);
+    openssl(
+        site,
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=client.example",
+        ],
+    );
     site.write(
         "client.ext",
         "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
     );
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        "client.crt",
-        "-extfile",
-        "client.ext",
-    ]);
+    openssl(
+        site,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "client.crt",
+            "-extfile",
+            "client.ext",
+        ],
+    );
 }
 
 #[test]

@@ -402,24 +402,29 @@ pub fn is_root() -> bool {
 /// Makes `NAME.crt`/`NAME.key` in the site: self-signed, CN and
 /// subjectAltName NAME. `alg` is `rsa:2048`, `ec` or `ed25519`.
 pub fn make_cert(site: &Site, name: &str, alg: &str) {
-    let mut cmd = Command::new("openssl");
-    cmd.args(["req", "-x509", "-nodes", "-days", "2", "-newkey"]);
+    let mut args = vec!["req", "-x509", "-nodes", "-days", "2", "-newkey"];
     match alg {
-        "ec" => cmd.args(["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
-        other => cmd.arg(other),
-    };
-    let out = cmd
-        .arg("-keyout")
-        .arg(site.path(&format!("{name}.key")))
-        .arg("-out")
-        .arg(site.path(&format!("{name}.crt")))
-        .args(["-subj", &format!("/CN={name}")])
-        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        "ec" => args.extend(["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
+        other => args.push(other),
+    }
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let (subj, san) = (format!("/CN={name}"), format!("subjectAltName=DNS:{name}"));
+    args.extend([
+        "-keyout", &key, "-out", &crt, "-subj", &subj, "-addext", &san,
+    ]);
+    openssl(site, &args);
+}
+
+/// Runs the openssl command line tool in the site's folder; it must succeed.
+pub fn openssl(site: &Site, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(site.path(""))
         .output()
         .expect("openssl");
     assert!(
         out.status.success(),
-        "{}",
+        "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -162,20 +162,18 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         let Some(l) = config.listeners.get(bound.index) else {
             continue;
         };
+        // Error and AUTH-failure limits keep the protocol's defaults.
         let session_cfg = Arc::new(SessionConfig {
-            hostname: l.hostname.clone().unwrap_or_else(|| hostname.clone()),
             max_message_size: config.smtp.max_message_size,
             max_rcpt: config.smtp.max_rcpt,
             max_mails: config.smtp.max_mails,
             max_commands: config.smtp.max_commands,
-            max_errors: 10,
             starttls: matches!(l.tls, TlsMode::StartTls | TlsMode::StartTlsRequire),
             tls_required: l.tls == TlsMode::StartTlsRequire,
             dsn: !l.no_dsn,
             auth: !matches!(l.auth, AuthMode::None),
             auth_required: matches!(l.auth, AuthMode::Required(_)),
-            auth_plaintext: false,
-            max_auth_failures: 3,
+            ..SessionConfig::new(l.hostname.clone().unwrap_or_else(|| hostname.clone()))
         });
         let info = Arc::new(ListenerInfo {
             hostname: session_cfg.hostname.clone(),

@@ -4,20 +4,14 @@
 use super::*;
 
 fn config() -> SessionConfig {
+    // Small limits so the tests can reach them.
     SessionConfig {
-        hostname: "mx.example.org".into(),
         max_message_size: 1000,
         max_rcpt: 3,
         max_mails: 2,
         max_commands: 100,
-        max_errors: 10,
         starttls: true,
-        tls_required: false,
-        dsn: true,
-        auth: false,
-        auth_required: false,
-        auth_plaintext: false,
-        max_auth_failures: 3,
+        ..SessionConfig::new("mx.example.org")
     }
 }
 
