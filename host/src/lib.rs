@@ -10,7 +10,9 @@
 pub mod auth;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod envelope;
+pub mod filter;
 pub mod lka;
 pub mod log;
 pub mod mailaddr;

@@ -40,6 +40,9 @@ struct Cli {
     /// Shortest retry delay in seconds (testing and small sites).
     #[arg(long, hide = true, value_name = "SECS")]
     retry_min: Option<u64>,
+    /// The name server to use instead of /etc/resolv.conf's (testing).
+    #[arg(long, hide = true, value_name = "IP:PORT")]
+    nameserver: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -173,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 spool,
                 scheduler: sched,
                 runner,
+                nameserver: cli.nameserver,
             },
         )
         .await

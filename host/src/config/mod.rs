@@ -6,6 +6,7 @@
 mod action;
 mod checks;
 mod cursor;
+mod filter;
 pub mod error;
 pub mod format;
 mod legacy;
@@ -20,6 +21,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use format::{FormatContext, FormatError};
+pub use filter::BUNDLED_FILTERS;
 pub use model::*;
 
 /// Reads `path`; `include "file"` and relative table, certificate and key

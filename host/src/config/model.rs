@@ -288,9 +288,75 @@ pub struct FilterDef {
 pub enum FilterKind {
     /// `filter NAME chain { a, b }`
     Chain(Vec<String>),
+    /// `filter NAME wasm "/path/f.wasm" [options] [key value …]`, or a
+    /// bundled component: `filter NAME dnsbl|regex|spamscore …`.
+    Wasm(Box<WasmFilter>),
     /// `filter NAME proc NAME` / `proc-exec "cmd"` and anything else:
     /// the words after the name, kept for the filter engine.
     Other(Vec<String>),
+}
+
+/// Where a wasm filter's component comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WasmSource {
+    Path(PathBuf),
+    /// One of the components built into wasmtpd (`dnsbl`, `regex`,
+    /// `spamscore`).
+    Bundled(String),
+}
+
+/// What a filter that traps or runs out of budget costs the session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// 421 4.7.0 and the session ends: the client retries later.
+    #[default]
+    Tempfail,
+    /// 554 5.7.0 for the command; the session goes on.
+    Reject,
+    /// As if the filter had said proceed (fail open).
+    Proceed,
+}
+
+/// A wasm filter's definition. Limits left out take the engine's
+/// defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasmFilter {
+    pub source: WasmSource,
+    /// Fuel for one call (one phase, one batch of lines).
+    pub fuel: Option<u64>,
+    /// Fuel for the whole session.
+    pub session_fuel: Option<u64>,
+    /// Cap on the instance's linear memory, bytes.
+    pub memory: Option<u64>,
+    /// Wall-clock deadline for one call.
+    pub timeout: Option<Duration>,
+    pub on_error: OnError,
+    /// `allow dns`: the `host-dns` import answers.
+    pub allow_dns: bool,
+    /// `allow kv`: the `host-kv` import answers.
+    pub allow_kv: bool,
+    /// DNS queries per session (`dns-queries N`).
+    pub dns_queries: Option<u32>,
+    /// The remaining `key value` pairs, in order: the filter's own
+    /// configuration (`host-config`).
+    pub params: Vec<(String, String)>,
+}
+
+impl WasmFilter {
+    pub fn new(source: WasmSource) -> WasmFilter {
+        WasmFilter {
+            source,
+            fuel: None,
+            session_fuel: None,
+            memory: None,
+            timeout: None,
+            on_error: OnError::default(),
+            allow_dns: false,
+            allow_kv: false,
+            dns_queries: None,
+            params: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

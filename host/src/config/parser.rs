@@ -400,41 +400,6 @@ impl Parser {
         Ok(())
     }
 
-    fn filter(&mut self, c: &mut Cursor) -> Result<(), ConfigError> {
-        let origin = c.origin();
-        let name = c.string("a filter name")?;
-        let kind = if c.eat_kw("chain") {
-            let members = self.brace_list(c)?;
-            c.expect_end()?;
-            FilterKind::Chain(members)
-        } else {
-            if c.at_end() {
-                return Err(c.syntax("proc, proc-exec, chain or phase"));
-            }
-            let words = c.rest_as_words();
-            for w in &words {
-                if let Some(t) = w.strip_prefix('<').and_then(|w| w.strip_suffix('>')) {
-                    self.refer(RefKind::Table, t, origin.clone());
-                }
-            }
-            FilterKind::Other(words)
-        };
-        if let Some(prev) = self.config.filters.get(&name) {
-            return Err(ConfigError::new(
-                origin,
-                ErrorKind::Duplicate {
-                    what: "filter",
-                    name,
-                    previous: prev.origin.to_string(),
-                },
-            ));
-        }
-        self.config
-            .filters
-            .insert(name.clone(), FilterDef { name, kind, origin });
-        Ok(())
-    }
-
     pub fn queue(&mut self, c: &mut Cursor) -> Result<(), ConfigError> {
         if c.eat_kw("compression") {
             self.config.queue.compression = true;

@@ -41,6 +41,10 @@ pub enum DaemonError {
     Tls(#[from] crate::tls::TlsError),
     #[error("no listener could be started")]
     NoListener,
+    #[error(transparent)]
+    Filter(#[from] crate::filter::FilterError),
+    #[error("resolver: {0}")]
+    Dns(#[from] crate::dns::DnsError),
 }
 
 pub struct DaemonOptions {
@@ -49,6 +53,8 @@ pub struct DaemonOptions {
     pub scheduler: SchedulerOptions,
     /// How local deliveries run: here, or through the root broker.
     pub runner: JobRunner,
+    /// The one name server to ask instead of /etc/resolv.conf's.
+    pub nameserver: Option<std::net::SocketAddr>,
 }
 
 /// What [`prepare`] readies before the runtime starts.
@@ -58,6 +64,8 @@ pub struct Prepared {
     pub listeners: Vec<listen::Bound>,
     /// TLS settings per `config.listeners` entry (None: plain).
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// The wasm filters' components, read while we may still be root.
+    pub filters: Vec<crate::filter::Source>,
 }
 
 /// The system's hostname, lowercase, as announced when a listener has none.
@@ -83,6 +91,7 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
     })?;
     let default_hostname = config.hostname.clone().unwrap_or_else(system_hostname);
     let tls = crate::tls::build_listeners(&config, &default_hostname)?;
+    let filters = crate::filter::read_sources(&config);
     let listeners = listen::bind_all(&config)?;
     if listeners.is_empty() {
         return Err(DaemonError::NoListener);
@@ -92,6 +101,7 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
         tables: Arc::new(tables),
         listeners,
         tls,
+        filters,
     })
 }
 
@@ -102,6 +112,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         tables,
         listeners,
         tls,
+        filters,
     } = prepared;
     let hostname = config.hostname.clone().unwrap_or_else(system_hostname);
 
@@ -137,6 +148,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
     }
     local_domains.dedup();
 
+    let filters = start_filters(&config, filters, &opts)?;
     let delivery = Arc::new(deliver::Delivery {
         config: config.clone(),
         tables: tables.clone(),
@@ -153,6 +165,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         queue,
         scheduler,
         local_domains,
+        filters: filters.clone(),
     });
 
     let sessions = Arc::new(Semaphore::new(config.smtp.max_sessions));
@@ -186,6 +199,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
             senders: l.senders.clone(),
             masquerade: l.masquerade,
             auth_failure_delay: AUTH_FAILURE_DELAY,
+            filter: l.filter.clone(),
         });
         let addr = bound.addr;
         let adopt = bound
@@ -217,9 +231,68 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         ));
     }
     info!("wasmtpd: ready");
+    if let Some(registry) = filters {
+        tokio::spawn(reload_on_sighup(registry));
+    }
     wait_for_shutdown().await;
     info!("wasmtpd: shutting down");
     Ok(())
+}
+
+/// Compiles the configured filters, if any listener uses one. Compiled
+/// code is cached under the spool, so a restart does not recompile.
+fn start_filters(
+    config: &Config,
+    sources: Vec<crate::filter::Source>,
+    opts: &DaemonOptions,
+) -> Result<Option<Arc<crate::filter::Registry>>, DaemonError> {
+    use crate::filter::{EngineOptions, FilterEngine, Registry};
+    if config.filters.is_empty() {
+        return Ok(None);
+    }
+    let chain_len = config.filters.len().max(1);
+    let max_instances = config
+        .smtp
+        .max_sessions
+        .saturating_mul(chain_len)
+        .clamp(16, 10_000) as u32;
+    let engine = FilterEngine::new(EngineOptions {
+        max_instances,
+        cache_dir: Some(opts.spool.join("filter-cache")),
+    })?;
+    let wants_dns = sources.iter().any(|s| s.def.allow_dns);
+    let dns = if wants_dns {
+        Some(Arc::new(crate::dns::Dns::new(opts.nameserver)?))
+    } else {
+        None
+    };
+    let registry = Registry::new(config, sources, engine, dns)?;
+    for name in registry.current().filters.keys() {
+        info!("filter {name}: loaded");
+    }
+    Ok(Some(Arc::new(registry)))
+}
+
+/// SIGHUP re-reads and recompiles the filters' components: sessions that
+/// connect afterwards use the new code, sessions in flight finish on the
+/// old one, and a component that fails to load leaves the old running.
+async fn reload_on_sighup(registry: Arc<crate::filter::Registry>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("filter: cannot handle SIGHUP; filters will not reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!("filter: SIGHUP: reloading filters");
+        let r = registry.clone();
+        match tokio::task::spawn_blocking(move || r.reload()).await {
+            Ok((replaced, failures)) => info!(
+                "filter: reload done: {replaced} replaced, {} failed",
+                failures.len()
+            ),
+            Err(e) => warn!("filter: reload crashed: {e}"),
+        }
+    }
 }
 
 async fn wait_for_shutdown() {

@@ -123,9 +123,11 @@ impl Broker {
                 other => return other,
             }
         });
-        let (Ok(mut term), Ok(mut int)) =
-            (on(SignalKind::terminate()), on(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            on(SignalKind::terminate()),
+            on(SignalKind::interrupt()),
+            on(SignalKind::hangup()),
+        ) else {
             error!("privsep: cannot handle signals; stopping the daemon");
             let _ = signal::kill(child, Signal::SIGTERM);
             return status_code(exited.await);
@@ -135,6 +137,8 @@ impl Broker {
                 status = &mut exited => return status_code(status),
                 _ = term.recv() => { let _ = signal::kill(child, Signal::SIGTERM); }
                 _ = int.recv() => { let _ = signal::kill(child, Signal::SIGINT); }
+                // Reloading filters is the daemon's business.
+                _ = hup.recv() => { let _ = signal::kill(child, Signal::SIGHUP); }
             }
         }
     }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::auth;
+use crate::filter::{Phase, Report, SessionFilters};
+use filters::{invalid_rewrite, rewritten_address};
 
 use crate::envelope::{DsnParams, Envelope, EnvelopeKind, EvpId, MsgId};
 use crate::lka::resolve::{Resolved, Resolver};
@@ -38,6 +40,8 @@ pub struct ListenerInfo {
     /// Delay before answering a failed AUTH, times the session's failures
     /// so far: what slows a password guesser down.
     pub auth_failure_delay: Duration,
+    /// `filter NAME`: the filter or chain sessions run.
+    pub filter: Option<String>,
 }
 
 /// OpenSMTPD-like pace for password guessers: 1 s, 2 s, 3 s...
@@ -54,6 +58,7 @@ impl ListenerInfo {
             senders: None,
             masquerade: false,
             auth_failure_delay: AUTH_FAILURE_DELAY,
+            filter: None,
         }
     }
 }
@@ -71,6 +76,8 @@ struct Transaction {
     sender: Option<MailAddr>,
     params: MailParams,
     rcpts: Vec<AcceptedRcpt>,
+    /// A filter said junk: `X-Spam: yes` and the `.Junk` folder.
+    junk: bool,
 }
 
 /// Event handling state of one session.
@@ -79,9 +86,16 @@ pub struct Inbound {
     listener: Arc<ListenerInfo>,
     pub session_id: String,
     peer: SocketAddr,
+    local: SocketAddr,
     peer_name: String,
     tx: Option<Transaction>,
     auth_failures: u32,
+    /// The listener's filters, instantiated for this session.
+    filters: Option<SessionFilters>,
+    /// A filter said junk before MAIL: every message of the session is.
+    session_junk: bool,
+    /// "TLSv1.3:cipher:bits" once TLS is on, for the filters.
+    tls_info: Option<String>,
 }
 
 impl Inbound {
@@ -89,7 +103,7 @@ impl Inbound {
         services: Arc<Services>,
         listener: Arc<ListenerInfo>,
         session_id: String,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, SocketAddr),
         peer_name: String,
     ) -> Inbound {
         Inbound {
@@ -97,9 +111,13 @@ impl Inbound {
             listener,
             session_id,
             peer,
+            local,
             peer_name,
             tx: None,
             auth_failures: 0,
+            filters: None,
+            session_junk: false,
+            tls_info: None,
         }
     }
 
@@ -112,29 +130,74 @@ impl Inbound {
                     self.peer_name,
                     self.peer.ip()
                 );
-                Decision::Accept(None)
+                self.start_filters(session).await
             }
-            Event::Helo { .. } | Event::DataStart => Decision::Accept(None),
-            Event::Auth { user, password, .. } => self.on_auth(user, password).await,
+            Event::Helo { extended, name } => self.filter_helo(extended, &name, session).await,
+            Event::DataStart => match self.filter_phase(session, Phase::Data, "").await {
+                Ok(_) => Decision::Accept(None),
+                Err(refusal) => refusal,
+            },
+            Event::Auth { user, password, .. } => {
+                if let Err(refusal) = self.filter_phase(session, Phase::Auth, &user).await {
+                    return refusal;
+                }
+                self.on_auth(user, password, session).await
+            }
             Event::MailFrom { sender, params } => {
                 // A transaction the protocol dropped on its own (bad data,
                 // size) ends here.
-                self.abandon();
+                self.abandon(session).await;
+                let param = sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
+                let (sender, junk) = match self.filter_phase(session, Phase::MailFrom, &param).await {
+                    Err(refusal) => return refusal,
+                    Ok((None, junk)) => (sender, junk),
+                    Ok((Some(new), junk)) => match rewritten_address(&new) {
+                        Ok(addr) => (addr, junk),
+                        Err(refusal) => return refusal,
+                    },
+                };
                 if let Some(refusal) = self.check_sender(sender.as_ref(), session) {
                     return refusal;
                 }
+                let msgid = self.services.queue.new_msgid();
                 self.tx = Some(Transaction {
-                    msgid: self.services.queue.new_msgid(),
+                    msgid,
                     sender,
                     params,
                     rcpts: Vec::new(),
+                    junk: junk || self.session_junk,
                 });
+                self.report_mail(session, msgid).await;
                 Decision::Accept(None)
             }
-            Event::RcptTo { rcpt, params } => self.on_rcpt(rcpt, params, session),
+            Event::RcptTo { rcpt, params } => {
+                let rcpt = match self.filter_phase(session, Phase::RcptTo, &rcpt.to_string()).await {
+                    Err(refusal) => return refusal,
+                    Ok((None, junk)) => {
+                        self.mark_junk(junk);
+                        rcpt
+                    }
+                    Ok((Some(new), junk)) => match rewritten_address(&new) {
+                        Ok(Some(addr)) => {
+                            self.mark_junk(junk);
+                            addr
+                        }
+                        Ok(None) => return invalid_rewrite(),
+                        Err(refusal) => return refusal,
+                    },
+                };
+                let decision = self.on_rcpt(rcpt.clone(), params, session);
+                self.report_rcpt(session, &rcpt, &decision).await;
+                decision
+            }
             Event::Message { content } => self.on_message(content, session).await,
-            Event::Quit | Event::Reset => {
-                self.abandon();
+            Event::Quit => {
+                self.abandon(session).await;
+                Decision::Accept(None)
+            }
+            Event::Reset => {
+                self.abandon(session).await;
+                self.report(session, Report::TxReset).await;
                 Decision::Accept(None)
             }
         }
@@ -143,7 +206,7 @@ impl Inbound {
     /// Checks credentials off the async threads (hashing is slow by
     /// design). A failure is answered only after a delay that grows with
     /// each failure; the reply never says which part was wrong.
-    async fn on_auth(&mut self, user: String, password: Password) -> Decision {
+    async fn on_auth(&mut self, user: String, password: Password, session: &Session) -> Decision {
         let tables = Arc::clone(&self.services.tables);
         let table = self.listener.auth_table.clone();
         let name = user.clone();
@@ -158,6 +221,7 @@ impl Inbound {
                     "smtp-in: Authentication succeeded for user \"{shown}\" on session {}",
                     self.session_id
                 );
+                self.report_auth(session, &user, "pass").await;
                 Decision::Accept(None)
             }
             Ok(Ok(false)) => {
@@ -166,6 +230,7 @@ impl Inbound {
                     "smtp-in: Authentication failed for user \"{shown}\" on session {}",
                     self.session_id
                 );
+                self.report_auth(session, &user, "fail").await;
                 tokio::time::sleep(self.listener.auth_failure_delay * self.auth_failures).await;
                 Decision::Reject(reply(535, "5.7.8", "Authentication failed"))
             }
@@ -239,9 +304,17 @@ impl Inbound {
     }
 
     /// Drops the transaction in progress, giving back its message id.
-    fn abandon(&mut self) {
+    async fn abandon(&mut self, session: &Session) {
         if let Some(tx) = self.tx.take() {
             self.services.queue.release_msgid(tx.msgid);
+            self.report(session, Report::TxRollback(tx.msgid.to_string()))
+                .await;
+        }
+    }
+
+    fn mark_junk(&mut self, junk: bool) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.junk |= junk;
         }
     }
 
@@ -286,13 +359,23 @@ impl Inbound {
     }
 
     async fn on_message(&mut self, content: Vec<u8>, session: &Session) -> Decision {
-        let Some(tx) = self.tx.take() else {
+        let Some(mut tx) = self.tx.take() else {
             return Decision::Reject(reply(503, "5.5.1", "No transaction"));
+        };
+        let content = self.masquerade(content, tx.sender.as_ref(), session);
+        let content = match self.filter_message(session, &mut tx, content).await {
+            Ok(content) => content,
+            Err(refusal) => {
+                self.services.queue.release_msgid(tx.msgid);
+                return refusal;
+            }
         };
         let now = chrono::Utc::now();
         let envelopes = self.envelopes(&tx, session, now.timestamp());
-        let content = self.masquerade(content, tx.sender.as_ref(), session);
         let mut message = self.received_header(&tx, session, now).into_bytes();
+        if tx.junk {
+            message.extend_from_slice(b"X-Spam: yes\r\n");
+        }
         message.extend_from_slice(&content);
         let size = message.len();
         if let Err(err) = self
@@ -306,6 +389,8 @@ impl Inbound {
                 "smtp-in: queue commit failed on session {}: {err}",
                 self.session_id
             );
+            self.report(session, Report::TxRollback(tx.msgid.to_string()))
+                .await;
             return Decision::Reject(reply(451, "4.3.0", "Temporary failure, try again later"));
         }
         let to: Vec<String> = tx.rcpts.iter().map(|r| r.rcpt.to_string()).collect();
@@ -319,6 +404,7 @@ impl Inbound {
             envelopes.len(),
             session.protocol()
         );
+        self.report_commit(session, &tx, &envelopes, size).await;
         self.services.scheduler.insert(envelopes);
         Decision::Accept(Some(format!(
             "2.0.0 {} Message accepted for delivery",
@@ -366,7 +452,7 @@ impl Inbound {
                     next_try: now,
                     last_error: None,
                     bounce_reason: None,
-                    junk: false,
+                    junk: tx.junk,
                 });
             }
         }
@@ -402,7 +488,9 @@ impl Inbound {
 
 impl Drop for Inbound {
     fn drop(&mut self) {
-        self.abandon();
+        if let Some(tx) = self.tx.take() {
+            self.services.queue.release_msgid(tx.msgid);
+        }
     }
 }
 
@@ -418,6 +506,9 @@ fn reply(code: u16, enhanced: &str, text: &str) -> Reply {
         text: text.to_string(),
     }
 }
+
+#[path = "inbound_filters.rs"]
+mod filters;
 
 #[cfg(test)]
 #[path = "inbound_tests.rs"]

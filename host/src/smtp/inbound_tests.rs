@@ -76,6 +76,7 @@ impl Submission {
             scheduler,
             local_domains: vec!["localhost".into()],
             expire: Duration::from_secs(3600),
+            filters: None,
         });
         let listener = ListenerInfo {
             auth_table: Some("creds".into()),
@@ -96,7 +97,10 @@ impl Submission {
                 services,
                 Arc::new(listener),
                 "0123456789abcdef".into(),
-                "192.0.2.7:41000".parse().unwrap(),
+                (
+                    "192.0.2.7:41000".parse().unwrap(),
+                    "192.0.2.1:587".parse().unwrap(),
+                ),
                 "client.example.net".into(),
             ),
             _spool: spool,

@@ -23,4 +23,6 @@ pub struct Services {
     pub local_domains: Vec<String>,
     /// How long an envelope is retried before it bounces.
     pub expire: Duration,
+    /// The compiled filters, when the configuration defines any.
+    pub filters: Option<std::sync::Arc<crate::filter::Registry>>,
 }

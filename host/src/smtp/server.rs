@@ -108,6 +108,7 @@ async fn run(
 ) {
     // Replies are small and the client waits for each batch.
     let _ = tcp.set_nodelay(true);
+    let local = tcp.local_addr().unwrap_or(peer);
     let mut stream = Stream::Plain(tcp);
     if tls.smtps {
         stream = match upgrade(stream, tls.acceptor.as_ref(), &session_id).await {
@@ -116,11 +117,17 @@ async fn run(
         };
     }
     let peer_name = peer_name(peer);
-    let mut inbound = Inbound::new(services, info, session_id.clone(), peer, peer_name);
+    let mut inbound = Inbound::new(services, info, session_id.clone(), (peer, local), peer_name);
     let mut session = Session::new(session_cfg, tls.smtps);
     let mut out: Vec<u8> = Vec::with_capacity(512);
     let mut buf = vec![0u8; 64 * 1024];
     let mut closing = false;
+    let mut timed_out = false;
+    if let (true, Stream::Tls(tls_stream)) = (tls.smtps, &stream) {
+        inbound
+            .tls_started(&session, tls::describe(tls_stream.as_ref()))
+            .await;
+    }
     loop {
         let mut starttls = false;
         while let Some(output) = session.poll() {
@@ -154,6 +161,11 @@ async fn run(
                 None => return,
             };
             session.tls_established();
+            if let Stream::Tls(tls_stream) = &stream {
+                inbound
+                    .tls_started(&session, tls::describe(tls_stream.as_ref()))
+                    .await;
+            }
             continue;
         }
         match tokio::time::timeout(session.idle_timeout(), stream.read(&mut buf)).await {
@@ -161,11 +173,13 @@ async fn run(
             Ok(Ok(n)) => session.feed(&buf[..n]),
             Err(_) => {
                 info!("smtp-in: session {session_id}: timeout");
+                timed_out = true;
                 session.timed_out();
             }
         }
     }
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
+    inbound.finish(&session, timed_out).await;
     info!("smtp-in: Closing session {session_id}");
 }
 

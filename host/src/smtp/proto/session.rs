@@ -148,11 +148,13 @@ pub enum Event {
 /// The answer to an [`Event`]. Accept(Some(text)) replaces the whole
 /// default reply text after the code (Connect, MAIL, RCPT, DATA, Message),
 /// e.g. `2.0.0 2b4c… Message accepted for delivery`. A rejection with
-/// code 421 also closes the session.
+/// code 421 also closes the session; Disconnect sends its reply and
+/// closes whatever the code (a filter's `disconnect`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     Accept(Option<String>),
     Reject(Reply),
+    Disconnect(Reply),
 }
 
 /// The mail transaction in progress.
@@ -355,6 +357,10 @@ impl Session {
         }
         let cfg = Arc::clone(&self.cfg);
         match (pending, decision) {
+            (_, Decision::Disconnect(r)) => {
+                self.tx = None;
+                self.close_with(sanitize(r));
+            }
             (Pending::Connect, Decision::Accept(text)) => {
                 let text = text.unwrap_or_else(|| format!("{} ESMTP wasmtpd", cfg.hostname));
                 self.write(&Reply::plain(220, text));

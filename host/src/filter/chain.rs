@@ -1,0 +1,368 @@
+//! A session's filters: one instance per filter, run in chain order for
+//! each phase, each batch of message lines and each report, with the
+//! operator's failure policy applied when a filter fails.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::bindings::{Decision, Phase, Report, Session};
+use super::instance::{Failure, Instance};
+use super::registry::LoadedFilter;
+use super::reply;
+use crate::config::model::OnError;
+use crate::smtp::proto::Reply;
+
+/// Lines per `on-data-lines` call, and bytes: whichever comes first.
+const BATCH_LINES: usize = 1024;
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// What the chain decided for a phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on; `rewrite` replaces the phase's parameter, `junk` marks the
+    /// message (or the session, before MAIL).
+    Proceed { rewrite: Option<String>, junk: bool },
+    /// Refuse the command with this reply (421 also ends the session).
+    Reject(Reply),
+    /// Send this reply and end the session.
+    Disconnect(Reply),
+}
+
+impl Verdict {
+    pub const PROCEED: Verdict = Verdict::Proceed {
+        rewrite: None,
+        junk: false,
+    };
+}
+
+enum State {
+    NotStarted,
+    Live(Box<Instance>),
+    /// Failed earlier in the session: its policy answers from now on.
+    Failed,
+}
+
+struct Member {
+    filter: Arc<LoadedFilter>,
+    state: State,
+    /// Why it failed, when it did.
+    failure: Option<Failure>,
+}
+
+pub struct SessionFilters {
+    members: Vec<Member>,
+    session_id: String,
+}
+
+impl SessionFilters {
+    pub fn new(chain: Vec<Arc<LoadedFilter>>, session_id: &str) -> SessionFilters {
+        SessionFilters {
+            members: chain
+                .into_iter()
+                .map(|filter| Member {
+                    filter,
+                    state: State::NotStarted,
+                    failure: None,
+                })
+                .collect(),
+            session_id: session_id.to_string(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The filters that failed in this session, and why.
+    pub fn failures(&self) -> Vec<(&str, &Failure)> {
+        self.members
+            .iter()
+            .filter_map(|m| Some((m.filter.name.as_str(), m.failure.as_ref()?)))
+            .collect()
+    }
+
+    /// Asks the chain about a phase. Filters that did not subscribe to
+    /// it are not called; a rewrite feeds the next filter's parameter.
+    pub async fn phase(&mut self, session: &Session, phase: Phase, param: &str) -> Verdict {
+        let mut param = param.to_string();
+        let (mut rewritten, mut junk) = (false, false);
+        for i in 0..self.members.len() {
+            let answer = match self.live(i).await {
+                Err(failure) => Err(failure),
+                Ok(None) => continue,
+                Ok(Some(instance)) if !instance.wants(phase) => continue,
+                Ok(Some(instance)) => instance.on_phase(session, phase, &param).await,
+            };
+            let decision = match answer {
+                Ok(d) => d,
+                Err(failure) => match self.failed(i, phase_name(phase), failure) {
+                    Some(v) => return v,
+                    None => continue,
+                },
+            };
+            match decision {
+                Decision::Proceed => {}
+                Decision::Junk => junk = true,
+                Decision::Bypass => break,
+                Decision::Rewrite(v) => {
+                    param = v;
+                    rewritten = true;
+                }
+                Decision::Reject(r) | Decision::Disconnect(r) if reply::checked(&r).is_err() => {
+                    let why = reply::checked(&r).err().unwrap_or_default();
+                    if let Some(v) = self.failed(i, phase_name(phase), Failure::BadAnswer(why)) {
+                        return v;
+                    }
+                }
+                Decision::Reject(r) => {
+                    let r = reply::checked(&r).unwrap_or_else(|_| policy_reply(OnError::Reject));
+                    self.log_decision(i, phase, "reject", &r);
+                    return Verdict::Reject(r);
+                }
+                Decision::Disconnect(r) => {
+                    let r = reply::checked(&r).unwrap_or_else(|_| policy_reply(OnError::Reject));
+                    self.log_decision(i, phase, "disconnect", &r);
+                    return Verdict::Disconnect(r);
+                }
+            }
+        }
+        Verdict::Proceed {
+            rewrite: rewritten.then_some(param),
+            junk,
+        }
+    }
+
+    /// Runs the message through every filter that reads lines, in
+    /// batches. `content` is CRLF lines; so is the result. `max_size`
+    /// bounds what a filter may hand back.
+    pub async fn data(
+        &mut self,
+        session: &Session,
+        content: Vec<u8>,
+        max_size: usize,
+    ) -> Result<Vec<u8>, Verdict> {
+        let wanted: Vec<usize> = (0..self.members.len()).collect();
+        let mut lines: Option<Vec<Vec<u8>>> = None;
+        for i in wanted {
+            let instance = match self.live(i).await {
+                Err(failure) => match self.failed(i, "data-line", failure) {
+                    Some(v) => return Err(v),
+                    None => continue,
+                },
+                Ok(None) => continue,
+                Ok(Some(instance)) if !instance.subscriptions.data_lines => continue,
+                Ok(Some(instance)) => instance,
+            };
+            let input = lines.get_or_insert_with(|| split_lines(&content));
+            match run_lines(instance, session, input, max_size).await {
+                Ok(out) => *input = out,
+                Err(failure) => {
+                    if let Some(v) = self.failed(i, "data-line", failure) {
+                        return Err(v);
+                    }
+                }
+            }
+        }
+        Ok(match lines {
+            None => content,
+            Some(lines) => join_lines(lines),
+        })
+    }
+
+    /// Tells every filter that asked for reports. A failure here only
+    /// marks the filter failed; its policy answers at the next phase.
+    pub async fn report(&mut self, session: &Session, report: Report) {
+        for i in 0..self.members.len() {
+            let instance = match self.live(i).await {
+                Ok(Some(instance)) if instance.subscriptions.reports => instance,
+                _ => continue,
+            };
+            if let Err(failure) = instance.on_report(session, &report).await {
+                let _ = self.failed(i, "report", failure);
+            }
+        }
+    }
+
+    /// The member's instance, started on first use; None when it failed
+    /// before and its policy is to proceed.
+    async fn live(&mut self, i: usize) -> Result<Option<&mut Instance>, Failure> {
+        let member = &mut self.members[i];
+        if let State::NotStarted = member.state {
+            if member.filter.quarantine.is_quarantined(Instant::now()) {
+                member.state = State::Failed;
+                return Err(Failure::Quarantined);
+            }
+            match Instance::start(&member.filter, &self.session_id).await {
+                Ok(instance) => member.state = State::Live(Box::new(instance)),
+                Err(failure) => return Err(failure),
+            }
+        }
+        match &mut member.state {
+            State::Live(instance) => Ok(Some(instance)),
+            State::Failed if member.filter.on_error == OnError::Proceed => Ok(None),
+            State::Failed | State::NotStarted => Err(Failure::Quarantined),
+        }
+    }
+
+    /// Logs a failure, drops the instance, counts it towards quarantine
+    /// and returns the policy's verdict (None: proceed without it).
+    fn failed(&mut self, i: usize, phase: &str, failure: Failure) -> Option<Verdict> {
+        let member = &mut self.members[i];
+        let filter = &member.filter;
+        let was_live = matches!(member.state, State::Live(_) | State::NotStarted);
+        member.state = State::Failed;
+        if member.failure.is_none() {
+            member.failure = Some(failure.clone());
+        }
+        if was_live && failure != Failure::Quarantined {
+            warn!(
+                "filter {}: session {}: failed in {phase}: {failure} (on-error {})",
+                filter.name,
+                self.session_id,
+                policy_name(filter.on_error)
+            );
+            if filter.quarantine.record_failure(Instant::now()) {
+                warn!(
+                    "filter {}: quarantined for {}s after {} failures",
+                    filter.name,
+                    super::quarantine::DURATION.as_secs(),
+                    super::quarantine::THRESHOLD
+                );
+            }
+        }
+        match filter.on_error {
+            OnError::Proceed => None,
+            OnError::Tempfail => Some(Verdict::Disconnect(policy_reply(OnError::Tempfail))),
+            OnError::Reject => Some(Verdict::Reject(policy_reply(OnError::Reject))),
+        }
+    }
+
+    fn log_decision(&self, i: usize, phase: Phase, what: &str, r: &Reply) {
+        info!(
+            "filter {}: session {}: {what} in {}: {} {}",
+            self.members[i].filter.name,
+            self.session_id,
+            phase_name(phase),
+            r.code,
+            r.text
+        );
+    }
+}
+
+/// One filter over all the lines, batch by batch.
+async fn run_lines(
+    instance: &mut Instance,
+    session: &Session,
+    input: &[Vec<u8>],
+    max_size: usize,
+) -> Result<Vec<Vec<u8>>, Failure> {
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(input.len() + 8);
+    let mut out_bytes = 0usize;
+    let mut start = 0;
+    loop {
+        let (mut end, mut bytes) = (start, 0);
+        while end < input.len() && end - start < BATCH_LINES && bytes < BATCH_BYTES {
+            bytes += input[end].len() + 2;
+            end += 1;
+        }
+        let last = end == input.len();
+        let batch = input[start..end].to_vec();
+        let returned = instance.on_data_lines(session, batch, last).await?;
+        for line in returned {
+            if line.iter().any(|&b| b == b'\r' || b == b'\n') {
+                return Err(Failure::BadAnswer("a line with CR or LF in it".into()));
+            }
+            out_bytes += line.len() + 2;
+            if out_bytes > max_size {
+                return Err(Failure::BadAnswer("message grew past the size limit".into()));
+            }
+            out.push(line);
+        }
+        if last {
+            return Ok(out);
+        }
+        start = end;
+    }
+}
+
+/// CRLF-terminated lines without their CRLF. A last line without one
+/// (there is none in SMTP content) is kept as is.
+pub fn split_lines(content: &[u8]) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    let mut rest = content;
+    while !rest.is_empty() {
+        match memchr::memmem::find(rest, b"\r\n") {
+            Some(i) => {
+                lines.push(rest[..i].to_vec());
+                rest = &rest[i + 2..];
+            }
+            None => {
+                lines.push(rest.to_vec());
+                break;
+            }
+        }
+    }
+    lines
+}
+
+pub fn join_lines(lines: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
+    for l in lines {
+        out.extend_from_slice(&l);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn policy_reply(policy: OnError) -> Reply {
+    match policy {
+        OnError::Reject => Reply {
+            code: 554,
+            enhanced: Some("5.7.0".into()),
+            text: "Rejected: content filter failure".into(),
+        },
+        _ => Reply {
+            code: 421,
+            enhanced: Some("4.7.0".into()),
+            text: "Temporary failure in content filter, try again later".into(),
+        },
+    }
+}
+
+fn policy_name(p: OnError) -> &'static str {
+    match p {
+        OnError::Tempfail => "tempfail",
+        OnError::Reject => "reject",
+        OnError::Proceed => "proceed",
+    }
+}
+
+pub fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::Connect => "connect",
+        Phase::Helo => "helo",
+        Phase::Ehlo => "ehlo",
+        Phase::Starttls => "starttls",
+        Phase::Auth => "auth",
+        Phase::MailFrom => "mail-from",
+        Phase::RcptTo => "rcpt-to",
+        Phase::Data => "data",
+        Phase::Commit => "commit",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_and_join_back() {
+        let msg = b"Subject: x\r\n\r\nbody\r\n\r\n".to_vec();
+        let lines = split_lines(&msg);
+        assert_eq!(lines, vec![b"Subject: x".to_vec(), vec![], b"body".to_vec(), vec![]]);
+        assert_eq!(join_lines(lines), msg);
+        assert!(split_lines(b"").is_empty());
+    }
+}

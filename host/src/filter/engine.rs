@@ -1,0 +1,164 @@
+//! The wasmtime engine every filter runs in: component model, fuel,
+//! epoch interruption, a bounded guest stack and a pooling allocator;
+//! plus compilation with an on-disk cache of compiled code.
+//!
+//! The engine starts threads (parallel compilation, the epoch ticker), so
+//! it is built after the daemon forks and drops privileges.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::{MailFilter, MailFilterPre};
+use super::host::FilterHost;
+use super::limits::{MAX_MEMORY, MAX_WASM_STACK};
+use super::FilterError;
+
+/// One epoch tick: the granularity of call deadlines.
+pub const TICK: Duration = Duration::from_millis(10);
+
+pub struct EngineOptions {
+    /// Filter instances alive at once (sessions × filters), the pool's
+    /// size.
+    pub max_instances: u32,
+    /// Where compiled code is cached; None: compile every time.
+    pub cache_dir: Option<PathBuf>,
+}
+
+pub struct FilterEngine {
+    engine: Engine,
+    linker: Linker<FilterHost>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl FilterEngine {
+    pub fn new(opts: EngineOptions) -> Result<FilterEngine, FilterError> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .memory_init_cow(true);
+        let n = opts.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            // A Rust or C component is a few core instances (the module,
+            // shims, an adapter).
+            .total_core_instances(n.saturating_mul(4))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(MAX_MEMORY as usize)
+            // Keeping a little of each slot mapped makes reuse cheaper.
+            .linear_memory_keep_resident(64 * 1024)
+            .table_keep_resident(4096);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(|e| FilterError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        MailFilter::add_to_linker::<FilterHost, HasSelf<FilterHost>>(&mut linker, |h| h)
+            .map_err(|e| FilterError::Engine(e.to_string()))?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| FilterError::Engine(e.to_string()))?;
+        Ok(FilterEngine {
+            engine,
+            linker,
+            cache_dir: opts.cache_dir,
+            ticker_stop,
+        })
+    }
+
+    /// Compiles a component (or takes it from the cache) and links it.
+    /// Linking checks the component imports nothing but the world's
+    /// interfaces: any other import (WASI files, sockets, clocks…) is
+    /// linked as a function that traps when called.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<MailFilterPre<FilterHost>, FilterError> {
+        let component = self.compile(bytes)?;
+        let mut linker = self.linker.clone();
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| FilterError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| FilterError::Link(format!("{e:#}")))?;
+        MailFilterPre::new(pre).map_err(|e| FilterError::Link(format!("{e:#}")))
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, FilterError> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(compile_error);
+        };
+        let path = self.cache_path(dir, bytes);
+        if path.exists() {
+            // SAFETY: the cache lives in the daemon's own spool and holds
+            // only what `precompile_component` wrote; the file name binds
+            // it to these exact bytes and this engine's settings.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => {
+                    debug!("filter: compiled code from cache {}", path.display());
+                    return Ok(c);
+                }
+                Err(e) => warn!("filter: ignoring cache file {}: {e}", path.display()),
+            }
+        }
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(compile_error)?;
+        if let Err(e) = write_atomically(dir, &path, &compiled) {
+            warn!("filter: cannot cache compiled code in {}: {e}", dir.display());
+        }
+        // SAFETY: these bytes were produced by this engine just now.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(compile_error)
+    }
+
+    fn cache_path(&self, dir: &Path, bytes: &[u8]) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(bytes);
+        let mut settings = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut settings);
+        h.update(std::hash::Hasher::finish(&settings).to_le_bytes());
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        let digest = h.finalize();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        dir.join(format!("{hex}.cwasm"))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Drop for FilterEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn compile_error(e: wasmtime::Error) -> FilterError {
+    FilterError::Compile(format!("{e:#}"))
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp.{}.{}", std::process::id(), rand::random::<u32>()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

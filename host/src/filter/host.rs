@@ -1,0 +1,210 @@
+//! The host side of a filter instance: what its store holds and the
+//! imports it may call. Each import checks the operator's grant and the
+//! instance's budget; going past a budget is a trap, which ends the
+//! filter's part in the session.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tracing::{debug, error, info, warn};
+use wasmtime::StoreLimits;
+
+use super::bindings::wasmtpd::filter::{host_config, host_dns, host_kv, host_log, types};
+use super::bindings::{Level, RecordType};
+use super::limits::LOG_LINES_PER_SESSION;
+use crate::dns::{Dns, Kind};
+
+/// Bounds of the per-filter key/value store.
+const KV_MAX_KEY: usize = 256;
+const KV_MAX_VALUE: usize = 64 * 1024;
+const KV_MAX_TOTAL: usize = 1 << 20;
+/// A log line longer than this is cut.
+const LOG_MAX_LINE: usize = 1000;
+
+/// What every instance of one filter shares: its identity, settings and
+/// grants.
+pub struct FilterShared {
+    pub name: String,
+    pub params: Vec<(String, String)>,
+    /// Some when the operator wrote `allow dns`.
+    pub dns: Option<Arc<Dns>>,
+    /// Some when the operator wrote `allow kv`.
+    pub kv: Option<Mutex<Kv>>,
+}
+
+/// The in-memory store behind `host-kv`.
+#[derive(Default)]
+pub struct Kv {
+    map: BTreeMap<String, Vec<u8>>,
+    bytes: usize,
+}
+
+impl Kv {
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
+            return Err("key or value too large".into());
+        }
+        let old = self.map.get(&key).map_or(0, |v| key.len() + v.len());
+        let new_total = self.bytes - old + key.len() + value.len();
+        if new_total > KV_MAX_TOTAL {
+            return Err("store full".into());
+        }
+        self.bytes = new_total;
+        self.map.insert(key, value);
+        Ok(())
+    }
+}
+
+/// A store's data: one filter instance serving one session.
+pub struct FilterHost {
+    pub limits: StoreLimits,
+    pub shared: Arc<FilterShared>,
+    pub session_id: String,
+    pub dns_left: u32,
+    pub log_left: u32,
+}
+
+impl FilterHost {
+    pub fn new(
+        shared: Arc<FilterShared>,
+        session_id: String,
+        memory: u64,
+        dns_queries: u32,
+    ) -> FilterHost {
+        let limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build();
+        FilterHost {
+            limits,
+            shared,
+            session_id,
+            dns_left: dns_queries,
+            log_left: LOG_LINES_PER_SESSION,
+        }
+    }
+}
+
+/// The host's answer when a budget is spent: it becomes the trap's
+/// message, which the failure log shows.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BudgetExceeded(pub &'static str);
+
+impl types::Host for FilterHost {}
+
+impl host_log::Host for FilterHost {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if self.log_left == 0 {
+            return Ok(());
+        }
+        self.log_left -= 1;
+        let mut line: String = message
+            .chars()
+            .take(LOG_MAX_LINE)
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
+        if self.log_left == 0 {
+            line.push_str(" (further lines from this filter dropped for this session)");
+        }
+        let (name, sid) = (&self.shared.name, &self.session_id);
+        match level {
+            Level::Debug => debug!("filter {name}: session {sid}: {line}"),
+            Level::Info => info!("filter {name}: session {sid}: {line}"),
+            Level::Warn => warn!("filter {name}: session {sid}: {line}"),
+            Level::Error => error!("filter {name}: session {sid}: {line}"),
+        }
+        Ok(())
+    }
+}
+
+impl host_dns::Host for FilterHost {
+    async fn lookup(
+        &mut self,
+        name: String,
+        kind: RecordType,
+    ) -> wasmtime::Result<Result<Vec<String>, String>> {
+        let Some(dns) = self.shared.dns.clone() else {
+            return Ok(Err("dns not granted to this filter (allow dns)".into()));
+        };
+        if self.dns_left == 0 {
+            return Err(BudgetExceeded("DNS query budget exhausted").into());
+        }
+        self.dns_left -= 1;
+        let kind = match kind {
+            RecordType::A => Kind::A,
+            RecordType::Aaaa => Kind::Aaaa,
+            RecordType::Txt => Kind::Txt,
+            RecordType::Mx => Kind::Mx,
+            RecordType::Ptr => Kind::Ptr,
+        };
+        Ok(dns.lookup(&name, kind).await.map_err(|e| e.to_string()))
+    }
+}
+
+impl host_kv::Host for FilterHost {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.shared.kv.as_ref().and_then(|kv| {
+            kv.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map
+                .get(&key)
+                .cloned()
+        }))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let Some(kv) = self.shared.kv.as_ref() else {
+            return Ok(Err("kv not granted to this filter (allow kv)".into()));
+        };
+        Ok(kv.lock().unwrap_or_else(|p| p.into_inner()).set(key, value))
+    }
+}
+
+impl host_config::Host for FilterHost {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self
+            .shared
+            .params
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone()))
+    }
+
+    fn all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.shared.params.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_store_is_bounded() {
+        let mut kv = Kv::default();
+        assert!(kv.set("a".into(), vec![1; 10]).is_ok());
+        assert!(kv.set("a".into(), vec![1; KV_MAX_VALUE + 1]).is_err());
+        let mut filled = 0;
+        for i in 0.. {
+            if kv.set(format!("k{i}"), vec![0; KV_MAX_VALUE]).is_err() {
+                break;
+            }
+            filled += 1;
+        }
+        assert!(filled >= 10 && kv.bytes <= KV_MAX_TOTAL);
+        // Replacing a value frees the old one's room.
+        assert!(kv.set("k0".into(), vec![0; 1]).is_ok());
+        assert!(kv.set("k0".into(), vec![0; KV_MAX_VALUE]).is_ok());
+    }
+}

@@ -1,0 +1,210 @@
+//! One filter instance serving one session: its store, the fuel and
+//! deadline set before each call, and the translation of whatever went
+//! wrong into a [`Failure`] the chain can act on.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use super::bindings::{Decision, MailFilter, Phase, Report, Session, Subscriptions};
+use super::engine::TICK;
+use super::host::{BudgetExceeded, FilterHost};
+use super::limits::{Limits, YIELD_INTERVAL};
+use super::registry::LoadedFilter;
+
+/// Why a filter's call did not give an answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("could not instantiate: {0}")]
+    Instantiate(String),
+    #[error("fuel exhausted")]
+    Fuel,
+    #[error("session fuel exhausted")]
+    SessionFuel,
+    #[error("deadline exceeded")]
+    Deadline,
+    #[error("memory limit reached")]
+    Memory,
+    #[error("stack overflow")]
+    Stack,
+    #[error("{0}")]
+    Budget(&'static str),
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+    #[error("quarantined")]
+    Quarantined,
+}
+
+pub struct Instance {
+    store: Store<FilterHost>,
+    bindings: MailFilter,
+    limits: Limits,
+    session_fuel_left: u64,
+    pub subscriptions: Subscriptions,
+}
+
+impl Instance {
+    /// Instantiates the filter for a session and asks what it wants to
+    /// see (`init`).
+    pub async fn start(filter: &Arc<LoadedFilter>, session_id: &str) -> Result<Instance, Failure> {
+        let limits = filter.limits.clone();
+        let host = FilterHost::new(
+            filter.shared.clone(),
+            session_id.to_string(),
+            limits.memory,
+            limits.dns_queries,
+        );
+        let mut store = Store::new(filter.engine(), host);
+        store.limiter(|h| &mut h.limits);
+        store.epoch_deadline_trap();
+        store
+            .fuel_async_yield_interval(Some(YIELD_INTERVAL))
+            .map_err(|e| Failure::Instantiate(e.to_string()))?;
+        let session_fuel_left = limits.session_fuel;
+        arm(&mut store, &limits, session_fuel_left)?;
+        let bindings = match tokio::time::timeout(
+            limits.timeout + TICK * 2,
+            filter.pre.instantiate_async(&mut store),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Err(classify(e, &store, false)),
+            Err(_) => return Err(Failure::Deadline),
+        };
+        let mut instance = Instance {
+            store,
+            bindings,
+            limits,
+            session_fuel_left,
+            subscriptions: Subscriptions {
+                phases: Vec::new(),
+                data_lines: false,
+                reports: false,
+            },
+        };
+        let subs = instance
+            .call(|b, s| Box::pin(async move { b.wasmtpd_filter_filter().call_init(s).await }))
+            .await?;
+        instance.subscriptions = subs;
+        Ok(instance)
+    }
+
+    pub fn wants(&self, phase: Phase) -> bool {
+        self.subscriptions.phases.contains(&phase)
+    }
+
+    pub async fn on_phase(
+        &mut self,
+        session: &Session,
+        phase: Phase,
+        param: &str,
+    ) -> Result<Decision, Failure> {
+        let (session, param) = (session.clone(), param.to_string());
+        self.call(move |b, s| {
+            Box::pin(async move {
+                b.wasmtpd_filter_filter()
+                    .call_on_phase(s, &session, phase, &param)
+                    .await
+            })
+        })
+        .await
+    }
+
+    pub async fn on_data_lines(
+        &mut self,
+        session: &Session,
+        lines: Vec<Vec<u8>>,
+        last: bool,
+    ) -> Result<Vec<Vec<u8>>, Failure> {
+        let session = session.clone();
+        self.call(move |b, s| {
+            Box::pin(async move {
+                b.wasmtpd_filter_filter()
+                    .call_on_data_lines(s, &session, &lines, last)
+                    .await
+            })
+        })
+        .await
+    }
+
+    pub async fn on_report(&mut self, session: &Session, report: &Report) -> Result<(), Failure> {
+        let (session, report) = (session.clone(), report.clone());
+        self.call(move |b, s| {
+            Box::pin(async move {
+                b.wasmtpd_filter_filter()
+                    .call_on_report(s, &session, &report)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Runs one export call with fresh per-call fuel (bounded by what is
+    /// left of the session's) and deadline. The tokio timeout is the
+    /// backstop for a host import that blocks; the epoch deadline stops a
+    /// guest that computes.
+    async fn call<T, F>(&mut self, f: F) -> Result<T, Failure>
+    where
+        F: for<'a> FnOnce(
+            &'a MailFilter,
+            &'a mut Store<FilterHost>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = wasmtime::Result<T>> + Send + 'a>,
+        >,
+        T: Send,
+    {
+        if self.session_fuel_left == 0 {
+            return Err(Failure::SessionFuel);
+        }
+        let given = arm(&mut self.store, &self.limits, self.session_fuel_left)?;
+        let outcome = {
+            let bindings = &self.bindings;
+            tokio::time::timeout(self.limits.timeout + TICK * 2, f(bindings, &mut self.store)).await
+        };
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.session_fuel_left = self
+            .session_fuel_left
+            .saturating_sub(given.saturating_sub(left));
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(e, &self.store, self.session_fuel_left == 0)),
+            Err(_) => Err(Failure::Deadline),
+        }
+    }
+}
+
+/// Sets the fuel and deadline for the next call; returns the fuel given.
+fn arm(store: &mut Store<FilterHost>, limits: &Limits, session_left: u64) -> Result<u64, Failure> {
+    let fuel = limits.call_fuel.min(session_left);
+    store
+        .set_fuel(fuel)
+        .map_err(|e| Failure::Instantiate(e.to_string()))?;
+    let ticks = limits.timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+    Ok(fuel)
+}
+
+fn classify(e: wasmtime::Error, store: &Store<FilterHost>, session_spent: bool) -> Failure {
+    if let Some(b) = e.downcast_ref::<BudgetExceeded>() {
+        return Failure::Budget(b.0);
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return match trap {
+            wasmtime::Trap::OutOfFuel if session_spent => Failure::SessionFuel,
+            wasmtime::Trap::OutOfFuel => Failure::Fuel,
+            wasmtime::Trap::Interrupt => Failure::Deadline,
+            wasmtime::Trap::StackOverflow => Failure::Stack,
+            other => Failure::Trap(other.to_string().trim_start_matches("wasm trap: ").to_string()),
+        };
+    }
+    let text = format!("{e:#}");
+    // With trap_on_grow_failure the limiter's refusal is the error itself.
+    if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
+        return Failure::Memory;
+    }
+    let _ = store;
+    Failure::Trap(text.chars().take(300).collect())
+}

@@ -1,0 +1,206 @@
+//! The sandbox with real components (the test filter `hostile` and the
+//! bundled ones, built from `filters/`): each way a filter can misbehave
+//! is stopped, named, and answered with the filter's policy.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config;
+
+fn filters_dir() -> &'static str {
+    env!("WASMTPD_FILTERS_DIR")
+}
+
+fn registry(conf: &str) -> Registry {
+    let conf = conf.replace("@DIR@", filters_dir());
+    let cfg = config::parse_str(&conf, Path::new("t.conf")).unwrap();
+    let engine = FilterEngine::new(EngineOptions {
+        max_instances: 64,
+        cache_dir: None,
+    })
+    .unwrap();
+    let sources = read_sources(&cfg);
+    Registry::new(&cfg, sources, engine, None).unwrap()
+}
+
+fn session() -> FilterSession {
+    FilterSession {
+        id: "0123456789abcdef".into(),
+        tenant: None,
+        local_address: "127.0.0.1:25".into(),
+        remote_address: "192.0.2.7:4000".into(),
+        rdns: None,
+        fcrdns: false,
+        helo: Some("client.example".into()),
+        tls: None,
+        auth_user: None,
+        tag: None,
+    }
+}
+
+fn hostile(mode: &str, extra: &str) -> String {
+    format!("filter h wasm \"@DIR@/hostile.wasm\" mode {mode} {extra}\n")
+}
+
+async fn mail_from(reg: &Registry) -> Verdict {
+    mail_from_why(reg).await.0
+}
+
+/// The verdict and, when the filter failed, why.
+async fn mail_from_why(reg: &Registry) -> (Verdict, Option<instance::Failure>) {
+    let mut f = SessionFilters::new(reg.chain("h"), "0123456789abcdef");
+    let v = f.phase(&session(), Phase::MailFrom, "joe@example.org").await;
+    (v, f.failures().first().map(|(_, why)| (*why).clone()))
+}
+
+fn is_tempfail(v: &Verdict) -> bool {
+    matches!(v, Verdict::Disconnect(r) if r.code == 421)
+}
+
+#[tokio::test]
+async fn a_well_behaved_filter_answers() {
+    let reg = registry(&hostile("proceed", ""));
+    assert_eq!(mail_from(&reg).await, Verdict::PROCEED);
+    let reg = registry(&hostile("reject", ""));
+    match mail_from(&reg).await {
+        Verdict::Reject(r) => assert_eq!((r.code, r.text.as_str()), (550, "hostile says no")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_infinite_loop_runs_out_of_fuel() {
+    let reg = registry(&hostile("loop", ""));
+    let t = Instant::now();
+    let (v, why) = mail_from_why(&reg).await;
+    assert!(is_tempfail(&v));
+    assert_eq!(why, Some(instance::Failure::Fuel));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn an_infinite_loop_meets_the_deadline_when_fuel_is_plenty() {
+    let reg = registry(&hostile(
+        "loop",
+        "fuel 100000000000 session-fuel 100000000000 timeout 200ms",
+    ));
+    let t = Instant::now();
+    let (v, why) = mail_from_why(&reg).await;
+    assert!(is_tempfail(&v));
+    assert_eq!(why, Some(instance::Failure::Deadline));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn hostile_filters_are_stopped_with_the_policy_reply() {
+    use instance::Failure;
+    for (mode, expected) in [
+        ("memory", "memory limit reached"),
+        // Rust guests keep their own stack in linear memory: it runs out
+        // (an out-of-bounds access) before the engine's stack limit.
+        ("recurse", "trap: out of bounds memory access"),
+        ("trap", "trap: wasm `unreachable` instruction executed"),
+        ("huge", "memory limit reached"),
+        // No WASI: the file and socket calls are traps, nothing is opened.
+        ("file", "trap"),
+        ("socket", "trap"),
+    ] {
+        let reg = registry(&hostile(mode, "memory 16M"));
+        let (v, why) = mail_from_why(&reg).await;
+        assert!(is_tempfail(&v), "{mode}: {v:?}");
+        let why = why.map(|w| w.to_string()).unwrap_or_default();
+        assert!(why.starts_with(expected), "{mode}: {why}");
+        let _ = Failure::Fuel;
+    }
+}
+
+#[tokio::test]
+async fn policies_reject_or_proceed() {
+    let reg = registry(&hostile("trap", "on-error reject"));
+    match mail_from(&reg).await {
+        Verdict::Reject(r) => assert_eq!(r.code, 554),
+        other => panic!("{other:?}"),
+    }
+    let reg = registry(&hostile("trap", "on-error proceed"));
+    assert_eq!(mail_from(&reg).await, Verdict::PROCEED);
+}
+
+#[tokio::test]
+async fn dns_is_refused_without_the_grant_and_budgeted_with_it() {
+    // Not granted: every lookup fails, the filter carries on.
+    let reg = registry(&hostile("dns-flood", ""));
+    assert_eq!(mail_from(&reg).await, Verdict::PROCEED);
+}
+
+#[tokio::test]
+async fn a_filter_failing_again_and_again_is_quarantined() {
+    let reg = registry(&hostile("trap", ""));
+    for _ in 0..quarantine::THRESHOLD {
+        assert!(is_tempfail(&mail_from(&reg).await));
+    }
+    let filter = reg.chain("h").pop().unwrap();
+    assert!(filter.quarantine.is_quarantined(Instant::now()));
+    assert_eq!(filter.quarantine.counts(), (quarantine::THRESHOLD as u64, 1));
+    // Quarantined: the policy answers without running it.
+    assert!(is_tempfail(&mail_from(&reg).await));
+    assert_eq!(filter.quarantine.counts().0, quarantine::THRESHOLD as u64);
+}
+
+#[tokio::test]
+async fn data_lines_pass_through_filters_in_batches() {
+    let reg = registry(
+        "filter s spamscore rule \"3 header ^Subject:.*viagra\" rule \"3 body cheap\"\n",
+    );
+    let mut f = SessionFilters::new(reg.chain("s"), "0123456789abcdef");
+    let mut msg = b"Subject: viagra\r\nFrom: a@b\r\n\r\n".to_vec();
+    for i in 0..5000 {
+        msg.extend_from_slice(format!("line {i} cheap stuff\r\n").as_bytes());
+    }
+    let out = f.data(&session(), msg.clone(), 1 << 30).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("X-Spam-Score: 6"), "{}", &text[..200]);
+    assert!(text.contains("X-Spam-Status: Yes"));
+    assert!(text.ends_with("line 4999 cheap stuff\r\n"));
+    let commit = f.phase(&session(), Phase::Commit, "").await;
+    assert_eq!(
+        commit,
+        Verdict::Proceed {
+            rewrite: None,
+            junk: true
+        }
+    );
+}
+
+#[tokio::test]
+async fn huge_data_output_is_a_failure() {
+    let reg = registry(&hostile("huge", "phase data-lines memory 256M"));
+    let mut f = SessionFilters::new(reg.chain("h"), "0123456789abcdef");
+    let r = f
+        .data(&session(), b"Subject: x\r\n\r\nhi\r\n".to_vec(), 10 << 20)
+        .await;
+    assert!(matches!(r, Err(Verdict::Disconnect(ref r)) if r.code == 421), "{r:?}");
+}
+
+#[tokio::test]
+async fn reload_keeps_sessions_on_their_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.wasm");
+    std::fs::copy(format!("{}/hostile.wasm", filters_dir()), &path).unwrap();
+    let conf = format!("filter h wasm \"{}\" mode reject\n", path.display());
+    let reg = registry(&conf);
+    let mut before = SessionFilters::new(reg.chain("h"), "1");
+    // A broken file: the running version stays.
+    std::fs::write(&path, b"not wasm").unwrap();
+    let (replaced, failures) = reg.reload();
+    assert_eq!((replaced, failures.len()), (0, 1));
+    assert!(matches!(mail_from(&reg).await, Verdict::Reject(_)));
+    // A different component under the same name.
+    std::fs::copy(format!("{}/dnsbl.wasm", filters_dir()), &path).unwrap();
+    assert_eq!(reg.reload().0, 1);
+    assert_eq!(mail_from(&reg).await, Verdict::PROCEED);
+    let v = before.phase(&session(), Phase::MailFrom, "a@b.example").await;
+    assert!(matches!(v, Verdict::Reject(_)), "{v:?}");
+    let _ = Arc::clone(&reg.current());
+}
