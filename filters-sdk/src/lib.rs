@@ -147,7 +147,12 @@ pub trait Filter: 'static {
     /// header, empty line, body). Return the lines to pass on; lines held
     /// back may be returned with a later batch, at the latest with the
     /// one where `last` is set.
-    fn on_data_lines(&mut self, session: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
+    fn on_data_lines(
+        &mut self,
+        session: &Session,
+        lines: Vec<Vec<u8>>,
+        last: bool,
+    ) -> Vec<Vec<u8>> {
         let _ = (session, last);
         lines
     }
@@ -258,8 +263,8 @@ pub mod config {
 /// host enforces a per-session query budget: going past it stops the
 /// filter.
 pub mod dns {
-    pub use crate::bindings::wasmtpd::filter::host_dns::RecordType;
     use crate::bindings::wasmtpd::filter::host_dns;
+    pub use crate::bindings::wasmtpd::filter::host_dns::RecordType;
 
     /// Records of `kind` for `name`, as text (addresses, TXT strings
     /// joined, "10 mx.example.org", names).
@@ -296,8 +301,8 @@ pub mod kv {
 /// Log lines; the host tags them with the filter's name and rate limits
 /// them.
 pub mod log {
-    pub use crate::bindings::wasmtpd::filter::host_log::Level;
     use crate::bindings::wasmtpd::filter::host_log;
+    pub use crate::bindings::wasmtpd::filter::host_log::Level;
 
     pub fn log(level: Level, message: &str) {
         host_log::log(level, message)
@@ -365,7 +370,7 @@ macro_rules! export_filter {
                 }
             }
 
-            $crate::bindings::export!(WasmtpdFilterExport with_types_in $crate::bindings);
+    $crate::bindings::export!(WasmtpdFilterExport with_types_in $crate::bindings);
         };
     };
 }
@@ -420,6 +425,9 @@ mod tests {
         assert!(!subs.data_lines && !subs.reports);
         let s = net::tests::session("192.0.2.1:25");
         assert_eq!(f.on_phase(&s, Phase::Connect, ""), Decision::Proceed);
-        assert_eq!(f.on_data_lines(&s, vec![b"a".to_vec()], true), [b"a".to_vec()]);
+        assert_eq!(
+            f.on_data_lines(&s, vec![b"a".to_vec()], true),
+            [b"a".to_vec()]
+        );
     }
 }

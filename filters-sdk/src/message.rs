@@ -87,8 +87,22 @@ mod tests {
     #[test]
     fn folded_headers_are_joined_and_body_lines_follow() {
         assert_eq!(
-            parts(&["Subject: a", "\tlong one", "From: x", "", "body 1", "", "Subject: no"]),
-            ["H:Subject: a\tlong one", "H:From: x", "B:body 1", "B:", "B:Subject: no"]
+            parts(&[
+                "Subject: a",
+                "\tlong one",
+                "From: x",
+                "",
+                "body 1",
+                "",
+                "Subject: no"
+            ]),
+            [
+                "H:Subject: a\tlong one",
+                "H:From: x",
+                "B:body 1",
+                "B:",
+                "B:Subject: no"
+            ]
         );
     }
 

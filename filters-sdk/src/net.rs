@@ -52,7 +52,9 @@ pub fn valid_zone(zone: &str) -> bool {
         && zone.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -94,9 +96,18 @@ pub(crate) mod tests {
 
     #[test]
     fn client_ip_reads_both_address_forms() {
-        assert_eq!(client_ip("192.0.2.7:51234"), Some("192.0.2.7".parse().unwrap()));
-        assert_eq!(client_ip("[2001:db8::1]:25"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(client_ip("[::ffff:192.0.2.7]:25"), Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(
+            client_ip("192.0.2.7:51234"),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip("[2001:db8::1]:25"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip("[::ffff:192.0.2.7]:25"),
+            Some("192.0.2.7".parse().unwrap())
+        );
         assert_eq!(client_ip("192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
         assert_eq!(client_ip("local"), None);
     }
@@ -109,7 +120,10 @@ pub(crate) mod tests {
         );
         // RFC 5782 section 2.4's own example.
         assert_eq!(
-            reverse_name("2001:db8:1:2:3:4:567:89ab".parse().unwrap(), "ugly.example.com."),
+            reverse_name(
+                "2001:db8:1:2:3:4:567:89ab".parse().unwrap(),
+                "ugly.example.com."
+            ),
             "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com"
         );
     }

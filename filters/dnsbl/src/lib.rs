@@ -73,7 +73,9 @@ impl Dnsbl {
                 Ok(true) => {
                     log::info(&format!("{ip} listed at {zone}"));
                     let reasons = match self.action {
-                        Action::Reject => dns::txt(&net::reverse_name(ip, zone)).unwrap_or_default(),
+                        Action::Reject => {
+                            dns::txt(&net::reverse_name(ip, zone)).unwrap_or_default()
+                        }
                         Action::Junk => Vec::new(),
                     };
                     return listed_decision(self.action, zone, &reasons);
@@ -142,12 +144,19 @@ mod tests {
     fn reject_text_names_the_zone_and_reason() {
         assert_eq!(
             listed_decision(Action::Reject, "bl.example", &["Listed since 2024".into()]),
-            Decision::reject(554, "5.7.1", "Client address listed at bl.example: Listed since 2024")
+            Decision::reject(
+                554,
+                "5.7.1",
+                "Client address listed at bl.example: Listed since 2024"
+            )
         );
         assert_eq!(
             listed_decision(Action::Reject, "bl.example", &[]),
             Decision::reject(554, "5.7.1", "Client address listed at bl.example")
         );
-        assert_eq!(listed_decision(Action::Junk, "bl.example", &[]), Decision::Junk);
+        assert_eq!(
+            listed_decision(Action::Junk, "bl.example", &[]),
+            Decision::Junk
+        );
     }
 }

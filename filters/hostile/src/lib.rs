@@ -157,7 +157,9 @@ impl Hostile {
                 Decision::Proceed
             }
             Mode::File => match std::fs::read_to_string("/etc/passwd") {
-                Ok(text) => Decision::reject(550, "", text.lines().next().unwrap_or("").to_string()),
+                Ok(text) => {
+                    Decision::reject(550, "", text.lines().next().unwrap_or("").to_string())
+                }
                 Err(e) => Decision::reject(550, "", format!("file: ERR {e}")),
             },
             Mode::Socket => match std::net::TcpStream::connect(self.target.as_str()) {
@@ -234,7 +236,10 @@ mod tests {
         assert_eq!(Mode::parse("dns-flood"), Some(Mode::DnsFlood));
         assert_eq!(Mode::parse("nope"), None);
         assert_eq!(parse_place(None), Some(Place::Phase(Phase::MailFrom)));
-        assert_eq!(parse_place(Some("rcpt-to")), Some(Place::Phase(Phase::RcptTo)));
+        assert_eq!(
+            parse_place(Some("rcpt-to")),
+            Some(Place::Phase(Phase::RcptTo))
+        );
         assert_eq!(parse_place(Some("data-lines")), Some(Place::DataLines));
         assert_eq!(parse_place(Some("elsewhere")), None);
     }

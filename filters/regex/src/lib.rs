@@ -212,7 +212,9 @@ mod tests {
     use super::*;
 
     fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn lines(text: &str) -> Vec<Vec<u8>> {
@@ -244,7 +246,10 @@ mod tests {
     #[test]
     fn action_and_message_shape_the_verdict() {
         let (rules, _) = Rules::parse(&pairs(&[("helo", "x")]));
-        assert_eq!(rules.verdict(), Decision::reject(550, "5.7.1", DEFAULT_MESSAGE));
+        assert_eq!(
+            rules.verdict(),
+            Decision::reject(550, "5.7.1", DEFAULT_MESSAGE)
+        );
         let (rules, _) = Rules::parse(&pairs(&[("message", "No thanks")]));
         assert_eq!(rules.verdict(), Decision::reject(550, "5.7.1", "No thanks"));
         let (rules, _) = Rules::parse(&pairs(&[("action", "junk")]));

@@ -122,7 +122,10 @@ fn parse_dnsbl(value: &str) -> Result<DnsblRule, String> {
     let score = parse_score(score).ok_or_else(|| format!("bad score {score:?}"))?;
     let zone = zone.trim().trim_end_matches('.').to_ascii_lowercase();
     if !net::valid_zone(&zone) {
-        return Err(format!("invalid zone {:?}", zone.escape_debug().to_string()));
+        return Err(format!(
+            "invalid zone {:?}",
+            zone.escape_debug().to_string()
+        ));
     }
     Ok(DnsblRule {
         name: format!("DNSBL_{zone}"),
@@ -223,9 +226,9 @@ impl Score {
 }
 
 fn is_spam_field(line: &[u8]) -> bool {
-    [&b"x-spam-score:"[..], b"x-spam-status:"].iter().any(|p| {
-        line.len() >= p.len() && line[..p.len()].eq_ignore_ascii_case(p)
-    })
+    [&b"x-spam-score:"[..], b"x-spam-status:"]
+        .iter()
+        .any(|p| line.len() >= p.len() && line[..p.len()].eq_ignore_ascii_case(p))
 }
 
 /// One message on its way through.
@@ -378,8 +381,7 @@ impl Filter for SpamScore {
     }
 
     fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
-        self.message
-            .feed(&self.settings, &self.listed, lines, last)
+        self.message.feed(&self.settings, &self.listed, lines, last)
     }
 }
 
@@ -414,11 +416,20 @@ mod tests {
     #[test]
     fn rules_parse_with_and_without_names() {
         let r = parse_rule("3.5 header ^Subject:.*(?i)viagra", 1).unwrap();
-        assert_eq!((r.name.as_str(), r.score, r.target), ("R1", 3.5, Target::Header));
+        assert_eq!(
+            (r.name.as_str(), r.score, r.target),
+            ("R1", 3.5, Target::Header)
+        );
         assert!(r.re.is_match(&b"Subject: cheap VIAGRA"[..]));
         let r = parse_rule("CLICK -1 body (?i)click  here", 2).unwrap();
-        assert_eq!((r.name.as_str(), r.score, r.target), ("CLICK", -1.0, Target::Body));
-        assert!(r.re.is_match(&b"Click  here"[..]), "the pattern keeps inner spaces");
+        assert_eq!(
+            (r.name.as_str(), r.score, r.target),
+            ("CLICK", -1.0, Target::Body)
+        );
+        assert!(
+            r.re.is_match(&b"Click  here"[..]),
+            "the pattern keeps inner spaces"
+        );
         assert!(parse_rule("3 subject x", 1).is_err());
         assert!(parse_rule("3 body", 1).is_err());
         assert!(parse_rule("3 body (", 1).is_err());
@@ -468,7 +479,12 @@ mod tests {
             ("rule", "1 body click"),
         ]);
         let mut m = Message::default();
-        let out = m.feed(&s, &[], lines("Subject: cheap\n Viagra\nFrom: a@b\n"), false);
+        let out = m.feed(
+            &s,
+            &[],
+            lines("Subject: cheap\n Viagra\nFrom: a@b\n"),
+            false,
+        );
         assert!(out.is_empty(), "held until the end");
         let out = m.feed(&s, &[], lines("Click here\nclick again"), true);
         assert_eq!(
@@ -477,7 +493,11 @@ mod tests {
              X-Spam-Status: Yes, score=6.5 required=5.0 tests=R1,R2,R4\n\
              Subject: cheap\n Viagra\nFrom: a@b\n\nClick here\nclick again"
         );
-        assert_eq!(m.score.as_ref().unwrap().total, 6.5, "each rule counts once");
+        assert_eq!(
+            m.score.as_ref().unwrap().total,
+            6.5,
+            "each rule counts once"
+        );
     }
 
     #[test]
@@ -519,10 +539,7 @@ mod tests {
             lines("X-Spam-Status: No,\n  tests=none\nx-spam-score: -10\nSubject: s\n\nX-Spam-Score: body"),
             true,
         );
-        assert_eq!(
-            text(&out[2..]),
-            "Subject: s\n\nX-Spam-Score: body"
-        );
+        assert_eq!(text(&out[2..]), "Subject: s\n\nX-Spam-Score: body");
     }
 
     #[test]
