@@ -1,0 +1,113 @@
+//! Reading a message as it streams through `on-data-lines`: header fields
+//! unfolded (RFC 5322 section 2.2.3) and body lines, whatever the batch
+//! boundaries.
+
+/// One piece of the message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// A whole header field, unfolded: "Subject: hello world".
+    Header(&'a [u8]),
+    /// One body line.
+    Body(&'a [u8]),
+}
+
+/// Splits a message into unfolded header fields and body lines. A header
+/// field is only complete when the next line does not continue it, so
+/// feed every line, then call [`MessageReader::finish`] after the last.
+#[derive(Debug, Default)]
+pub struct MessageReader {
+    in_body: bool,
+    pending: Option<Vec<u8>>,
+}
+
+impl MessageReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the empty line ending the header was seen.
+    pub fn in_body(&self) -> bool {
+        self.in_body
+    }
+
+    /// Feeds the next line; `f` sees the parts it completes.
+    pub fn feed(&mut self, line: &[u8], mut f: impl FnMut(Part<'_>)) {
+        if self.in_body {
+            f(Part::Body(line));
+            return;
+        }
+        if line.is_empty() {
+            self.flush(&mut f);
+            self.in_body = true;
+            return;
+        }
+        let continues = matches!(line[0], b' ' | b'\t');
+        match &mut self.pending {
+            Some(field) if continues => field.extend_from_slice(line),
+            _ => {
+                self.flush(&mut f);
+                self.pending = Some(line.to_vec());
+            }
+        }
+    }
+
+    /// The message ended: emits a header field still waiting for its
+    /// continuation lines.
+    pub fn finish(&mut self, mut f: impl FnMut(Part<'_>)) {
+        self.flush(&mut f);
+    }
+
+    fn flush(&mut self, f: &mut impl FnMut(Part<'_>)) {
+        if let Some(field) = self.pending.take() {
+            f(Part::Header(&field));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(lines: &[&str]) -> Vec<String> {
+        let mut reader = MessageReader::new();
+        let mut out = Vec::new();
+        let mut push = |p: Part<'_>| {
+            out.push(match p {
+                Part::Header(h) => format!("H:{}", String::from_utf8_lossy(h)),
+                Part::Body(b) => format!("B:{}", String::from_utf8_lossy(b)),
+            })
+        };
+        for l in lines {
+            reader.feed(l.as_bytes(), &mut push);
+        }
+        reader.finish(&mut push);
+        out
+    }
+
+    #[test]
+    fn folded_headers_are_joined_and_body_lines_follow() {
+        assert_eq!(
+            parts(&[
+                "Subject: a",
+                "\tlong one",
+                "From: x",
+                "",
+                "body 1",
+                "",
+                "Subject: no"
+            ]),
+            [
+                "H:Subject: a\tlong one",
+                "H:From: x",
+                "B:body 1",
+                "B:",
+                "B:Subject: no"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_without_body_still_yields_its_last_header() {
+        assert_eq!(parts(&["To: y", " z"]), ["H:To: y z"]);
+    }
+}

@@ -1,0 +1,162 @@
+//! dnsbl: refuses (or marks as junk) clients listed in DNS blocklists,
+//! like OpenSMTPD's filter-dnsbl.
+//!
+//! Configuration (smtpd.conf, after the filter):
+//! - `zone ZONE` — a DNSBL zone; repeat for several, asked in order, the
+//!   first listing wins. Zones that are not LDH names are logged and
+//!   skipped.
+//! - `action reject|junk` — `reject` (default) answers
+//!   `554 5.7.1 Client address listed at ZONE: REASON` (the TXT record;
+//!   without one the text stops at ZONE); `junk` accepts the session's
+//!   mail marked as junk.
+//!
+//! Subscribes to `connect` only and needs `allow dns`. A lookup error
+//! proceeds with a warning (fail open): a broken list must not stop mail.
+
+use std::net::IpAddr;
+use wasmtpd_filter::{config, dns, log, net, Decision, Filter, Phase, Session, Subscriptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Action {
+    #[default]
+    Reject,
+    Junk,
+}
+
+#[derive(Default)]
+struct Dnsbl {
+    zones: Vec<String>,
+    action: Action,
+}
+
+/// Keeps the valid zones, naming the others in the returned errors.
+fn parse_zones(values: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let (good, bad): (Vec<_>, Vec<_>) = values
+        .into_iter()
+        .map(|z| z.trim().trim_end_matches('.').to_ascii_lowercase())
+        .partition(|z| net::valid_zone(z));
+    let errors = bad
+        .into_iter()
+        .map(|z| format!("ignoring invalid zone {:?}", z.escape_debug().to_string()))
+        .collect();
+    (good, errors)
+}
+
+fn parse_action(value: Option<&str>) -> Result<Action, String> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("reject") => Ok(Action::Reject),
+        Some("junk") => Ok(Action::Junk),
+        Some(other) => Err(format!("unknown action {other:?}, using reject")),
+    }
+}
+
+/// The decision once `zone` listed the client, with the TXT `reason`s.
+fn listed_decision(action: Action, zone: &str, reasons: &[String]) -> Decision {
+    match action {
+        Action::Junk => Decision::Junk,
+        Action::Reject => {
+            let reason = reasons.iter().map(|r| r.trim()).find(|r| !r.is_empty());
+            let text = match reason {
+                Some(r) => format!("Client address listed at {zone}: {r}"),
+                None => format!("Client address listed at {zone}"),
+            };
+            Decision::reject(554, "5.7.1", text)
+        }
+    }
+}
+
+impl Dnsbl {
+    fn check(&self, ip: IpAddr) -> Decision {
+        for zone in &self.zones {
+            match net::dnsbl_listed(ip, zone) {
+                Ok(false) => {}
+                Ok(true) => {
+                    log::info(&format!("{ip} listed at {zone}"));
+                    let reasons = match self.action {
+                        Action::Reject => {
+                            dns::txt(&net::reverse_name(ip, zone)).unwrap_or_default()
+                        }
+                        Action::Junk => Vec::new(),
+                    };
+                    return listed_decision(self.action, zone, &reasons);
+                }
+                Err(e) => log::warn(&format!("lookup of {ip} at {zone} failed: {e}")),
+            }
+        }
+        Decision::Proceed
+    }
+}
+
+impl Filter for Dnsbl {
+    const PHASES: &'static [Phase] = &[Phase::Connect];
+
+    fn init(&mut self) -> Subscriptions {
+        let (zones, errors) = parse_zones(config::get_all("zone"));
+        for e in errors {
+            log::error(&e);
+        }
+        if zones.is_empty() {
+            log::warn("no zone configured: every client passes");
+        }
+        self.zones = zones;
+        self.action = parse_action(config::get("action").as_deref()).unwrap_or_else(|e| {
+            log::error(&e);
+            Action::Reject
+        });
+        Self::default_subscriptions()
+    }
+
+    fn on_phase(&mut self, session: &Session, _: Phase, _: &str) -> Decision {
+        match net::client_ip(&session.remote_address) {
+            Some(ip) => self.check(ip),
+            // A local (non-IP) client is nobody a DNSBL knows.
+            None => Decision::Proceed,
+        }
+    }
+}
+
+wasmtpd_filter::export_filter!(Dnsbl);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_zones_are_skipped_with_a_message() {
+        let (good, errors) = parse_zones(vec![
+            "zen.spamhaus.org".into(),
+            "evil zone;rm".into(),
+            "BL.Example.NET.".into(),
+        ]);
+        assert_eq!(good, ["zen.spamhaus.org", "bl.example.net"]);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("evil zone;rm"));
+    }
+
+    #[test]
+    fn action_defaults_to_reject() {
+        assert_eq!(parse_action(None), Ok(Action::Reject));
+        assert_eq!(parse_action(Some("Junk")), Ok(Action::Junk));
+        assert!(parse_action(Some("drop")).is_err());
+    }
+
+    #[test]
+    fn reject_text_names_the_zone_and_reason() {
+        assert_eq!(
+            listed_decision(Action::Reject, "bl.example", &["Listed since 2024".into()]),
+            Decision::reject(
+                554,
+                "5.7.1",
+                "Client address listed at bl.example: Listed since 2024"
+            )
+        );
+        assert_eq!(
+            listed_decision(Action::Reject, "bl.example", &[]),
+            Decision::reject(554, "5.7.1", "Client address listed at bl.example")
+        );
+        assert_eq!(
+            listed_decision(Action::Junk, "bl.example", &[]),
+            Decision::Junk
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! regex: refuses (or marks as junk) what matches regular expressions, in
+//! the spirit of OpenSMTPD's `filter … match regex`.
+//!
+//! Configuration (every pattern key repeatable, values are Rust regex
+//! syntax matched against bytes like `regex::bytes`; add `(?i)` for case
+//! folding):
+//! - `helo RE` — the HELO/EHLO name;
+//! - `mail-from RE`, `rcpt-to RE` — the address, without brackets;
+//! - `header RE` — each unfolded header field, "Name: value";
+//! - `body RE` — each body line;
+//! - `action reject|junk` — default `reject`;
+//! - `message TEXT` — the reply text, default "Message rejected by content
+//!   filter", sent as `550 5.7.1 TEXT`.
+//!
+//! Only the phases the configured keys need are subscribed. helo,
+//! mail-from and rcpt-to decide at once; header and body matches are
+//! remembered and decided at `commit`. A pattern that does not compile is
+//! logged and ignored.
+
+use regex_automata::meta::{Config, Regex};
+use regex_automata::util::syntax;
+use wasmtpd_filter::message::{MessageReader, Part};
+use wasmtpd_filter::{config, log, Decision, Filter, Phase, Session, Subscriptions};
+
+const DEFAULT_MESSAGE: &str = "Message rejected by content filter";
+
+/// Compiles like `regex::bytes::Regex::new`: Unicode-aware, but able to
+/// match any bytes (`(?-u:\xFF)`).
+fn compile(pattern: &str) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(syntax::Config::new().utf8(false))
+        .configure(Config::new().utf8_empty(false))
+        .build(pattern)
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Action {
+    #[default]
+    Reject,
+    Junk,
+}
+
+#[derive(Default)]
+struct Rules {
+    helo: Vec<Regex>,
+    mail_from: Vec<Regex>,
+    rcpt_to: Vec<Regex>,
+    header: Vec<Regex>,
+    body: Vec<Regex>,
+    action: Action,
+    message: String,
+}
+
+impl Rules {
+    /// Reads the configuration pairs; the errors are for the log.
+    fn parse(pairs: &[(String, String)]) -> (Rules, Vec<String>) {
+        let mut rules = Rules {
+            message: DEFAULT_MESSAGE.to_string(),
+            ..Rules::default()
+        };
+        let mut errors = Vec::new();
+        for (key, value) in pairs {
+            let list = match key.as_str() {
+                "helo" => &mut rules.helo,
+                "mail-from" => &mut rules.mail_from,
+                "rcpt-to" => &mut rules.rcpt_to,
+                "header" => &mut rules.header,
+                "body" => &mut rules.body,
+                "action" => {
+                    match value.trim().to_ascii_lowercase().as_str() {
+                        "reject" => rules.action = Action::Reject,
+                        "junk" => rules.action = Action::Junk,
+                        other => errors.push(format!("unknown action {other:?}, using reject")),
+                    }
+                    continue;
+                }
+                "message" => {
+                    rules.message = value.clone();
+                    continue;
+                }
+                other => {
+                    errors.push(format!("unknown key {other:?} ignored"));
+                    continue;
+                }
+            };
+            match compile(value) {
+                Ok(re) => list.push(re),
+                Err(e) => errors.push(format!("{key} pattern {value:?} ignored: {e}")),
+            }
+        }
+        (rules, errors)
+    }
+
+    fn subscriptions(&self) -> Subscriptions {
+        let mut phases = Vec::new();
+        if !self.helo.is_empty() {
+            phases.extend([Phase::Helo, Phase::Ehlo]);
+        }
+        if !self.mail_from.is_empty() {
+            phases.push(Phase::MailFrom);
+        }
+        if !self.rcpt_to.is_empty() {
+            phases.push(Phase::RcptTo);
+        }
+        let content = !self.header.is_empty() || !self.body.is_empty();
+        if content {
+            phases.push(Phase::Commit);
+        }
+        Subscriptions {
+            phases,
+            data_lines: content,
+            reports: false,
+        }
+    }
+
+    fn verdict(&self) -> Decision {
+        match self.action {
+            Action::Reject => Decision::reject(550, "5.7.1", self.message.clone()),
+            Action::Junk => Decision::Junk,
+        }
+    }
+}
+
+/// The message being scanned.
+#[derive(Default)]
+struct Scan {
+    reader: MessageReader,
+    matched: bool,
+    /// The last batch was seen; the next batch starts a new message.
+    done: bool,
+}
+
+impl Scan {
+    /// Looks at `lines`; true once anything matched.
+    fn feed(&mut self, rules: &Rules, lines: &[Vec<u8>], last: bool) {
+        if self.done {
+            *self = Scan::default();
+        }
+        let mut check = |part: Part<'_>| {
+            let (patterns, text) = match part {
+                Part::Header(h) => (&rules.header, h),
+                Part::Body(b) => (&rules.body, b),
+            };
+            if !self.matched && patterns.iter().any(|re| re.is_match(text)) {
+                self.matched = true;
+            }
+        };
+        for line in lines {
+            self.reader.feed(line, &mut check);
+        }
+        if last {
+            self.reader.finish(&mut check);
+            self.done = true;
+        }
+    }
+}
+
+#[derive(Default)]
+struct RegexFilter {
+    rules: Rules,
+    scan: Scan,
+}
+
+impl Filter for RegexFilter {
+    fn init(&mut self) -> Subscriptions {
+        let (rules, errors) = Rules::parse(&config::all());
+        for e in errors {
+            log::error(&e);
+        }
+        self.rules = rules;
+        self.rules.subscriptions()
+    }
+
+    fn on_phase(&mut self, _: &Session, phase: Phase, param: &str) -> Decision {
+        let patterns = match phase {
+            Phase::Helo | Phase::Ehlo => &self.rules.helo,
+            Phase::MailFrom => {
+                self.scan = Scan::default();
+                &self.rules.mail_from
+            }
+            Phase::RcptTo => &self.rules.rcpt_to,
+            Phase::Commit => {
+                let matched = std::mem::take(&mut self.scan).matched;
+                return if matched {
+                    log::info("message content matched");
+                    self.rules.verdict()
+                } else {
+                    Decision::Proceed
+                };
+            }
+            _ => return Decision::Proceed,
+        };
+        if patterns.iter().any(|re| re.is_match(param.as_bytes())) {
+            log::info(&format!("{} {param:?} matched", phase.name()));
+            self.rules.verdict()
+        } else {
+            Decision::Proceed
+        }
+    }
+
+    fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
+        self.scan.feed(&self.rules, &lines, last);
+        lines
+    }
+}
+
+wasmtpd_filter::export_filter!(RegexFilter);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn lines(text: &str) -> Vec<Vec<u8>> {
+        text.split('\n').map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn only_the_configured_phases_are_subscribed() {
+        let (rules, errors) = Rules::parse(&pairs(&[("helo", "^bad"), ("rcpt-to", "x")]));
+        assert!(errors.is_empty());
+        let subs = rules.subscriptions();
+        assert_eq!(subs.phases, [Phase::Helo, Phase::Ehlo, Phase::RcptTo]);
+        assert!(!subs.data_lines);
+
+        let (rules, _) = Rules::parse(&pairs(&[("body", "x")]));
+        let subs = rules.subscriptions();
+        assert_eq!(subs.phases, [Phase::Commit]);
+        assert!(subs.data_lines);
+    }
+
+    #[test]
+    fn broken_patterns_are_reported_and_skipped() {
+        let (rules, errors) = Rules::parse(&pairs(&[("body", "(unclosed"), ("body", "ok")]));
+        assert_eq!(rules.body.len(), 1);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("(unclosed"));
+    }
+
+    #[test]
+    fn action_and_message_shape_the_verdict() {
+        let (rules, _) = Rules::parse(&pairs(&[("helo", "x")]));
+        assert_eq!(
+            rules.verdict(),
+            Decision::reject(550, "5.7.1", DEFAULT_MESSAGE)
+        );
+        let (rules, _) = Rules::parse(&pairs(&[("message", "No thanks")]));
+        assert_eq!(rules.verdict(), Decision::reject(550, "5.7.1", "No thanks"));
+        let (rules, _) = Rules::parse(&pairs(&[("action", "junk")]));
+        assert_eq!(rules.verdict(), Decision::Junk);
+    }
+
+    #[test]
+    fn headers_are_matched_unfolded_and_bodies_by_line() {
+        let (rules, _) = Rules::parse(&pairs(&[("header", "^Subject: .*cheap pills")]));
+        let mut scan = Scan::default();
+        scan.feed(&rules, &lines("Subject: buy\n cheap pills\nFrom: a"), false);
+        // The folded field is only complete once the next field starts.
+        assert!(scan.matched);
+
+        let mut scan = Scan::default();
+        scan.feed(&rules, &lines("From: a\n\nSubject: cheap pills"), true);
+        assert!(!scan.matched, "a body line is not a header");
+
+        let (rules, _) = Rules::parse(&pairs(&[("body", "(?i)click here")]));
+        let mut scan = Scan::default();
+        scan.feed(&rules, &lines("Subject: hi\n"), false);
+        scan.feed(&rules, &[b"Please CLICK HERE \xff\xfe".to_vec()], true);
+        assert!(scan.matched, "invalid UTF-8 does not stop a match");
+    }
+
+    #[test]
+    fn byte_patterns_match_non_utf8_lines() {
+        let re = compile(r"(?-u:\xff)").unwrap();
+        assert!(re.is_match(&b"a\xffb"[..]));
+    }
+
+    #[test]
+    fn a_new_message_starts_clean() {
+        let (rules, _) = Rules::parse(&pairs(&[("body", "spam")]));
+        let mut scan = Scan::default();
+        scan.feed(&rules, &lines("A: b\n\nspam"), true);
+        assert!(scan.matched);
+        // No commit reached us (another filter refused first): the next
+        // message's first batch resets.
+        scan.feed(&rules, &lines("A: b\n\nham"), true);
+        assert!(!scan.matched);
+    }
+}

@@ -1,0 +1,554 @@
+//! spamscore: scores each message with content rules and DNS blocklists,
+//! adds `X-Spam-Score` and `X-Spam-Status` at the top of the header, and
+//! marks messages at or above the threshold as junk.
+//!
+//! Configuration:
+//! - `rule "[NAME] SCORE header|body REGEX"` (repeatable) — SCORE is added
+//!   once per message when REGEX (Rust syntax, matched against bytes; use
+//!   `(?i)` for case folding) matches an unfolded header field ("Subject:
+//!   cheap pills") or a body line. Unnamed rules are called R1, R2, … by
+//!   their position among the rules; a NAME (letters, digits, `_`, `-`)
+//!   can be given first: `rule "PILLS 3.5 header ^Subject:.*(?i)viagra"`.
+//!   Negative scores are allowed.
+//! - `dnsbl "SCORE ZONE"` (repeatable) — the client's address is looked
+//!   up at connect as the dnsbl filter does; a listing adds SCORE to every
+//!   message of the session, as test `DNSBL_ZONE`. Needs `allow dns`;
+//!   lookup errors count as not listed.
+//! - `threshold SCORE` — default 5.0; at or above it the message is junk.
+//! - `max-scan BYTES` — how much of the message is held and scanned,
+//!   default 262144. The headers depend on the body, so lines are held
+//!   back until the end of the message or until more than this was held;
+//!   then the headers and the held lines go out and the rest passes
+//!   straight through, unscanned.
+//!
+//! `X-Spam-Score`/`X-Spam-Status` fields the message already carries are
+//! removed while held, so a sender cannot vouch for itself.
+//!
+//! Bad rules, zones or numbers are logged and skipped (defaults kept).
+
+use std::net::IpAddr;
+
+use regex_automata::meta::{Config, Regex};
+use regex_automata::util::syntax;
+use wasmtpd_filter::message::{MessageReader, Part};
+use wasmtpd_filter::{config, log, net, Decision, Filter, Phase, Session, Subscriptions};
+
+const DEFAULT_THRESHOLD: f64 = 5.0;
+const DEFAULT_MAX_SCAN: usize = 262_144;
+
+/// Compiles like `regex::bytes::Regex::new`.
+fn compile(pattern: &str) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(syntax::Config::new().utf8(false))
+        .configure(Config::new().utf8_empty(false))
+        .build(pattern)
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Header,
+    Body,
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    score: f64,
+    target: Target,
+    re: Regex,
+}
+
+#[derive(Debug, PartialEq)]
+struct DnsblRule {
+    name: String,
+    score: f64,
+    zone: String,
+}
+
+fn parse_score(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Splits off the first space-separated word.
+fn word(s: &str) -> Option<(&str, &str)> {
+    let s = s.trim_start();
+    let end = s.find([' ', '\t']).unwrap_or(s.len());
+    (end > 0).then(|| (&s[..end], s[end..].trim_start()))
+}
+
+/// Parses `"[NAME] SCORE header|body REGEX"`; `position` is the rule's
+/// 1-based index, for its default name.
+fn parse_rule(value: &str, position: usize) -> Result<Rule, String> {
+    let (first, rest) = word(value).ok_or("empty rule")?;
+    let (name, score, rest) = match parse_score(first) {
+        Some(score) => (format!("R{position}"), score, rest),
+        None => {
+            if !valid_name(first) {
+                return Err(format!("bad rule name or score {first:?}"));
+            }
+            let (score, rest) = word(rest).ok_or("missing score")?;
+            let score = parse_score(score).ok_or_else(|| format!("bad score {score:?}"))?;
+            (first.to_string(), score, rest)
+        }
+    };
+    let (target, pattern) = word(rest).ok_or("missing header|body")?;
+    let target = match target.to_ascii_lowercase().as_str() {
+        "header" => Target::Header,
+        "body" => Target::Body,
+        other => return Err(format!("expected header or body, not {other:?}")),
+    };
+    if pattern.is_empty() {
+        return Err("missing pattern".into());
+    }
+    let re = compile(pattern).map_err(|e| format!("bad pattern {pattern:?}: {e}"))?;
+    Ok(Rule {
+        name,
+        score,
+        target,
+        re,
+    })
+}
+
+/// Parses `"SCORE ZONE"`.
+fn parse_dnsbl(value: &str) -> Result<DnsblRule, String> {
+    let (score, zone) = word(value).ok_or("empty dnsbl")?;
+    let score = parse_score(score).ok_or_else(|| format!("bad score {score:?}"))?;
+    let zone = zone.trim().trim_end_matches('.').to_ascii_lowercase();
+    if !net::valid_zone(&zone) {
+        return Err(format!(
+            "invalid zone {:?}",
+            zone.escape_debug().to_string()
+        ));
+    }
+    Ok(DnsblRule {
+        name: format!("DNSBL_{zone}"),
+        score,
+        zone,
+    })
+}
+
+struct Settings {
+    rules: Vec<Rule>,
+    dnsbls: Vec<DnsblRule>,
+    threshold: f64,
+    max_scan: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rules: Vec::new(),
+            dnsbls: Vec::new(),
+            threshold: DEFAULT_THRESHOLD,
+            max_scan: DEFAULT_MAX_SCAN,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the configuration pairs; the errors are for the log.
+    fn parse(pairs: &[(String, String)]) -> (Settings, Vec<String>) {
+        let mut s = Settings::default();
+        let mut errors = Vec::new();
+        let mut position = 0;
+        for (key, value) in pairs {
+            match key.as_str() {
+                "rule" => {
+                    position += 1;
+                    match parse_rule(value, position) {
+                        Ok(rule) => s.rules.push(rule),
+                        Err(e) => errors.push(format!("rule {position} ignored: {e}")),
+                    }
+                }
+                "dnsbl" => match parse_dnsbl(value) {
+                    Ok(d) => s.dnsbls.push(d),
+                    Err(e) => errors.push(format!("dnsbl {value:?} ignored: {e}")),
+                },
+                "threshold" => match parse_score(value.trim()) {
+                    Some(t) => s.threshold = t,
+                    None => errors.push(format!("bad threshold {value:?}")),
+                },
+                "max-scan" => match value.trim().parse() {
+                    Ok(n) => s.max_scan = n,
+                    Err(_) => errors.push(format!("bad max-scan {value:?}")),
+                },
+                other => errors.push(format!("unknown key {other:?} ignored")),
+            }
+        }
+        (s, errors)
+    }
+
+    fn subscriptions(&self) -> Subscriptions {
+        let mut phases = Vec::new();
+        if !self.dnsbls.is_empty() {
+            phases.push(Phase::Connect);
+        }
+        phases.push(Phase::Commit);
+        Subscriptions {
+            phases,
+            data_lines: true,
+            reports: false,
+        }
+    }
+}
+
+/// A message's score and the tests that made it.
+#[derive(Debug, Clone, PartialEq)]
+struct Score {
+    total: f64,
+    tests: Vec<String>,
+}
+
+impl Score {
+    fn headers(&self, threshold: f64) -> [Vec<u8>; 2] {
+        let verdict = if self.total >= threshold { "Yes" } else { "No" };
+        let tests = if self.tests.is_empty() {
+            "none".to_string()
+        } else {
+            self.tests.join(",")
+        };
+        [
+            format!("X-Spam-Score: {:.1}", self.total).into_bytes(),
+            format!(
+                "X-Spam-Status: {verdict}, score={:.1} required={threshold:.1} tests={tests}",
+                self.total
+            )
+            .into_bytes(),
+        ]
+    }
+}
+
+fn is_spam_field(line: &[u8]) -> bool {
+    [&b"x-spam-score:"[..], b"x-spam-status:"]
+        .iter()
+        .any(|p| line.len() >= p.len() && line[..p.len()].eq_ignore_ascii_case(p))
+}
+
+/// One message on its way through.
+#[derive(Default)]
+struct Message {
+    reader: MessageReader,
+    hits: Vec<bool>,
+    held: Vec<Vec<u8>>,
+    held_bytes: usize,
+    /// Dropping a forged X-Spam field and its continuation lines.
+    dropping: bool,
+    /// Set once the held lines went out with the headers.
+    score: Option<Score>,
+    /// The last batch went through: the next batch is a new message.
+    done: bool,
+}
+
+impl Message {
+    fn scan(&mut self, rules: &[Rule], line: &[u8]) {
+        let hits = &mut self.hits;
+        hits.resize(rules.len(), false);
+        self.reader.feed(line, |part| mark(rules, hits, part));
+    }
+
+    fn total(&mut self, rules: &[Rule], listed: &[(String, f64)]) -> Score {
+        let hits = &mut self.hits;
+        hits.resize(rules.len(), false);
+        self.reader.finish(|part| mark(rules, hits, part));
+        let mut score = Score {
+            total: 0.0,
+            tests: Vec::new(),
+        };
+        for (rule, _) in rules.iter().zip(hits.iter()).filter(|(_, hit)| **hit) {
+            score.total += rule.score;
+            score.tests.push(rule.name.clone());
+        }
+        for (name, points) in listed {
+            score.total += points;
+            score.tests.push(name.clone());
+        }
+        score
+    }
+
+    /// Takes a batch; returns what goes on.
+    fn feed(
+        &mut self,
+        settings: &Settings,
+        listed: &[(String, f64)],
+        lines: Vec<Vec<u8>>,
+        last: bool,
+    ) -> Vec<Vec<u8>> {
+        if self.done {
+            *self = Message::default();
+        }
+        self.done = last;
+        if self.score.is_some() {
+            return lines;
+        }
+        for line in lines {
+            if !self.reader.in_body() && !line.is_empty() {
+                let continues = matches!(line[0], b' ' | b'\t');
+                if !continues {
+                    self.dropping = is_spam_field(&line);
+                }
+                if self.dropping {
+                    continue;
+                }
+            }
+            self.scan(&settings.rules, &line);
+            self.held_bytes += line.len() + 2;
+            self.held.push(line);
+        }
+        if !last && self.held_bytes <= settings.max_scan {
+            return Vec::new();
+        }
+        let score = self.total(&settings.rules, listed);
+        let mut out = Vec::with_capacity(self.held.len() + 2);
+        out.extend(score.headers(settings.threshold));
+        out.append(&mut self.held);
+        self.score = Some(score);
+        out
+    }
+}
+
+fn mark(rules: &[Rule], hits: &mut [bool], part: Part<'_>) {
+    let (target, text) = match part {
+        Part::Header(h) => (Target::Header, h),
+        Part::Body(b) => (Target::Body, b),
+    };
+    for (rule, hit) in rules.iter().zip(hits.iter_mut()) {
+        if !*hit && rule.target == target && rule.re.is_match(text) {
+            *hit = true;
+        }
+    }
+}
+
+#[derive(Default)]
+struct SpamScore {
+    settings: Settings,
+    /// DNSBL tests the client matched at connect: (name, score).
+    listed: Vec<(String, f64)>,
+    message: Message,
+}
+
+impl SpamScore {
+    fn check_client(&mut self, ip: IpAddr) {
+        for d in &self.settings.dnsbls {
+            match net::dnsbl_listed(ip, &d.zone) {
+                Ok(true) => self.listed.push((d.name.clone(), d.score)),
+                Ok(false) => {}
+                Err(e) => log::warn(&format!("lookup of {ip} at {} failed: {e}", d.zone)),
+            }
+        }
+    }
+}
+
+impl Filter for SpamScore {
+    fn init(&mut self) -> Subscriptions {
+        let (settings, errors) = Settings::parse(&config::all());
+        for e in errors {
+            log::error(&e);
+        }
+        self.settings = settings;
+        self.settings.subscriptions()
+    }
+
+    fn on_phase(&mut self, session: &Session, phase: Phase, _: &str) -> Decision {
+        match phase {
+            Phase::Connect => {
+                if let Some(ip) = net::client_ip(&session.remote_address) {
+                    self.check_client(ip);
+                }
+                Decision::Proceed
+            }
+            Phase::Commit => {
+                let mut message = std::mem::take(&mut self.message);
+                let score = match message.score.take() {
+                    Some(s) => s,
+                    None => message.total(&self.settings.rules, &self.listed),
+                };
+                if score.total >= self.settings.threshold {
+                    log::info(&format!("junk, score {:.1}", score.total));
+                    Decision::Junk
+                } else {
+                    Decision::Proceed
+                }
+            }
+            _ => Decision::Proceed,
+        }
+    }
+
+    fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
+        self.message.feed(&self.settings, &self.listed, lines, last)
+    }
+}
+
+wasmtpd_filter::export_filter!(SpamScore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(kv: &[(&str, &str)]) -> Settings {
+        let pairs: Vec<_> = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (s, errors) = Settings::parse(&pairs);
+        assert!(errors.is_empty(), "{errors:?}");
+        s
+    }
+
+    fn lines(text: &str) -> Vec<Vec<u8>> {
+        text.split('\n').map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    fn text(lines: &[Vec<u8>]) -> String {
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn rules_parse_with_and_without_names() {
+        let r = parse_rule("3.5 header ^Subject:.*(?i)viagra", 1).unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.score, r.target),
+            ("R1", 3.5, Target::Header)
+        );
+        assert!(r.re.is_match(&b"Subject: cheap VIAGRA"[..]));
+        let r = parse_rule("CLICK -1 body (?i)click  here", 2).unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.score, r.target),
+            ("CLICK", -1.0, Target::Body)
+        );
+        assert!(
+            r.re.is_match(&b"Click  here"[..]),
+            "the pattern keeps inner spaces"
+        );
+        assert!(parse_rule("3 subject x", 1).is_err());
+        assert!(parse_rule("3 body", 1).is_err());
+        assert!(parse_rule("3 body (", 1).is_err());
+        assert!(parse_rule("bad;name 3 body x", 1).is_err());
+        assert!(parse_rule("NaN body x", 1).is_err());
+    }
+
+    #[test]
+    fn default_names_count_every_rule_position() {
+        let (s, errors) = Settings::parse(&[
+            ("rule".into(), "1 body a".into()),
+            ("rule".into(), "1 nowhere a".into()),
+            ("rule".into(), "1 body c".into()),
+            ("threshold".into(), "3".into()),
+            ("max-scan".into(), "lots".into()),
+        ]);
+        let names: Vec<_> = s.rules.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["R1", "R3"]);
+        assert_eq!(errors.len(), 2);
+        assert_eq!((s.threshold, s.max_scan), (3.0, DEFAULT_MAX_SCAN));
+    }
+
+    #[test]
+    fn dnsbl_entries_need_a_score_and_a_clean_zone() {
+        assert_eq!(
+            parse_dnsbl("2.5 zen.spamhaus.org").unwrap(),
+            DnsblRule {
+                name: "DNSBL_zen.spamhaus.org".into(),
+                score: 2.5,
+                zone: "zen.spamhaus.org".into()
+            }
+        );
+        assert!(parse_dnsbl("zen.spamhaus.org").is_err());
+        assert!(parse_dnsbl("1 bad zone").is_err());
+        let s = settings(&[("dnsbl", "1 bl.example")]);
+        assert_eq!(s.subscriptions().phases, [Phase::Connect, Phase::Commit]);
+        let s = settings(&[]);
+        assert_eq!(s.subscriptions().phases, [Phase::Commit]);
+    }
+
+    #[test]
+    fn status_headers_go_on_top_once_the_message_is_complete() {
+        let s = settings(&[
+            ("rule", "3.5 header ^Subject:.*(?i)viagra"),
+            ("rule", "2 body (?i)click here"),
+            ("rule", "9 body never"),
+            ("rule", "1 body click"),
+        ]);
+        let mut m = Message::default();
+        let out = m.feed(
+            &s,
+            &[],
+            lines("Subject: cheap\n Viagra\nFrom: a@b\n"),
+            false,
+        );
+        assert!(out.is_empty(), "held until the end");
+        let out = m.feed(&s, &[], lines("Click here\nclick again"), true);
+        assert_eq!(
+            text(&out),
+            "X-Spam-Score: 6.5\n\
+             X-Spam-Status: Yes, score=6.5 required=5.0 tests=R1,R2,R4\n\
+             Subject: cheap\n Viagra\nFrom: a@b\n\nClick here\nclick again"
+        );
+        assert_eq!(
+            m.score.as_ref().unwrap().total,
+            6.5,
+            "each rule counts once"
+        );
+    }
+
+    #[test]
+    fn clean_mail_says_no_and_dnsbl_points_count() {
+        let s = settings(&[("rule", "1 body x")]);
+        let mut m = Message::default();
+        let listed = [("DNSBL_bl.example".to_string(), 1.5)];
+        let out = m.feed(&s, &listed, lines("A: b\n\nhello"), true);
+        assert_eq!(
+            text(&out[..2]),
+            "X-Spam-Score: 1.5\nX-Spam-Status: No, score=1.5 required=5.0 tests=DNSBL_bl.example"
+        );
+        let mut m = Message::default();
+        let out = m.feed(&settings(&[]), &[], lines("A: b\n\nhello"), true);
+        assert_eq!(
+            text(&out[..2]),
+            "X-Spam-Score: 0.0\nX-Spam-Status: No, score=0.0 required=5.0 tests=none"
+        );
+    }
+
+    #[test]
+    fn big_messages_are_released_after_max_scan_and_then_pass_through() {
+        let s = settings(&[("max-scan", "20"), ("rule", "1 body late")]);
+        let mut m = Message::default();
+        assert!(m.feed(&s, &[], lines("A: b\n"), false).is_empty());
+        let out = m.feed(&s, &[], lines("0123456789\n0123456789"), false);
+        assert_eq!(out.len(), 2 + 4, "headers plus everything held");
+        let out = m.feed(&s, &[], lines("late"), true);
+        assert_eq!(text(&out), "late", "not scanned, not held");
+        assert!(!m.score.as_ref().unwrap().tests.contains(&"R1".to_string()));
+    }
+
+    #[test]
+    fn forged_status_fields_are_dropped() {
+        let mut m = Message::default();
+        let out = m.feed(
+            &settings(&[]),
+            &[],
+            lines("X-Spam-Status: No,\n  tests=none\nx-spam-score: -10\nSubject: s\n\nX-Spam-Score: body"),
+            true,
+        );
+        assert_eq!(text(&out[2..]), "Subject: s\n\nX-Spam-Score: body");
+    }
+
+    #[test]
+    fn each_message_is_scored_afresh() {
+        let s = settings(&[("rule", "6 body spam")]);
+        let mut m = Message::default();
+        m.feed(&s, &[], lines("A: b\n\nspam"), true);
+        assert_eq!(m.score.as_ref().unwrap().total, 6.0);
+        let out = m.feed(&s, &[], lines("A: b\n\nham"), true);
+        assert_eq!(text(&out[..1]), "X-Spam-Score: 0.0");
+    }
+}
