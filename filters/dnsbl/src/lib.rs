@@ -9,6 +9,9 @@
 //!   `554 5.7.1 Client address listed at ZONE: REASON` (the TXT record;
 //!   without one the text stops at ZONE); `junk` accepts the session's
 //!   mail marked as junk.
+//! - `check-local yes|no` — whether loopback, private (RFC 1918, ULA) and
+//!   link-local clients are looked up; `no` by default, since public
+//!   lists never list them and local clients are the site's own.
 //!
 //! Subscribes to `connect` only and needs `allow dns`. A lookup error
 //! proceeds with a warning (fail open): a broken list must not stop mail.
@@ -27,6 +30,20 @@ enum Action {
 struct Dnsbl {
     zones: Vec<String>,
     action: Action,
+    check_local: bool,
+}
+
+/// Addresses no public list knows: loopback, private, link-local.
+fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_local(IpAddr::V4(v4)))
+        }
+    }
 }
 
 /// Keeps the valid zones, naming the others in the returned errors.
@@ -99,6 +116,10 @@ impl Filter for Dnsbl {
             log::warn("no zone configured: every client passes");
         }
         self.zones = zones;
+        self.check_local = matches!(
+            config::get("check-local").as_deref().map(str::trim),
+            Some("yes") | Some("true")
+        );
         self.action = parse_action(config::get("action").as_deref()).unwrap_or_else(|e| {
             log::error(&e);
             Action::Reject
@@ -108,6 +129,7 @@ impl Filter for Dnsbl {
 
     fn on_phase(&mut self, session: &Session, _: Phase, _: &str) -> Decision {
         match net::client_ip(&session.remote_address) {
+            Some(ip) if is_local(ip) && !self.check_local => Decision::Proceed,
             Some(ip) => self.check(ip),
             // A local (non-IP) client is nobody a DNSBL knows.
             None => Decision::Proceed,
@@ -131,6 +153,16 @@ mod tests {
         assert_eq!(good, ["zen.spamhaus.org", "bl.example.net"]);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("evil zone;rm"));
+    }
+
+    #[test]
+    fn local_clients_are_not_looked_up_by_default() {
+        for local in ["127.0.0.2", "10.1.2.3", "192.168.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.2"] {
+            assert!(is_local(local.parse().unwrap()), "{local}");
+        }
+        for public in ["192.0.2.1", "8.8.8.8", "2001:db8::1"] {
+            assert!(!is_local(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]
