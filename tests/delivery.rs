@@ -226,6 +226,17 @@ fn embedded_default_needs_no_config() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_maildir(&tmp.path().join("var/mail/bob/Maildir"), 1);
+    // The bundled filters run: spamscore files GTUBE under .Junk, regex
+    // refuses the EICAR marker.
+    let gtube = b"Subject: test\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+    let out = smtplib_send(2525, "alice@example.org", &["bob@localhost"], gtube);
+    assert!(out.status.success());
+    let junk = wait_maildir(&tmp.path().join("var/mail/bob/Maildir/.Junk"), 1);
+    assert!(String::from_utf8_lossy(&junk[0]).contains("X-Spam-Status: Yes, score=1000"));
+    let eicar = b"Subject: av\r\n\r\nEICAR-STANDARD-ANTIVIRUS-TEST-FILE\r\n";
+    let out = smtplib_send(2525, "alice@example.org", &["bob@localhost"], eicar);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Virus test file rejected"));
     drop(d);
 }
 

@@ -42,8 +42,7 @@ except Exception as e:
     print(type(e).__name__, e)
 "#;
     let out = python(script, &[&port.to_string(), from, subject, body]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-        + &String::from_utf8_lossy(&out.stderr)
+    String::from_utf8_lossy(&out.stdout).trim().to_string() + &String::from_utf8_lossy(&out.stderr)
 }
 
 #[test]
@@ -58,12 +57,24 @@ fn regex_refuses_senders_and_bodies_that_match() {
     assert!(reply.starts_with("550 5.7.1 No thanks"), "{reply}");
     // The session goes on: another sender is fine.
     assert!(raw.cmd("MAIL FROM:<alice@example.org>").starts_with("250"));
-    let refused = send(d.port, "alice@example.org", "offer", "BUY CHEAP PILLS today");
-    assert!(refused.contains("550") && refused.contains("No thanks"), "{refused}");
+    let refused = send(
+        d.port,
+        "alice@example.org",
+        "offer",
+        "BUY CHEAP PILLS today",
+    );
+    assert!(
+        refused.contains("550") && refused.contains("No thanks"),
+        "{refused}"
+    );
     assert_eq!(send(d.port, "alice@example.org", "hi", "lunch?"), "ok");
     let msgs = wait_maildir(&site.path("mail/bob/Maildir"), 1);
     assert!(String::from_utf8_lossy(&msgs[0]).contains("lunch?"));
-    assert!(d.log().contains("smtp-in: Filter refused mail-from"), "{}", d.log());
+    assert!(
+        d.log().contains("smtp-in: Filter refused mail-from"),
+        "{}",
+        d.log()
+    );
 }
 
 #[test]
@@ -72,7 +83,10 @@ fn spamscore_adds_its_headers_and_junk_goes_to_the_junk_folder() {
         r#"filter "f" spamscore rule "PILLS 4 header ^Subject:.*(?i)pills" rule "CHEAP 2 body (?i)cheap" threshold 5"#,
     );
     let d = site.start(&[]);
-    assert_eq!(send(d.port, "alice@example.org", "cheap pills", "so cheap"), "ok");
+    assert_eq!(
+        send(d.port, "alice@example.org", "cheap pills", "so cheap"),
+        "ok"
+    );
     assert_eq!(send(d.port, "alice@example.org", "lunch", "at noon?"), "ok");
     let junk = wait_maildir(&site.path("mail/bob/Maildir/.Junk"), 1);
     let junk = String::from_utf8_lossy(&junk[0]).to_string();
@@ -190,7 +204,11 @@ fn a_filter_flooding_dns_is_stopped_at_its_query_budget() {
     let refused = send(d.port, "alice@example.org", "hi", "hello");
     assert!(refused.contains("421"), "{refused}");
     d.wait_log("DNS query budget exhausted");
-    assert!(dns.queries("flood.test") <= 20, "{}", dns.queries("flood.test"));
+    assert!(
+        dns.queries("flood.test") <= 20,
+        "{}",
+        dns.queries("flood.test")
+    );
 }
 
 #[test]
@@ -259,7 +277,11 @@ match from any for local action "md"
         assert!(elapsed < Duration::from_secs(20), "{mode}: {elapsed:?}");
         assert!(d.log().contains("filter bad: session"), "{}", d.log());
         // The daemon is still there and serving.
-        assert_eq!(send(port_b, "b@example.org", "after", "still up"), "ok", "{mode}");
+        assert_eq!(
+            send(port_b, "b@example.org", "after", "still up"),
+            "ok",
+            "{mode}"
+        );
     }
 }
 

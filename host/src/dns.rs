@@ -82,12 +82,13 @@ impl Dns {
         } else {
             format!("{name}.")
         };
-        let lookup = match tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(fqdn, rtype)).await {
-            Err(_) => return Err(DnsError::Lookup("timed out".into())),
-            Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => return Ok(Vec::new()),
-            Ok(Err(e)) => return Err(DnsError::Lookup(e.to_string())),
-            Ok(Ok(l)) => l,
-        };
+        let lookup =
+            match tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(fqdn, rtype)).await {
+                Err(_) => return Err(DnsError::Lookup("timed out".into())),
+                Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => return Ok(Vec::new()),
+                Ok(Err(e)) => return Err(DnsError::Lookup(e.to_string())),
+                Ok(Ok(l)) => l,
+            };
         Ok(lookup
             .record_iter()
             .filter(|r| r.record_type() == rtype)
@@ -135,7 +136,14 @@ mod tests {
     fn names_a_filter_may_look_up() {
         assert!(valid_name("2.0.0.127.zen.example"));
         assert!(valid_name("_dmarc.example.org."));
-        for bad in ["", ".", "a..b", "a b.example", "x\0.example", &"a".repeat(64)] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "a b.example",
+            "x\0.example",
+            &"a".repeat(64),
+        ] {
             assert!(!valid_name(bad), "{bad:?}");
         }
     }

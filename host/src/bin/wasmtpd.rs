@@ -239,10 +239,20 @@ fn embedded_default(cwd: &Path) -> String {
     let mail = cwd.join("var/mail");
     format!(
         "# wasmtpd embedded default\n\
-         listen on 127.0.0.1 port 2525\n\
+         # The bundled filters: dnsbl (local clients are never looked up),\n\
+         # regex and spamscore, chained on the listener.\n\
+         filter \"rbl\" dnsbl zone \"zen.spamhaus.org\" allow dns\n\
+         filter \"rules\" regex body \"EICAR-STANDARD-ANTIVIRUS-TEST-FILE\" message \"Virus test file rejected\"\n\
+         filter \"spam\" spamscore rule \"GTUBE 1000 body {GTUBE}\" rule \"ALLCAPS_SUBJECT 2 header ^Subject: [A-Z !]{{12,}}$\" threshold 5\n\
+         filter \"default\" chain {{ \"rbl\", \"rules\", \"spam\" }}\n\
+         listen on 127.0.0.1 port 2525 filter \"default\"\n\
          table everyone {{ \"@\" = \"{me}\" }}\n\
-         action \"local\" maildir \"{}/%{{dest.user:lowercase}}/Maildir\" virtual <everyone>\n\
+         action \"local\" maildir \"{}/%{{dest.user:lowercase}}/Maildir\" junk virtual <everyone>\n\
          match from any for local action \"local\"\n",
         mail.display()
     )
 }
+
+/// SpamAssassin's GTUBE test string as a regex without backslashes.
+const GTUBE: &str =
+    "XJS[*]C4JDBQADN1[.]NSBN3[*]2IDNEN[*]GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL[*]C[.]34X";

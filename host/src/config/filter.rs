@@ -233,7 +233,10 @@ mod tests {
         for (line, why) in [
             ("filter f wasm \"/f.wasm\" on-error maybe\n", "on-error"),
             ("filter f wasm \"/f.wasm\" memory lots\n", "invalid size"),
-            ("filter f wasm \"/f.wasm\" timeout soon\n", "invalid duration"),
+            (
+                "filter f wasm \"/f.wasm\" timeout soon\n",
+                "invalid duration",
+            ),
             ("filter f wasm \"/f.wasm\" allow files\n", "capability"),
             ("filter f wasm \"/f.wasm\" fuel 1 fuel 2\n", "given twice"),
             ("filter f wasm \"/f.wasm\" zone\n", "value"),

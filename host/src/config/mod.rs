@@ -6,8 +6,8 @@
 mod action;
 mod checks;
 mod cursor;
-mod filter;
 pub mod error;
+mod filter;
 pub mod format;
 mod legacy;
 pub mod lexer;
@@ -20,8 +20,8 @@ pub mod units;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
-pub use format::{FormatContext, FormatError};
 pub use filter::BUNDLED_FILTERS;
+pub use format::{FormatContext, FormatError};
 pub use model::*;
 
 /// Reads `path`; `include "file"` and relative table, certificate and key

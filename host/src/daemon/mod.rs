@@ -43,8 +43,6 @@ pub enum DaemonError {
     NoListener,
     #[error(transparent)]
     Filter(#[from] crate::filter::FilterError),
-    #[error("resolver: {0}")]
-    Dns(#[from] crate::dns::DnsError),
 }
 
 pub struct DaemonOptions {
@@ -261,10 +259,16 @@ fn start_filters(
         cache_dir: Some(opts.spool.join("filter-cache")),
     })?;
     let wants_dns = sources.iter().any(|s| s.def.allow_dns);
-    let dns = if wants_dns {
-        Some(Arc::new(crate::dns::Dns::new(opts.nameserver)?))
-    } else {
-        None
+    // Without a usable resolver the filters that asked for DNS get
+    // errors from their lookups (and fail open or closed as they were
+    // written to); the daemon still runs.
+    let dns = match wants_dns.then(|| crate::dns::Dns::new(opts.nameserver)) {
+        None => None,
+        Some(Ok(dns)) => Some(Arc::new(dns)),
+        Some(Err(e)) => {
+            warn!("filter: no DNS for filters: {e}");
+            None
+        }
     };
     let registry = Registry::new(config, sources, engine, dns)?;
     for name in registry.current().filters.keys() {

@@ -18,5 +18,5 @@ pub use exports::wasmtpd::filter::filter::Guest;
 pub use wasmtpd::filter::host_dns::RecordType;
 pub use wasmtpd::filter::host_log::Level;
 pub use wasmtpd::filter::types::{
-    AuthReport, Decision, Outcome, Phase, Report, Reply, Session, Subscriptions, TxAddress,
+    AuthReport, Decision, Outcome, Phase, Reply, Report, Session, Subscriptions, TxAddress,
 };

@@ -276,7 +276,9 @@ async fn run_lines(
             }
             out_bytes += line.len() + 2;
             if out_bytes > max_size {
-                return Err(Failure::BadAnswer("message grew past the size limit".into()));
+                return Err(Failure::BadAnswer(
+                    "message grew past the size limit".into(),
+                ));
             }
             out.push(line);
         }
@@ -361,7 +363,10 @@ mod tests {
     fn lines_split_and_join_back() {
         let msg = b"Subject: x\r\n\r\nbody\r\n\r\n".to_vec();
         let lines = split_lines(&msg);
-        assert_eq!(lines, vec![b"Subject: x".to_vec(), vec![], b"body".to_vec(), vec![]]);
+        assert_eq!(
+            lines,
+            vec![b"Subject: x".to_vec(), vec![], b"body".to_vec(), vec![]]
+        );
         assert_eq!(join_lines(lines), msg);
         assert!(split_lines(b"").is_empty());
     }

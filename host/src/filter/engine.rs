@@ -121,7 +121,10 @@ impl FilterEngine {
             .precompile_component(bytes)
             .map_err(compile_error)?;
         if let Err(e) = write_atomically(dir, &path, &compiled) {
-            warn!("filter: cannot cache compiled code in {}: {e}", dir.display());
+            warn!(
+                "filter: cannot cache compiled code in {}: {e}",
+                dir.display()
+            );
         }
         // SAFETY: these bytes were produced by this engine just now.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(compile_error)
@@ -156,7 +159,11 @@ fn compile_error(e: wasmtime::Error) -> FilterError {
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp.{}.{}", std::process::id(), rand::random::<u32>()));
+    let tmp = dir.join(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);

@@ -197,7 +197,12 @@ fn classify(e: wasmtime::Error, store: &Store<FilterHost>, session_spent: bool) 
             wasmtime::Trap::OutOfFuel => Failure::Fuel,
             wasmtime::Trap::Interrupt => Failure::Deadline,
             wasmtime::Trap::StackOverflow => Failure::Stack,
-            other => Failure::Trap(other.to_string().trim_start_matches("wasm trap: ").to_string()),
+            other => Failure::Trap(
+                other
+                    .to_string()
+                    .trim_start_matches("wasm trap: ")
+                    .to_string(),
+            ),
         };
     }
     let text = format!("{e:#}");

@@ -31,7 +31,11 @@ impl Quarantine {
     pub fn record_failure(&self, now: Instant) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.failures += 1;
-        while s.recent.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+        while s
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+        {
             s.recent.pop_front();
         }
         s.recent.push_back(now);

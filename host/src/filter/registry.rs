@@ -119,7 +119,10 @@ impl Registry {
             engine,
             dns,
             chains,
-            defs: sources.iter().map(|s| (s.name.clone(), s.def.clone())).collect(),
+            defs: sources
+                .iter()
+                .map(|s| (s.name.clone(), s.def.clone()))
+                .collect(),
             current: ArcSwap::from_pointee(FilterSet::default()),
             kv: Mutex::new(BTreeMap::new()),
         };
@@ -136,7 +139,12 @@ impl Registry {
         Ok(registry)
     }
 
-    fn load(&self, name: &str, def: &WasmFilter, bytes: &[u8]) -> Result<LoadedFilter, FilterError> {
+    fn load(
+        &self,
+        name: &str,
+        def: &WasmFilter,
+        bytes: &[u8],
+    ) -> Result<LoadedFilter, FilterError> {
         let pre = self.engine.prepare(bytes).map_err(|e| FilterError::Load {
             name: name.to_string(),
             why: e.to_string(),
@@ -146,7 +154,11 @@ impl Registry {
             let fresh = Arc::new(FilterShared {
                 name: name.to_string(),
                 params: def.params.clone(),
-                dns: if def.allow_dns { self.dns.clone() } else { None },
+                dns: if def.allow_dns {
+                    self.dns.clone()
+                } else {
+                    None
+                },
                 kv: def.allow_kv.then(|| Mutex::new(Kv::default())),
             });
             kv.entry(name.to_string()).or_insert(fresh).clone()

@@ -67,11 +67,23 @@ mod tests {
         assert_eq!(ok.text, "no250 ok");
         // A mismatched class or a malformed code is replaced.
         assert_eq!(
-            checked(&r(451, Some("5.7.1"), "x")).unwrap().enhanced.as_deref(),
+            checked(&r(451, Some("5.7.1"), "x"))
+                .unwrap()
+                .enhanced
+                .as_deref(),
             Some("4.7.1")
         );
-        assert_eq!(checked(&r(550, None, "")).unwrap().text, "Rejected by filter");
-        assert_eq!(checked(&r(550, None, &"x".repeat(10_000))).unwrap().text.len(), MAX_TEXT);
+        assert_eq!(
+            checked(&r(550, None, "")).unwrap().text,
+            "Rejected by filter"
+        );
+        assert_eq!(
+            checked(&r(550, None, &"x".repeat(10_000)))
+                .unwrap()
+                .text
+                .len(),
+            MAX_TEXT
+        );
         assert!(checked(&r(250, None, "ok")).is_err());
         assert!(checked(&r(354, None, "go")).is_err());
     }

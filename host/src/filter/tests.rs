@@ -51,7 +51,9 @@ async fn mail_from(reg: &Registry) -> Verdict {
 /// The verdict and, when the filter failed, why.
 async fn mail_from_why(reg: &Registry) -> (Verdict, Option<instance::Failure>) {
     let mut f = SessionFilters::new(reg.chain("h"), "0123456789abcdef");
-    let v = f.phase(&session(), Phase::MailFrom, "joe@example.org").await;
+    let v = f
+        .phase(&session(), Phase::MailFrom, "joe@example.org")
+        .await;
     (v, f.failures().first().map(|(_, why)| (*why).clone()))
 }
 
@@ -142,7 +144,10 @@ async fn a_filter_failing_again_and_again_is_quarantined() {
     }
     let filter = reg.chain("h").pop().unwrap();
     assert!(filter.quarantine.is_quarantined(Instant::now()));
-    assert_eq!(filter.quarantine.counts(), (quarantine::THRESHOLD as u64, 1));
+    assert_eq!(
+        filter.quarantine.counts(),
+        (quarantine::THRESHOLD as u64, 1)
+    );
     // Quarantined: the policy answers without running it.
     assert!(is_tempfail(&mail_from(&reg).await));
     assert_eq!(filter.quarantine.counts().0, quarantine::THRESHOLD as u64);
@@ -150,9 +155,8 @@ async fn a_filter_failing_again_and_again_is_quarantined() {
 
 #[tokio::test]
 async fn data_lines_pass_through_filters_in_batches() {
-    let reg = registry(
-        "filter s spamscore rule \"3 header ^Subject:.*viagra\" rule \"3 body cheap\"\n",
-    );
+    let reg =
+        registry("filter s spamscore rule \"3 header ^Subject:.*viagra\" rule \"3 body cheap\"\n");
     let mut f = SessionFilters::new(reg.chain("s"), "0123456789abcdef");
     let mut msg = b"Subject: viagra\r\nFrom: a@b\r\n\r\n".to_vec();
     for i in 0..5000 {
@@ -180,7 +184,10 @@ async fn huge_data_output_is_a_failure() {
     let r = f
         .data(&session(), b"Subject: x\r\n\r\nhi\r\n".to_vec(), 10 << 20)
         .await;
-    assert!(matches!(r, Err(Verdict::Disconnect(ref r)) if r.code == 421), "{r:?}");
+    assert!(
+        matches!(r, Err(Verdict::Disconnect(ref r)) if r.code == 421),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -200,7 +207,9 @@ async fn reload_keeps_sessions_on_their_version() {
     std::fs::copy(format!("{}/dnsbl.wasm", filters_dir()), &path).unwrap();
     assert_eq!(reg.reload().0, 1);
     assert_eq!(mail_from(&reg).await, Verdict::PROCEED);
-    let v = before.phase(&session(), Phase::MailFrom, "a@b.example").await;
+    let v = before
+        .phase(&session(), Phase::MailFrom, "a@b.example")
+        .await;
     assert!(matches!(v, Verdict::Reject(_)), "{v:?}");
     let _ = Arc::clone(&reg.current());
 }

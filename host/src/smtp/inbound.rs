@@ -148,7 +148,8 @@ impl Inbound {
                 // size) ends here.
                 self.abandon(session).await;
                 let param = sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                let (sender, junk) = match self.filter_phase(session, Phase::MailFrom, &param).await {
+                let (sender, junk) = match self.filter_phase(session, Phase::MailFrom, &param).await
+                {
                     Err(refusal) => return refusal,
                     Ok((None, junk)) => (sender, junk),
                     Ok((Some(new), junk)) => match rewritten_address(&new) {
@@ -171,7 +172,10 @@ impl Inbound {
                 Decision::Accept(None)
             }
             Event::RcptTo { rcpt, params } => {
-                let rcpt = match self.filter_phase(session, Phase::RcptTo, &rcpt.to_string()).await {
+                let rcpt = match self
+                    .filter_phase(session, Phase::RcptTo, &rcpt.to_string())
+                    .await
+                {
                     Err(refusal) => return refusal,
                     Ok((None, junk)) => {
                         self.mark_junk(junk);

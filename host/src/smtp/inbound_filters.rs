@@ -71,7 +71,12 @@ impl Inbound {
         };
         match filters.phase(&view, phase, param).await {
             Verdict::Proceed { rewrite, junk } => {
-                if junk && matches!(phase, Phase::Connect | Phase::Helo | Phase::Ehlo | Phase::Auth) {
+                if junk
+                    && matches!(
+                        phase,
+                        Phase::Connect | Phase::Helo | Phase::Ehlo | Phase::Auth
+                    )
+                {
                     self.session_junk = true;
                 }
                 Ok((rewrite, junk))
@@ -107,11 +112,8 @@ impl Inbound {
         match self.filter_phase(session, Phase::Commit, "").await {
             Ok((_, junk)) => {
                 tx.junk |= junk;
-                self.report(
-                    session,
-                    Report::TxData((tx.msgid.to_string(), Outcome::Ok)),
-                )
-                .await;
+                self.report(session, Report::TxData((tx.msgid.to_string(), Outcome::Ok)))
+                    .await;
                 Ok(content)
             }
             Err(refusal) => {
@@ -122,7 +124,12 @@ impl Inbound {
         }
     }
 
-    async fn refuse_message(&mut self, session: &Session, tx: &Transaction, verdict: Verdict) -> Decision {
+    async fn refuse_message(
+        &mut self,
+        session: &Session,
+        tx: &Transaction,
+        verdict: Verdict,
+    ) -> Decision {
         self.report(session, Report::TxRollback(tx.msgid.to_string()))
             .await;
         match verdict {
@@ -152,7 +159,8 @@ impl Inbound {
             .as_ref()
             .and_then(|t| t.sender.as_ref().map(|s| s.to_string()))
             .unwrap_or_default();
-        self.report(session, Report::TxBegin(msgid.to_string())).await;
+        self.report(session, Report::TxBegin(msgid.to_string()))
+            .await;
         let mail = TxAddress {
             msgid: msgid.to_string(),
             outcome: Outcome::Ok,
@@ -200,8 +208,11 @@ impl Inbound {
             let report = Report::TxEnvelope((tx.msgid.to_string(), e.id.to_string()));
             self.report(session, report).await;
         }
-        self.report(session, Report::TxCommit((tx.msgid.to_string(), size as u64)))
-            .await;
+        self.report(
+            session,
+            Report::TxCommit((tx.msgid.to_string(), size as u64)),
+        )
+        .await;
     }
 
     /// TLS is on: the filters see it from now on.
@@ -252,9 +263,15 @@ pub(super) fn rewritten_address(new: &str) -> Result<Option<MailAddr>, Decision>
     if bare.is_empty() {
         return Ok(None);
     }
-    MailAddr::parse(bare).map(Some).map_err(|_| invalid_rewrite())
+    MailAddr::parse(bare)
+        .map(Some)
+        .map_err(|_| invalid_rewrite())
 }
 
 pub(super) fn invalid_rewrite() -> Decision {
-    Decision::Reject(reply(451, "4.3.0", "Temporary failure: filter rewrote an invalid address"))
+    Decision::Reject(reply(
+        451,
+        "4.3.0",
+        "Temporary failure: filter rewrote an invalid address",
+    ))
 }
