@@ -227,7 +227,7 @@ fn a_filter_cannot_open_files_or_sockets() {
             "{mode}: {refused}"
         );
         assert!(!refused.contains("root:"), "{refused}");
-        d.wait_log(&format!("failed in mail-from: trap"));
+        d.wait_log("failed in mail-from: trap");
     }
     assert!(target.accept().is_err(), "the filter reached the socket");
 }

@@ -39,7 +39,7 @@ impl Quarantine {
             s.recent.pop_front();
         }
         s.recent.push_back(now);
-        if s.recent.len() >= THRESHOLD && !s.until.is_some_and(|u| u > now) {
+        if s.recent.len() >= THRESHOLD && s.until.is_none_or(|u| u <= now) {
             s.until = Some(now + DURATION);
             s.recent.clear();
             s.quarantines += 1;
