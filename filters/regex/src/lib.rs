@@ -31,7 +31,13 @@ fn compile(pattern: &str) -> Result<Regex, String> {
         .syntax(syntax::Config::new().utf8(false))
         .configure(Config::new().utf8_empty(false))
         .build(pattern)
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e.syntax_error() {
+            // The detailed message (with a caret under the culprit) is
+            // on the syntax error; BuildError's own says "error parsing
+            // pattern 0".
+            Some(syntax) => syntax.to_string().replace('\n', " "),
+            None => e.to_string(),
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -241,6 +247,7 @@ mod tests {
         assert_eq!(rules.body.len(), 1);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("(unclosed"));
+        assert!(errors[0].contains("unclosed group"), "{}", errors[0]);
     }
 
     #[test]

@@ -42,7 +42,13 @@ fn compile(pattern: &str) -> Result<Regex, String> {
         .syntax(syntax::Config::new().utf8(false))
         .configure(Config::new().utf8_empty(false))
         .build(pattern)
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e.syntax_error() {
+            // The detailed message (with a caret under the culprit) is
+            // on the syntax error; BuildError's own says "error parsing
+            // pattern 0".
+            Some(syntax) => syntax.to_string().replace('\n', " "),
+            None => e.to_string(),
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
