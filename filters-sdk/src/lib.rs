@@ -243,7 +243,8 @@ impl Phase {
 pub mod config {
     use crate::bindings::wasmtpd::filter::host_config;
 
-    /// The value of `key` (the first one when it is repeated).
+    /// The value of `key` (for a repeated key, the one the host picks;
+    /// use [`get_all`] for those).
     pub fn get(key: &str) -> Option<String> {
         host_config::get(key)
     }
