@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Filter costs: first the engine's own figures (per-session instantiation,
+# per-phase call, data-line batches; benches/filter_engine.rs), then SMTP
+# throughput with smtp-source into two wasmtpd instances in the same run:
+# one without filters, one with the three bundled filters chained (dnsbl
+# asking a dnsmasq on loopback, regex, spamscore with a few rules). A case
+# ends when every message is a file in the maildir's new/ (or .Junk/new).
+#
+# Usage: benches/filters.sh [MESSAGES]   (default 2000)
+#        BENCH_SIZES="1024" BENCH_CONCS="20" BENCH_REPEAT=3
+# Needs: postfix (smtp-source), dnsmasq-base, cargo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-2000}
+BENCH_USER=${BENCH_USER:-nobody}
+BUID=$(id -u "$BENCH_USER"); BGID=$(id -g "$BENCH_USER")
+command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix"; exit 1; }
+command -v dnsmasq >/dev/null || { echo "dnsmasq missing: apt-get install dnsmasq-base"; exit 1; }
+
+echo "== engine =="
+cargo bench -q -p wasmtpd --bench filter_engine 2>/dev/null
+BIN=${WASMTPD_BIN:-target/release/wasmtpd}
+cargo build -q --release --bin wasmtpd
+
+WORK=$(mktemp -d /tmp/wasmtpd-fbench.XXXXXX)
+chmod 755 "$WORK"
+trap 'kill ${PIDS:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+DNSPORT=25353
+dnsmasq -k --conf-file=/dev/null --port=$DNSPORT --listen-address=127.0.0.53 --bind-interfaces \
+    --no-resolv --no-hosts --pid-file= --user=root --local=/zen.test/ \
+    --host-record=2.0.0.127.zen.test,127.0.0.2 2>/dev/null &
+PIDS="$!"
+
+start() { # NAME PORT FILTER-LINES LISTEN-SUFFIX
+    local d="$WORK/$1"
+    mkdir -p "$d/mail"; chown "$BUID:$BGID" "$d/mail"
+    cat > "$d/smtpd.conf" <<CONF
+table users { "@" = "$BENCH_USER" }
+$3
+listen on 127.0.0.1 port $2 $4
+action "md" maildir "$d/mail/%{dest.user}/Maildir" junk virtual <users>
+match from any for domain "example.org" action "md"
+CONF
+    "$BIN" -d -f "$d/smtpd.conf" --spool "$d/spool" --nameserver 127.0.0.53:$DNSPORT 2>"$d/log" &
+    PIDS="$PIDS $!"
+}
+start plain 22535 "" ""
+start filtered 22536 'filter "rbl" dnsbl zone zen.test check-local yes allow dns
+filter "rules" regex mail-from "^spammer@" helo "^badhelo$" body "EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
+filter "spam" spamscore rule "PILLS 3 header ^Subject:.*(?i)pills" rule "CLICK 2 body (?i)click here" rule "MONEY 2 body (?i)free money"
+filter "all" chain { "rbl", "rules", "spam" }' 'filter "all"'
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 200); do up 22535 && up 22536 && break; sleep 0.1; done
+up 22536 || { cat "$WORK/filtered/log"; exit 1; }
+
+count_new() { find "$1" -path '*/new/*' -type f 2>/dev/null | wc -l; }
+run_load() { # PORT SIZE CONC DIR -> msgs/s
+    local before; before=$(count_new "$4")
+    local t0; t0=$(date +%s.%N)
+    smtp-source -l "$2" -m "$N" -s "$3" -f bench@example.org -t user@example.org "127.0.0.1:$1"
+    while [ "$(count_new "$4")" -lt $((before + N)) ]; do sleep 0.05; done
+    echo "$N / ($(date +%s.%N) - $t0)" | bc -l
+}
+echo "== SMTP throughput, $N messages per case (msgs/s) =="
+printf "%-8s %-6s %12s %12s %8s\n" size conc no-filters 3-filters ratio
+for size in ${BENCH_SIZES:-1024 102400}; do
+  for conc in ${BENCH_CONCS:-20}; do
+    for _ in $(seq "${BENCH_REPEAT:-1}"); do
+      p=$(run_load 22535 "$size" "$conc" "$WORK/plain/mail")
+      f=$(run_load 22536 "$size" "$conc" "$WORK/filtered/mail")
+      printf "%-8s %-6s %12.0f %12.0f %8.2f\n" "$size" "$conc" "$p" "$f" "$(echo "$f / $p" | bc -l)"
+    done
+  done
+done
