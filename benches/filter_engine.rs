@@ -66,7 +66,14 @@ async fn main() {
         cache_dir: None,
     })
     .expect("engine");
-    let registry = Registry::new(&cfg, read_sources(&cfg), engine, None).expect("registry");
+    let registry = Registry::new(
+        &cfg,
+        read_sources(&cfg),
+        engine,
+        None,
+        Arc::new(wasmtpd::table::Tables::load_all(&cfg).expect("tables")),
+    )
+    .expect("registry");
     let session = session();
     let line =
         b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.".to_vec();
@@ -82,7 +89,7 @@ async fn main() {
         "filter", "instantiate", "phase call", "100 lines", "per KiB"
     );
     for name in ["baseline", "dnsbl", "regex", "spamscore"] {
-        let filter: Arc<LoadedFilter> = registry.chain(name).pop().expect("filter");
+        let filter: Arc<LoadedFilter> = registry.get(name).expect("filter");
         // Instantiate + init + drop, as each session does.
         let inst = median_per_iter(9, 200, || {
             let filter = filter.clone();

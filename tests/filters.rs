@@ -359,3 +359,30 @@ print('\n'.join(results))
     assert!(refused.contains("550"), "{refused}");
     assert_eq!(send(d.port, "a@example.org", "before", "fine"), "ok");
 }
+
+/// OpenSMTPD's builtin filters, chained with a wasm one: the host rule
+/// refuses what its table lists, and `bypass` skips the rest of the chain.
+#[test]
+fn builtin_phase_filters_run_in_a_chain_with_wasm_ones() {
+    let site = site_with(
+        r#"table badhelo { "evil.example" }
+table vip { "boss@example.org" }
+filter "nohelo" phase helo match helo <badhelo> disconnect "421 4.7.0 go away"
+filter "vip" phase mail-from match mail-from <vip> bypass
+filter "nomail" wasm "@HOSTILE@" mode reject
+filter "f" chain { "nohelo", "vip", "nomail" }"#
+            .replace("@HOSTILE@", HOSTILE)
+            .as_str(),
+    );
+    let d = site.start(&[]);
+    let mut raw = Raw::connect(d.port);
+    let reply = raw.cmd("EHLO evil.example");
+    assert!(reply.starts_with("421 4.7.0 go away"), "{reply}");
+    let mut raw = Raw::connect(d.port);
+    assert!(raw.cmd("EHLO client.example").starts_with("250"));
+    // Not a VIP: the wasm filter refuses.
+    let r = raw.cmd("MAIL FROM:<joe@example.org>");
+    assert!(r.starts_with("550 5.7.1 hostile says no"), "{r}");
+    // The VIP bypasses it.
+    assert!(raw.cmd("MAIL FROM:<boss@example.org>").starts_with("250"));
+}

@@ -68,6 +68,15 @@ impl Parser {
             }
         }
         for f in cfg.filters.values() {
+            if let FilterKind::Other(words) = &f.kind {
+                errors.push(ConfigError::new(
+                    f.origin.clone(),
+                    ErrorKind::UnsupportedFilter {
+                        name: f.name.clone(),
+                        what: words.first().cloned().unwrap_or_default(),
+                    },
+                ));
+            }
             let FilterKind::Chain(members) = &f.kind else {
                 continue;
             };

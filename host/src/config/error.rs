@@ -66,6 +66,8 @@ pub enum ErrorKind {
     LocalOnlyOption(String),
     #[error("option \"{0}\" given twice")]
     RepeatedOption(String),
+    #[error("filter \"{name}\": \"{what}\" filters (external processes) are not supported; wasmtpd runs wasm components (filter NAME wasm \"/path/filter.wasm\") and builtin phase filters")]
+    UnsupportedFilter { name: String, what: String },
     #[error("filter chain \"{chain}\" refers to unknown filter \"{member}\"")]
     ChainUnknownFilter { chain: String, member: String },
     #[error("filter chain \"{chain}\" cannot contain the chain \"{member}\"")]

@@ -28,13 +28,15 @@ impl Parser {
                 c,
                 WasmSource::Path(PathBuf::from(path)),
             )?))
+        } else if c.eat_kw("phase") {
+            FilterKind::Builtin(Box::new(self.builtin(c)?))
         } else if let Some(bundled) = c.peek_word().filter(|w| BUNDLED_FILTERS.contains(w)) {
             let source = WasmSource::Bundled(bundled.to_string());
             c.bump();
             FilterKind::Wasm(Box::new(wasm_options(c, source)?))
         } else {
             if c.at_end() {
-                return Err(c.syntax("wasm, dnsbl, regex, spamscore, chain, proc or phase"));
+                return Err(c.syntax("wasm, dnsbl, regex, spamscore, chain or phase"));
             }
             let words = c.rest_as_words();
             for w in &words {
@@ -58,6 +60,108 @@ impl Parser {
             .filters
             .insert(name.clone(), FilterDef { name, kind, origin });
         Ok(())
+    }
+}
+
+/// Phases a builtin filter may act in.
+const BUILTIN_PHASES: &[&str] = &[
+    "connect",
+    "helo",
+    "ehlo",
+    "auth",
+    "mail-from",
+    "rcpt-to",
+    "data",
+    "commit",
+];
+const DECISIONS: &[&str] = &[
+    "bypass",
+    "junk",
+    "reject",
+    "disconnect",
+    "rewrite",
+    "report",
+];
+
+impl Parser {
+    /// `phase P match [!]COND … DECISION` (after `filter NAME phase`).
+    fn builtin(&mut self, c: &mut Cursor) -> Result<BuiltinFilter, ConfigError> {
+        let origin = c.origin();
+        let phase = c.string("a phase")?;
+        if !BUILTIN_PHASES.contains(&phase.as_str()) {
+            return Err(ConfigError::new(
+                origin,
+                ErrorKind::BadValue {
+                    what: "filter phase",
+                    value: phase,
+                },
+            ));
+        }
+        if !c.eat_kw("match") {
+            return Err(c.syntax("match"));
+        }
+        let mut conditions = Vec::new();
+        while !c.peek_word().is_some_and(|w| DECISIONS.contains(&w)) {
+            if c.at_end() {
+                return Err(
+                    c.syntax("a decision (bypass, junk, reject, disconnect, rewrite, report)")
+                );
+            }
+            let negated = c.eat_bang();
+            let cond = match c.peek_word() {
+                Some("fcrdns") => {
+                    c.bump();
+                    Cond::Fcrdns
+                }
+                // Only tables follow these here, so a decision keyword
+                // after them is never read as their value.
+                Some("rdns") => {
+                    c.bump();
+                    Cond::From(FromCond::Rdns(self.table_pattern(c)?))
+                }
+                Some("src") => {
+                    c.bump();
+                    match self.table_pattern(c)? {
+                        Some(p) => Cond::From(FromCond::Src(p)),
+                        None => return Err(c.syntax("a table <name>")),
+                    }
+                }
+                Some("auth") => {
+                    c.bump();
+                    Cond::Auth(self.table_pattern(c)?)
+                }
+                _ => self.condition(c)?,
+            };
+            conditions.push(Condition { negated, cond });
+        }
+        let at = c.origin();
+        let word = c.string("a decision")?;
+        let mut value = |what: &'static str| c.string(what);
+        let decision = match word.as_str() {
+            "bypass" => BuiltinDecision::Bypass,
+            "junk" => BuiltinDecision::Junk,
+            "reject" => BuiltinDecision::Reject(value("a reply, \"550 message\"")?),
+            "disconnect" => BuiltinDecision::Disconnect(value("a reply, \"421 message\"")?),
+            "rewrite" => BuiltinDecision::Rewrite(value("a value")?),
+            "report" => BuiltinDecision::Report(value("a value")?),
+            _ => return Err(ConfigError::new(at, ErrorKind::SyntaxNear(word))),
+        };
+        c.expect_end()?;
+        Ok(BuiltinFilter {
+            phase,
+            conditions,
+            decision,
+        })
+    }
+
+    /// `[regex] <table>`, or nothing.
+    fn table_pattern(&mut self, c: &mut Cursor) -> Result<Option<Pattern>, ConfigError> {
+        let is_table = matches!(c.peek(), Some(super::lexer::Tok::TableRef(_)));
+        if is_table || c.is_kw("regex") {
+            self.pattern(c).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -226,6 +330,42 @@ mod tests {
         assert_eq!(f.source, WasmSource::Bundled("dnsbl".into()));
         assert!(f.allow_dns && !f.allow_kv);
         assert_eq!(f.on_error, OnError::Tempfail);
+    }
+
+    #[test]
+    fn builtin_filters_as_opensmtpd_writes_them() {
+        let cfg = parse_str(
+            "table bad { 192.0.2.0/24 }\n\
+             filter a phase connect match !rdns disconnect \"550 no rDNS\"\n\
+             filter b phase connect match src <bad> reject \"550 go away\"\n\
+             filter c phase mail-from match !fcrdns junk\n\
+             filter d phase helo match helo regex <bad> bypass\n",
+        )
+        .unwrap();
+        let FilterKind::Builtin(a) = &cfg.filters["a"].kind else {
+            panic!()
+        };
+        assert_eq!(a.phase, "connect");
+        assert!(a.conditions[0].negated);
+        assert_eq!(a.conditions[0].cond, Cond::From(FromCond::Rdns(None)));
+        assert_eq!(
+            a.decision,
+            BuiltinDecision::Disconnect("550 no rDNS".into())
+        );
+        let FilterKind::Builtin(c) = &cfg.filters["c"].kind else {
+            panic!()
+        };
+        assert_eq!(c.conditions[0].cond, Cond::Fcrdns);
+        assert_eq!(c.decision, BuiltinDecision::Junk);
+        for bad in [
+            "filter x phase nowhere match rdns junk\n",
+            "filter x phase connect rdns junk\n",
+            "filter x phase connect match rdns\n",
+            "filter x phase connect match rdns reject\n",
+        ] {
+            let err = parse_str(bad).unwrap_err().to_string();
+            assert!(err.contains(":1:"), "{bad}: {err}");
+        }
     }
 
     #[test]

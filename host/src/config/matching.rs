@@ -51,7 +51,7 @@ impl Parser {
         Ok(())
     }
 
-    fn condition(&mut self, c: &mut Cursor) -> Result<Cond, ConfigError> {
+    pub(crate) fn condition(&mut self, c: &mut Cursor) -> Result<Cond, ConfigError> {
         let Some(word) = c.peek_word() else {
             return Err(c.syntax("a match condition"));
         };
@@ -165,6 +165,7 @@ fn cond_name(cond: &Cond) -> &'static str {
         Cond::RcptTo(_) => "rcpt-to",
         Cond::Tag(_) => "tag",
         Cond::Tls => "tls",
+        Cond::Fcrdns => "fcrdns",
     }
 }
 

@@ -256,6 +256,9 @@ pub enum Cond {
     RcptTo(Pattern),
     Tag(Pattern),
     Tls,
+    /// `fcrdns` (builtin filters): the client's rDNS name resolves back to
+    /// its address.
+    Fcrdns,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,9 +294,33 @@ pub enum FilterKind {
     /// `filter NAME wasm "/path/f.wasm" [options] [key value …]`, or a
     /// bundled component: `filter NAME dnsbl|regex|spamscore …`.
     Wasm(Box<WasmFilter>),
+    /// OpenSMTPD's builtin filter: `filter NAME phase P match [!]COND…
+    /// DECISION`, run by the host itself.
+    Builtin(Box<BuiltinFilter>),
     /// `filter NAME proc NAME` / `proc-exec "cmd"` and anything else:
     /// the words after the name, kept for the filter engine.
     Other(Vec<String>),
+}
+
+/// A builtin filter: in `phase`, when every condition holds, `decision`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuiltinFilter {
+    /// connect, helo, ehlo, auth, mail-from, rcpt-to, data or commit.
+    pub phase: String,
+    pub conditions: Vec<Condition>,
+    pub decision: BuiltinDecision,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuiltinDecision {
+    Bypass,
+    Junk,
+    /// `reject "550 message"`
+    Reject(String),
+    /// `disconnect "421 message"`
+    Disconnect(String),
+    Rewrite(String),
+    Report(String),
 }
 
 /// Where a wasm filter's component comes from.

@@ -104,7 +104,7 @@ fn listen_with_every_option() {
     let c = parse(
         "pki a cert a.crt\npki a key a.key\npki b cert b.crt\npki b key b.key\nca c cert c.pem\n\
          table creds { u = p }\ntable names { mx.example.org }\ntable snd { u = u@x.org }\n\
-         filter f proc-exec \"/usr/bin/filter\"\n\
+         filter f regex helo \"^bad$\"\n\
          listen on eth0 inet6 port 10025 tls-require verify pki a pki b ca c auth <creds> \
          tag IN hostname mx.example.org hostnames <names> filter f mask-src no-dsn proxy-v2 \
          received-auth senders <snd> masquerade protocols \"tlsv1.3\" ciphers \"HIGH\"\n\
@@ -154,7 +154,7 @@ fn listen_with_every_option() {
 
 #[test]
 fn listen_inline_filter_chain() {
-    let c = parse("filter a proc a\nfilter b proc b\nlisten on lo filter { a, b }\n");
+    let c = parse("filter a dnsbl\nfilter b regex\nlisten on lo filter { a, b }\n");
     let name = c.listeners[0].filter.clone().unwrap();
     assert_eq!(
         c.filters[&name].kind,
@@ -410,39 +410,12 @@ fn filters() {
     let c = parse(
         "table bad { 192.0.2.1 }\n\
          filter rdns phase connect match !rdns disconnect \"550 no rDNS\"\n\
-         filter spam proc-exec \"/usr/local/bin/spamfilter -q\" user _filter\n\
+         filter spam spamscore threshold 6\n\
          filter blk phase connect match src <bad> reject \"550 go away\"\n\
          filter all chain { rdns, spam, blk }\n",
     );
-    assert_eq!(
-        c.filters["rdns"].kind,
-        FilterKind::Other(
-            [
-                "phase",
-                "connect",
-                "match",
-                "!",
-                "rdns",
-                "disconnect",
-                "550 no rDNS"
-            ]
-            .map(String::from)
-            .to_vec()
-        )
-    );
-    assert_eq!(
-        c.filters["spam"].kind,
-        FilterKind::Other(
-            [
-                "proc-exec",
-                "/usr/local/bin/spamfilter -q",
-                "user",
-                "_filter"
-            ]
-            .map(String::from)
-            .to_vec()
-        )
-    );
+    assert!(matches!(c.filters["rdns"].kind, FilterKind::Builtin(_)));
+    assert!(matches!(c.filters["spam"].kind, FilterKind::Wasm(_)));
     assert_eq!(
         c.filters["all"].kind,
         FilterKind::Chain(vec!["rdns".into(), "spam".into(), "blk".into()])
@@ -861,11 +834,15 @@ listen on lo tls bogus-option
 #[test]
 fn more_error_kinds() {
     assert_eq!(
-        errors("filter a proc a\nfilter c2 chain { a }\nfilter c chain { a, a, c2 }\n"),
+        errors("filter a dnsbl\nfilter c2 chain { a }\nfilter c chain { a, a, c2 }\n"),
         vec![
             "t.conf:3: filter \"a\" appears twice in chain \"c\"",
             "t.conf:3: filter chain \"c\" cannot contain the chain \"c2\"",
         ]
+    );
+    assert_eq!(
+        errors("filter spam proc-exec \"/usr/local/bin/spamfilter -q\" user _filter\n"),
+        vec!["t.conf:1: filter \"spam\": \"proc-exec\" filters (external processes) are not supported; wasmtpd runs wasm components (filter NAME wasm \"/path/filter.wasm\") and builtin phase filters"]
     );
     assert_eq!(
         errors("pki p key k\n"),

@@ -146,7 +146,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
     }
     local_domains.dedup();
 
-    let filters = start_filters(&config, filters, &opts)?;
+    let filters = start_filters(&config, filters, &opts, tables.clone())?;
     let delivery = Arc::new(deliver::Delivery {
         config: config.clone(),
         tables: tables.clone(),
@@ -243,6 +243,7 @@ fn start_filters(
     config: &Config,
     sources: Vec<crate::filter::Source>,
     opts: &DaemonOptions,
+    tables: Arc<Tables>,
 ) -> Result<Option<Arc<crate::filter::Registry>>, DaemonError> {
     use crate::filter::{EngineOptions, FilterEngine, Registry};
     if config.filters.is_empty() {
@@ -270,7 +271,7 @@ fn start_filters(
             None
         }
     };
-    let registry = Registry::new(config, sources, engine, dns)?;
+    let registry = Registry::new(config, sources, engine, dns, tables)?;
     for name in registry.current().filters.keys() {
         info!("filter {name}: loaded");
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::bindings::{Decision, Phase, Report, Session};
+use super::builtin::Builtin;
 use super::instance::{Failure, Instance};
 use super::registry::LoadedFilter;
 use super::reply;
@@ -44,6 +45,18 @@ enum State {
     Failed,
 }
 
+/// A chain's member: a wasm filter (instantiated per session) or a
+/// builtin one (a host-side rule).
+pub enum ChainMember {
+    Wasm(Arc<LoadedFilter>),
+    Builtin(Arc<Builtin>),
+}
+
+enum Slot {
+    Wasm(Member),
+    Builtin(Arc<Builtin>),
+}
+
 struct Member {
     filter: Arc<LoadedFilter>,
     state: State,
@@ -52,19 +65,22 @@ struct Member {
 }
 
 pub struct SessionFilters {
-    members: Vec<Member>,
+    members: Vec<Slot>,
     session_id: String,
 }
 
 impl SessionFilters {
-    pub fn new(chain: Vec<Arc<LoadedFilter>>, session_id: &str) -> SessionFilters {
+    pub fn new(chain: Vec<ChainMember>, session_id: &str) -> SessionFilters {
         SessionFilters {
             members: chain
                 .into_iter()
-                .map(|filter| Member {
-                    filter,
-                    state: State::NotStarted,
-                    failure: None,
+                .map(|m| match m {
+                    ChainMember::Wasm(filter) => Slot::Wasm(Member {
+                        filter,
+                        state: State::NotStarted,
+                        failure: None,
+                    }),
+                    ChainMember::Builtin(b) => Slot::Builtin(b),
                 })
                 .collect(),
             session_id: session_id.to_string(),
@@ -79,7 +95,10 @@ impl SessionFilters {
     pub fn failures(&self) -> Vec<(&str, &Failure)> {
         self.members
             .iter()
-            .filter_map(|m| Some((m.filter.name.as_str(), m.failure.as_ref()?)))
+            .filter_map(|slot| match slot {
+                Slot::Wasm(m) => Some((m.filter.name.as_str(), m.failure.as_ref()?)),
+                Slot::Builtin(_) => None,
+            })
             .collect()
     }
 
@@ -89,11 +108,18 @@ impl SessionFilters {
         let mut param = param.to_string();
         let (mut rewritten, mut junk) = (false, false);
         for i in 0..self.members.len() {
-            let answer = match self.live(i).await {
-                Err(failure) => Err(failure),
-                Ok(None) => continue,
-                Ok(Some(instance)) if !instance.wants(phase) => continue,
-                Ok(Some(instance)) => instance.on_phase(session, phase, &param).await,
+            let answer = if let Slot::Builtin(b) = &self.members[i] {
+                match b.decide(phase, &param, session) {
+                    Some(d) => Ok(d),
+                    None => continue,
+                }
+            } else {
+                match self.live(i).await {
+                    Err(failure) => Err(failure),
+                    Ok(None) => continue,
+                    Ok(Some(instance)) if !instance.wants(phase) => continue,
+                    Ok(Some(instance)) => instance.on_phase(session, phase, &param).await,
+                }
             };
             let decision = match answer {
                 Ok(d) => d,
@@ -188,7 +214,9 @@ impl SessionFilters {
     /// The member's instance, started on first use; None when it failed
     /// before and its policy is to proceed.
     async fn live(&mut self, i: usize) -> Result<Option<&mut Instance>, Failure> {
-        let member = &mut self.members[i];
+        let Slot::Wasm(member) = &mut self.members[i] else {
+            return Ok(None);
+        };
         if let State::NotStarted = member.state {
             if member.filter.quarantine.is_quarantined(Instant::now()) {
                 member.state = State::Failed;
@@ -209,7 +237,9 @@ impl SessionFilters {
     /// Logs a failure, drops the instance, counts it towards quarantine
     /// and returns the policy's verdict (None: proceed without it).
     fn failed(&mut self, i: usize, phase: &str, failure: Failure) -> Option<Verdict> {
-        let member = &mut self.members[i];
+        let Slot::Wasm(member) = &mut self.members[i] else {
+            return None;
+        };
         let filter = &member.filter;
         let was_live = matches!(member.state, State::Live(_) | State::NotStarted);
         member.state = State::Failed;
@@ -239,10 +269,17 @@ impl SessionFilters {
         }
     }
 
+    fn member_name(&self, i: usize) -> &str {
+        match &self.members[i] {
+            Slot::Wasm(m) => &m.filter.name,
+            Slot::Builtin(b) => &b.name,
+        }
+    }
+
     fn log_decision(&self, i: usize, phase: Phase, what: &str, r: &Reply) {
         info!(
             "filter {}: session {}: {what} in {}: {} {}",
-            self.members[i].filter.name,
+            self.member_name(i),
             self.session_id,
             phase_name(phase),
             r.code,

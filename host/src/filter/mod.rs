@@ -19,6 +19,7 @@
 //! as a function that traps, so trying it stops the filter.
 
 pub mod bindings;
+pub mod builtin;
 pub mod bundled;
 pub mod chain;
 pub mod engine;
@@ -30,7 +31,7 @@ pub mod registry;
 mod reply;
 
 pub use bindings::{Outcome, Phase, Report, Session as FilterSession, TxAddress};
-pub use chain::{SessionFilters, Verdict};
+pub use chain::{ChainMember, SessionFilters, Verdict};
 pub use engine::{EngineOptions, FilterEngine};
 pub use registry::{read_sources, Registry, Source};
 

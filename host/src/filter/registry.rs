@@ -10,7 +10,9 @@ use arc_swap::ArcSwap;
 use tracing::{error, info};
 
 use super::bindings::MailFilterPre;
+use super::builtin::Builtin;
 use super::bundled;
+use super::chain::ChainMember;
 use super::engine::FilterEngine;
 use super::host::{FilterHost, FilterShared, Kv};
 use super::limits::Limits;
@@ -18,6 +20,7 @@ use super::quarantine::Quarantine;
 use super::FilterError;
 use crate::config::model::{Config, FilterKind, OnError, WasmFilter, WasmSource};
 use crate::dns::Dns;
+use crate::table::Tables;
 
 /// One filter, compiled and linked.
 pub struct LoadedFilter {
@@ -84,6 +87,8 @@ pub struct Registry {
     chains: BTreeMap<String, Vec<String>>,
     defs: Vec<(String, WasmFilter)>,
     current: ArcSwap<FilterSet>,
+    /// Builtin filters: host rules, not reloaded.
+    builtins: BTreeMap<String, Arc<Builtin>>,
     /// The kv stores outlive reloads: they are the filter's memory.
     kv: Mutex<BTreeMap<String, Arc<FilterShared>>>,
 }
@@ -96,8 +101,10 @@ impl Registry {
         sources: Vec<Source>,
         engine: FilterEngine,
         dns: Option<Arc<Dns>>,
+        tables: Arc<Tables>,
     ) -> Result<Registry, FilterError> {
         let mut chains = BTreeMap::new();
+        let mut builtins = BTreeMap::new();
         for f in config.filters.values() {
             match &f.kind {
                 FilterKind::Chain(members) => {
@@ -105,6 +112,12 @@ impl Registry {
                 }
                 FilterKind::Wasm(_) => {
                     chains.insert(f.name.clone(), vec![f.name.clone()]);
+                }
+                FilterKind::Builtin(def) => {
+                    chains.insert(f.name.clone(), vec![f.name.clone()]);
+                    if let Some(b) = Builtin::new(&f.name, def, tables.clone()) {
+                        builtins.insert(f.name.clone(), Arc::new(b));
+                    }
                 }
                 FilterKind::Other(words) => {
                     return Err(FilterError::Unsupported {
@@ -124,6 +137,7 @@ impl Registry {
                 .map(|s| (s.name.clone(), s.def.clone()))
                 .collect(),
             current: ArcSwap::from_pointee(FilterSet::default()),
+            builtins,
             kv: Mutex::new(BTreeMap::new()),
         };
         let mut set = FilterSet::default();
@@ -175,17 +189,25 @@ impl Registry {
 
     /// The filters a listener's `filter NAME` runs, in order, from the
     /// current set.
-    pub fn chain(&self, name: &str) -> Vec<Arc<LoadedFilter>> {
+    pub fn chain(&self, name: &str) -> Vec<ChainMember> {
         let set = self.current.load();
         self.chains
             .get(name)
             .map(|members| {
                 members
                     .iter()
-                    .filter_map(|m| set.filters.get(m).cloned())
+                    .filter_map(|m| match self.builtins.get(m) {
+                        Some(b) => Some(ChainMember::Builtin(b.clone())),
+                        None => set.filters.get(m).cloned().map(ChainMember::Wasm),
+                    })
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// A wasm filter of the current set, by name.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedFilter>> {
+        self.current.load().filters.get(name).cloned()
     }
 
     /// Re-reads and recompiles every filter whose component is a file.

@@ -23,6 +23,8 @@ pub struct MatchContext<'a> {
     /// Came through the local enqueue socket (sendmail).
     pub socket: bool,
     pub rdns: Option<&'a str>,
+    /// The rDNS name is forward-confirmed.
+    pub fcrdns: bool,
     pub helo: Option<&'a str>,
     pub auth_user: Option<&'a str>,
     pub tls: bool,
@@ -87,6 +89,11 @@ fn rule_matches(rule: &MatchRule, ctx: &MatchContext<'_>, tables: &Tables) -> bo
         .all(|c| condition_holds(c, ctx, tables))
 }
 
+/// Whether every condition holds (a builtin filter's `match` part).
+pub fn conditions_hold(conds: &[Condition], ctx: &MatchContext<'_>, tables: &Tables) -> bool {
+    conds.iter().all(|c| condition_holds(c, ctx, tables))
+}
+
 fn condition_holds(c: &Condition, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
     cond_holds(&c.cond, ctx, tables) != c.negated
 }
@@ -105,6 +112,7 @@ fn cond_holds(cond: &Cond, ctx: &MatchContext<'_>, tables: &Tables) -> bool {
             .tag
             .is_some_and(|t| string_matches(p, t, tables, Kind::Plain)),
         Cond::Tls => ctx.tls,
+        Cond::Fcrdns => ctx.fcrdns,
     }
 }
 

@@ -330,6 +330,7 @@ impl Inbound {
             src: Some(self.peer.ip()),
             socket: false,
             rdns: Some(self.peer_name.as_str()),
+            fcrdns: self.peer.ip().is_loopback(),
             helo: session.helo(),
             auth_user: session.auth_user(),
             tls: session.tls_active(),
