@@ -133,6 +133,10 @@ impl Inbound {
                 self.start_filters(session).await
             }
             Event::Helo { extended, name } => self.filter_helo(extended, &name, session).await,
+            Event::StartTls => match self.filter_phase(session, Phase::Starttls, "").await {
+                Ok(_) => Decision::Accept(None),
+                Err(refusal) => refusal,
+            },
             Event::DataStart => match self.filter_phase(session, Phase::Data, "").await {
                 Ok(_) => Decision::Accept(None),
                 Err(refusal) => refusal,

@@ -143,6 +143,9 @@ pub enum Event {
         user: String,
         password: Password,
     },
+    /// STARTTLS, before the 220: Accept starts the handshake, Reject(r)
+    /// sends r and the session goes on in clear.
+    StartTls,
 }
 
 /// The answer to an [`Event`]. Accept(Some(text)) replaces the whole
@@ -204,6 +207,7 @@ enum Pending {
     Auth {
         user: String,
     },
+    StartTls,
 }
 
 /// What happens to a BDAT chunk once read.
@@ -438,6 +442,16 @@ impl Session {
             }
             (Pending::Auth { .. }, Decision::Reject(r)) => self.auth_failed(r),
             (Pending::Quit, _) => self.close_with(Reply::new(221, "2.0.0", "Bye")),
+            (Pending::StartTls, Decision::Accept(_)) => {
+                self.write(&Reply::new(220, "2.0.0", "Ready to start TLS"));
+                self.out.push_back(Output::StartTls);
+                self.state = State::TlsHandshake;
+                // CVE-2011-0411: whatever was pipelined after STARTTLS
+                // arrived in plaintext and must never be executed.
+                self.buf.clear();
+                self.pos = 0;
+                self.lines.reset();
+            }
             (Pending::Reset, _) => {
                 self.tx = None;
                 self.write(&Reply::new(250, "2.0.0", "Reset state"));
@@ -863,16 +877,7 @@ impl Session {
                  Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY EXPN STARTTLS\n\
                  End of HELP info",
             )),
-            Command::StartTls => {
-                self.write(&Reply::new(220, "2.0.0", "Ready to start TLS"));
-                self.out.push_back(Output::StartTls);
-                self.state = State::TlsHandshake;
-                // CVE-2011-0411: whatever was pipelined after STARTTLS
-                // arrived in plaintext and must never be executed.
-                self.buf.clear();
-                self.pos = 0;
-                self.lines.reset();
-            }
+            Command::StartTls => self.ask(Event::StartTls, Pending::StartTls),
             Command::Auth { mechanism, initial } => self.on_auth(&mechanism, initial),
         }
     }
