@@ -69,7 +69,19 @@ impl Inbound {
         let Some(filters) = self.filters.as_mut() else {
             return Ok((None, false));
         };
-        match filters.phase(&view, phase, param).await {
+        let verdict = filters.phase(&view, phase, param).await;
+        let said = match &verdict {
+            Verdict::Proceed {
+                rewrite: Some(_), ..
+            } => "rewrite",
+            Verdict::Proceed { junk: true, .. } => "junk",
+            Verdict::Proceed { .. } => "proceed",
+            Verdict::Reject(_) => "reject",
+            Verdict::Disconnect(_) => "disconnect",
+        };
+        self.report(session, Report::FilterResponse((phase, said.to_string())))
+            .await;
+        match verdict {
             Verdict::Proceed { rewrite, junk } => {
                 if junk
                     && matches!(
