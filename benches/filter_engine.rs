@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use wasmtpd::config;
 use wasmtpd::filter::instance::Instance;
 use wasmtpd::filter::registry::LoadedFilter;
-use wasmtpd::filter::{read_sources, EngineOptions, FilterEngine, FilterSession, Phase, Registry};
+use wasmtpd::filter::{
+    read_sources, EngineOptions, FilterEngine, FilterSession, Phase, Registry, SessionFilters,
+};
 
 const DIR: &str = env!("WASMTPD_FILTERS_DIR");
 
@@ -58,7 +60,8 @@ async fn main() {
         "filter \"baseline\" wasm \"{DIR}/hostile.wasm\" mode proceed\n\
          filter \"dnsbl\" dnsbl zone zen.example\n\
          filter \"regex\" regex mail-from \"^spammer@\" body \"(?i)buy cheap\" header \"^Subject: .*winner\"\n\
-         filter \"spamscore\" spamscore rule \"4 header ^Subject:.*(?i)pills\" rule \"2 body (?i)cheap\" rule \"1 body (?i)click here\"\n"
+         filter \"spamscore\" spamscore rule \"4 header ^Subject:.*(?i)pills\" rule \"2 body (?i)cheap\" rule \"1 body (?i)click here\"\n\
+         filter \"all\" chain {{ \"dnsbl\", \"regex\", \"spamscore\" }}\n"
     );
     let cfg = config::parse_str(&conf, Path::new("bench.conf")).expect("config");
     let engine = FilterEngine::new(EngineOptions {
@@ -83,6 +86,34 @@ async fn main() {
         .collect();
     let batch_kib = batch.iter().map(|l| l.len() + 2).sum::<usize>() as f64 / 1024.0;
 
+    // A whole session through the chain of all three: connect, helo,
+    // mail, rcpt, data, 1 KiB of lines, commit.
+    let message: Vec<u8> = b"Subject: hello\r\nFrom: a@example.org\r\n\r\n"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'x', 1000))
+        .chain(b"\r\n".iter().copied())
+        .collect();
+    let whole = median_per_iter(9, 50, || {
+        let (chain, session, message) = (registry.chain("all"), session.clone(), message.clone());
+        async move {
+            let mut f = SessionFilters::new(chain, "0123456789abcdef");
+            f.phase(&session, Phase::Connect, "192.0.2.7").await;
+            f.phase(&session, Phase::Ehlo, "client.example").await;
+            f.phase(&session, Phase::MailFrom, "alice@example.org")
+                .await;
+            f.phase(&session, Phase::RcptTo, "bob@example.org").await;
+            f.phase(&session, Phase::Data, "").await;
+            let _ = f.data(&session, message, 1 << 20).await;
+            f.phase(&session, Phase::Commit, "").await;
+        }
+    })
+    .await;
+    println!(
+        "one SMTP session through dnsbl+regex+spamscore (1 KiB message): {} µs",
+        us(whole)
+    );
+    println!();
     println!("filter engine (median of 9 runs; µs)");
     println!(
         "{:<10} {:>12} {:>12} {:>14} {:>10}",

@@ -329,7 +329,12 @@ print('\n'.join(results))
 "#;
     let port = d.port.to_string();
     let load = std::thread::spawn(move || python(script, &[&port]));
-    std::thread::sleep(Duration::from_millis(400));
+    // Every session has begun (and so holds the filter it started with)
+    // before the first reload.
+    wait_for("8 sessions under way", || {
+        d.log().matches("smtp-in: Accepted message").count() >= 8
+            && d.log().matches("smtp-in: New session").count() >= 8
+    });
     // A broken file first: the running filter stays.
     std::fs::write(&filter, b"\0asm garbage").unwrap();
     let hup = |pid: u32| {
@@ -350,8 +355,9 @@ print('\n'.join(results))
     assert_eq!(
         results.lines().filter(|l| *l == "ok").count(),
         8,
-        "{results}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{results}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
     );
     wait_maildir(&site.path("mail/bob/Maildir"), 120);
     // A session that starts now runs the new filter.

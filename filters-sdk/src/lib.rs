@@ -95,6 +95,7 @@
 
 pub mod message;
 pub mod net;
+pub mod patterns;
 
 /// The bindings wit-bindgen generates for the `mail-filter` world. Filter
 /// authors rarely need them: the useful types are re-exported at the

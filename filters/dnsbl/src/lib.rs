@@ -41,7 +41,9 @@ fn is_local(ip: IpAddr) -> bool {
             v6.is_loopback()
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_local(IpAddr::V4(v4)))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_local(IpAddr::V4(v4)))
         }
     }
 }
@@ -172,7 +174,15 @@ mod tests {
 
     #[test]
     fn local_clients_are_not_looked_up_by_default() {
-        for local in ["127.0.0.2", "10.1.2.3", "192.168.0.1", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.2"] {
+        for local in [
+            "127.0.0.2",
+            "10.1.2.3",
+            "192.168.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.2",
+        ] {
             assert!(is_local(local.parse().unwrap()), "{local}");
         }
         for public in ["192.0.2.1", "8.8.8.8", "2001:db8::1"] {

@@ -16,15 +16,13 @@
 //! mail-from and rcpt-to decide at once; header and body matches are
 //! remembered and decided at `commit`.
 //!
-//! Patterns are compiled when first needed, not in `init`: the instance
-//! lives for one session, compiling a Unicode-aware pattern costs about a
-//! million instructions, and most sessions never reach DATA. A pattern
-//! that does not compile is logged then and ignored. ASCII-only patterns
-//! (`(?-u)…`) compile several times faster. The patterns of a key are
-//! matched together, in one pass over each line.
+//! Patterns are compiled by the host (`host-regex`), once for the filter
+//! and not per session, when first needed; a pattern that does not
+//! compile is logged then and ignored. The patterns of a key are matched
+//! together, in one pass over each line.
 
-use patterns::Patterns;
 use wasmtpd_filter::message::{MessageReader, Part};
+use wasmtpd_filter::patterns::Patterns;
 use wasmtpd_filter::{config, log, Decision, Filter, Phase, Session, Subscriptions};
 
 const DEFAULT_MESSAGE: &str = "Message rejected by content filter";

@@ -25,16 +25,14 @@
 //! removed while held, so a sender cannot vouch for itself.
 //!
 //! Bad rules, zones or numbers are logged and skipped (defaults kept).
-//! Patterns are compiled when the first message comes, so a pattern that
-//! does not compile is logged then. Compiling costs about 1–10 million
-//! instructions of the filter's fuel per Unicode-aware pattern (`\w` and
-//! `(?i)` are the dear parts), a tenth of that for ASCII-only ones
-//! (`(?-u)…`): keep rule lists short or ASCII.
+//! Patterns are compiled by the host (`host-regex`), once for the filter
+//! rather than per session, when the first message comes; a pattern
+//! that does not compile is logged then.
 
 use std::net::IpAddr;
 
-use patterns::Patterns;
 use wasmtpd_filter::message::{MessageReader, Part};
+use wasmtpd_filter::patterns::Patterns;
 use wasmtpd_filter::{config, log, net, Decision, Filter, Phase, Session, Subscriptions};
 
 const DEFAULT_THRESHOLD: f64 = 5.0;
@@ -195,8 +193,7 @@ impl Settings {
     }
 
     /// Compiles the rules unless done; returns the errors, once. Not in
-    /// `init`: a Unicode-aware pattern costs about a million
-    /// instructions to compile, and most sessions never send a message.
+    /// `init`: most sessions never send a message.
     fn prepare(&mut self) -> Vec<String> {
         if self.compiled.is_some() {
             return Vec::new();

@@ -136,22 +136,30 @@ impl SessionFilters {
                     param = v;
                     rewritten = true;
                 }
-                Decision::Reject(r) | Decision::Disconnect(r) if reply::checked(&r).is_err() => {
-                    let why = reply::checked(&r).err().unwrap_or_default();
-                    if let Some(v) = self.failed(i, phase_name(phase), Failure::BadAnswer(why)) {
-                        return v;
+                Decision::Reject(r) => match reply::checked(&r) {
+                    Ok(r) => {
+                        self.log_decision(i, phase, "reject", &r);
+                        return Verdict::Reject(r);
                     }
-                }
-                Decision::Reject(r) => {
-                    let r = reply::checked(&r).unwrap_or_else(|_| policy_reply(OnError::Reject));
-                    self.log_decision(i, phase, "reject", &r);
-                    return Verdict::Reject(r);
-                }
-                Decision::Disconnect(r) => {
-                    let r = reply::checked(&r).unwrap_or_else(|_| policy_reply(OnError::Reject));
-                    self.log_decision(i, phase, "disconnect", &r);
-                    return Verdict::Disconnect(r);
-                }
+                    Err(why) => {
+                        if let Some(v) = self.failed(i, phase_name(phase), Failure::BadAnswer(why))
+                        {
+                            return v;
+                        }
+                    }
+                },
+                Decision::Disconnect(r) => match reply::checked(&r) {
+                    Ok(r) => {
+                        self.log_decision(i, phase, "disconnect", &r);
+                        return Verdict::Disconnect(r);
+                    }
+                    Err(why) => {
+                        if let Some(v) = self.failed(i, phase_name(phase), Failure::BadAnswer(why))
+                        {
+                            return v;
+                        }
+                    }
+                },
             }
         }
         Verdict::Proceed {
@@ -169,9 +177,8 @@ impl SessionFilters {
         content: Vec<u8>,
         max_size: usize,
     ) -> Result<Vec<u8>, Verdict> {
-        let wanted: Vec<usize> = (0..self.members.len()).collect();
         let mut lines: Option<Vec<Vec<u8>>> = None;
-        for i in wanted {
+        for i in 0..self.members.len() {
             let instance = match self.live(i).await {
                 Err(failure) => match self.failed(i, "data-line", failure) {
                     Some(v) => return Err(v),

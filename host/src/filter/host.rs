@@ -13,9 +13,12 @@ use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use super::bindings::wasmtpd::filter::{host_config, host_dns, host_kv, host_log, types};
+use super::bindings::wasmtpd::filter::{
+    host_config, host_dns, host_kv, host_log, host_regex, types,
+};
 use super::bindings::{Level, RecordType};
-use super::limits::LOG_LINES_PER_SESSION;
+use super::limits::{LOG_LINES_PER_SESSION, REGEX_BYTES_PER_SESSION};
+use super::regex::RegexCache;
 use crate::dns::{Dns, Kind};
 
 /// Bounds of the per-filter key/value store.
@@ -34,6 +37,8 @@ pub struct FilterShared {
     pub dns: Option<Arc<Dns>>,
     /// Some when the operator wrote `allow kv`.
     pub kv: Option<Mutex<Kv>>,
+    /// Pattern sets the filter compiled (`host-regex`).
+    pub regex: RegexCache,
 }
 
 /// The in-memory store behind `host-kv`.
@@ -66,6 +71,8 @@ pub struct FilterHost {
     pub session_id: String,
     pub dns_left: u32,
     pub log_left: u32,
+    /// Bytes `host-regex` may still scan in this session.
+    pub regex_bytes_left: u64,
     /// The empty WASI of a component built against WASI, made on its
     /// first WASI call.
     wasi: Option<Box<EmptyWasi>>,
@@ -73,7 +80,7 @@ pub struct FilterHost {
 
 /// WASI with nothing in it: no preopened directories, no sockets or
 /// name lookups, no environment or arguments, stdin empty, stdout and
-/// stderr discarded, both clocks frozen at zero. A component built
+/// stderr discarded, both clocks frozen. A component built
 /// against WASI (C's wasi-libc, Go's wasip1 runtime, Rust's wasip2 std)
 /// starts and runs, and every attempt to reach outside fails with an
 /// error.
@@ -99,8 +106,10 @@ impl EmptyWasi {
     }
 }
 
-/// A clock that always says zero: no time source for timing attacks or
-/// for learning the host's time.
+/// A clock that never moves: no time source for timing attacks or for
+/// learning the host's time. The wall clock reads the Unix epoch; the
+/// monotonic one reads one second, not zero, because Go's runtime
+/// refuses to start on a zero clock ("nanotime returning zero").
 struct FrozenClock;
 
 impl HostWallClock for FrozenClock {
@@ -117,7 +126,7 @@ impl HostMonotonicClock for FrozenClock {
         1_000_000_000
     }
     fn now(&self) -> u64 {
-        0
+        1_000_000_000
     }
 }
 
@@ -151,6 +160,7 @@ impl FilterHost {
             session_id,
             dns_left: dns_queries,
             log_left: LOG_LINES_PER_SESSION,
+            regex_bytes_left: REGEX_BYTES_PER_SESSION,
             wasi: None,
         }
     }
@@ -236,6 +246,48 @@ impl host_kv::Host for FilterHost {
             return Ok(Err("kv not granted to this filter (allow kv)".into()));
         };
         Ok(kv.lock().unwrap_or_else(|p| p.into_inner()).set(key, value))
+    }
+}
+
+impl host_regex::Host for FilterHost {
+    fn compile(&mut self, patterns: Vec<String>) -> wasmtime::Result<host_regex::Compiled> {
+        let (handle, set) = self.shared.regex.compile(patterns)?;
+        Ok(host_regex::Compiled {
+            handle,
+            errors: set.errors.clone(),
+        })
+    }
+
+    fn matches(&mut self, handle: u32, text: Vec<u8>) -> wasmtime::Result<Vec<u32>> {
+        self.charge_regex(text.len())?;
+        Ok(self
+            .shared
+            .regex
+            .get(handle)
+            .map(|set| set.matches(&text))
+            .unwrap_or_default())
+    }
+
+    fn is_match(&mut self, handle: u32, text: Vec<u8>) -> wasmtime::Result<bool> {
+        self.charge_regex(text.len())?;
+        Ok(self
+            .shared
+            .regex
+            .get(handle)
+            .is_some_and(|set| set.is_match(&text)))
+    }
+}
+
+impl FilterHost {
+    fn charge_regex(&mut self, bytes: usize) -> Result<(), BudgetExceeded> {
+        // A call costs at least a line's worth, so tiny calls in a loop
+        // are budgeted too.
+        let cost = (bytes as u64).max(80);
+        if cost > self.regex_bytes_left {
+            return Err(BudgetExceeded("regex scan budget exhausted"));
+        }
+        self.regex_bytes_left -= cost;
+        Ok(())
     }
 }
 

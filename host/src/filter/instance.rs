@@ -71,7 +71,7 @@ impl Instance {
         .await
         {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Err(classify(e, &store, false)),
+            Ok(Err(e)) => return Err(classify(e, false)),
             Err(_) => return Err(Failure::Deadline),
         };
         let mut instance = Instance {
@@ -170,7 +170,7 @@ impl Instance {
             .saturating_sub(given.saturating_sub(left));
         match outcome {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(e, &self.store, self.session_fuel_left == 0)),
+            Ok(Err(e)) => Err(classify(e, self.session_fuel_left == 0)),
             Err(_) => Err(Failure::Deadline),
         }
     }
@@ -187,8 +187,11 @@ fn arm(store: &mut Store<FilterHost>, limits: &Limits, session_left: u64) -> Res
     Ok(fuel)
 }
 
-fn classify(e: wasmtime::Error, store: &Store<FilterHost>, session_spent: bool) -> Failure {
+fn classify(e: wasmtime::Error, session_spent: bool) -> Failure {
     if let Some(b) = e.downcast_ref::<BudgetExceeded>() {
+        return Failure::Budget(b.0);
+    }
+    if let Some(b) = e.downcast_ref::<super::regex::RegexLimit>() {
         return Failure::Budget(b.0);
     }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
@@ -211,6 +214,5 @@ fn classify(e: wasmtime::Error, store: &Store<FilterHost>, session_spent: bool) 
     if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
         return Failure::Memory;
     }
-    let _ = store;
     Failure::Trap(text.chars().take(300).collect())
 }

@@ -16,6 +16,9 @@ pub const DEFAULT_MEMORY: u64 = 32 << 20;
 pub const MAX_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_DNS_QUERIES: u32 = 32;
+/// Bytes one instance may scan through `host-regex` in a session: room
+/// for a few dozen passes over a maximum-size message.
+pub const REGEX_BYTES_PER_SESSION: u64 = 2 << 30;
 /// Log lines one instance may write; the rest are dropped.
 pub const LOG_LINES_PER_SESSION: u32 = 100;
 /// Guest stack: deep recursion traps here instead of growing the host's.

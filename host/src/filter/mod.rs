@@ -12,6 +12,7 @@
 //! - [`instance`]: one instance, its budgets, and what a failure was.
 //! - [`host`]: the imports (log, dns, kv, config), each checked against
 //!   the operator's grants and the instance's budget.
+//! - [`regex`]: pattern sets compiled once per filter (`host-regex`).
 //! - [`bundled`]: dnsbl, regex and spamscore, built from `filters/`.
 //!
 //! A filter gets only what the `mail-filter` world imports; anything
@@ -27,6 +28,7 @@ pub mod host;
 pub mod instance;
 pub mod limits;
 pub mod quarantine;
+pub mod regex;
 pub mod registry;
 mod reply;
 

@@ -174,6 +174,7 @@ impl Registry {
                     None
                 },
                 kv: def.allow_kv.then(|| Mutex::new(Kv::default())),
+                regex: Default::default(),
             });
             kv.entry(name.to_string()).or_insert(fresh).clone()
         };

@@ -1,0 +1,189 @@
+//! `host-regex`: pattern sets compiled once per filter and shared by all
+//! its sessions. Compiling a Unicode-aware regex inside a guest costs
+//! milliseconds of fuel; doing it per session would cost more than the
+//! rest of the session. Matching here is linear in the text (the `regex`
+//! crate never backtracks), and each session's scanned bytes are
+//! budgeted by the caller.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use regex::bytes::{RegexSet, RegexSetBuilder};
+
+/// Sets a filter may compile, and their size.
+const MAX_SETS: usize = 256;
+const MAX_PATTERNS: usize = 1024;
+const MAX_PATTERN_LEN: usize = 4096;
+/// The compiled program and lazy DFA cache per set.
+const SIZE_LIMIT: usize = 16 << 20;
+const DFA_SIZE_LIMIT: usize = 4 << 20;
+
+/// One compiled set.
+pub struct CompiledSet {
+    set: Option<RegexSet>,
+    /// The caller's index of each pattern of `set`.
+    origin: Vec<u32>,
+    pub errors: Vec<(u32, String)>,
+}
+
+impl CompiledSet {
+    fn build(patterns: &[String]) -> CompiledSet {
+        let mut good = Vec::new();
+        let mut origin = Vec::new();
+        let mut errors = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let i = i as u32;
+            if p.len() > MAX_PATTERN_LEN {
+                errors.push((i, format!("pattern longer than {MAX_PATTERN_LEN} bytes")));
+                continue;
+            }
+            match builder(std::slice::from_ref(p)).build() {
+                Ok(_) => {
+                    good.push(p.as_str());
+                    origin.push(i);
+                }
+                Err(e) => errors.push((i, e.to_string().replace('\n', " "))),
+            }
+        }
+        let set = match builder(&good).build() {
+            Ok(set) => Some(set),
+            Err(e) => {
+                // Each compiled alone but not together: a size limit.
+                errors.extend(origin.drain(..).map(|i| (i, e.to_string())));
+                errors.sort();
+                None
+            }
+        };
+        CompiledSet {
+            set,
+            origin,
+            errors,
+        }
+    }
+
+    pub fn matches(&self, text: &[u8]) -> Vec<u32> {
+        match &self.set {
+            Some(set) => set.matches(text).iter().map(|i| self.origin[i]).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn is_match(&self, text: &[u8]) -> bool {
+        self.set.as_ref().is_some_and(|s| s.is_match(text))
+    }
+}
+
+fn builder<S: AsRef<str>>(patterns: &[S]) -> RegexSetBuilder {
+    let mut b = RegexSetBuilder::new(patterns);
+    b.size_limit(SIZE_LIMIT).dfa_size_limit(DFA_SIZE_LIMIT);
+    b
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("regex: {0}")]
+pub struct RegexLimit(pub &'static str);
+
+/// A filter's compiled sets, by handle and by patterns.
+#[derive(Default)]
+pub struct RegexCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sets: Vec<Arc<CompiledSet>>,
+    by_patterns: HashMap<Vec<String>, u32>,
+}
+
+impl Inner {
+    fn find(&self, patterns: &[String]) -> Option<(u32, Arc<CompiledSet>)> {
+        let h = *self.by_patterns.get(patterns)?;
+        Some((h, self.sets.get(h as usize)?.clone()))
+    }
+}
+
+impl RegexCache {
+    /// The handle of `patterns`' set, compiling it the first time.
+    pub fn compile(&self, patterns: Vec<String>) -> Result<(u32, Arc<CompiledSet>), RegexLimit> {
+        if patterns.len() > MAX_PATTERNS {
+            return Err(RegexLimit("too many patterns in one set"));
+        }
+        if let Some(found) = self.lock().find(&patterns) {
+            return Ok(found);
+        }
+        // Compiled outside the lock: other sessions keep matching.
+        let compiled = Arc::new(CompiledSet::build(&patterns));
+        let mut inner = self.lock();
+        if let Some(found) = inner.find(&patterns) {
+            return Ok(found);
+        }
+        if inner.sets.len() >= MAX_SETS {
+            return Err(RegexLimit("too many pattern sets"));
+        }
+        let h = inner.sets.len() as u32;
+        inner.sets.push(compiled.clone());
+        inner.by_patterns.insert(patterns, h);
+        Ok((h, compiled))
+    }
+
+    pub fn get(&self, handle: u32) -> Option<Arc<CompiledSet>> {
+        self.lock().sets.get(handle as usize).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn sets_compile_once_and_report_bad_patterns_by_index() {
+        let cache = RegexCache::default();
+        let (h, set) = cache
+            .compile(v(&["(?i)viagra", "(unclosed", r"\$\d+", "cheap"]))
+            .unwrap();
+        assert_eq!(set.errors.len(), 1);
+        assert_eq!(set.errors[0].0, 1);
+        assert_eq!(set.matches(b"cheap VIAGRA for $100"), [0, 2, 3]);
+        assert!(set.is_match(b"so cheap") && !set.is_match(b"nothing"));
+        // The same patterns: the same handle, nothing recompiled.
+        let (h2, set2) = cache
+            .compile(v(&["(?i)viagra", "(unclosed", r"\$\d+", "cheap"]))
+            .unwrap();
+        assert_eq!(h, h2);
+        assert!(Arc::ptr_eq(&set, &set2));
+        assert!(cache.get(h).is_some() && cache.get(h + 1).is_none());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_match_too() {
+        let cache = RegexCache::default();
+        let (_, set) = cache
+            .compile(v(&[r"(?-u:\xff)", "(?i)click here"]))
+            .unwrap();
+        assert_eq!(set.matches(b"\xfe\xff CLICK HERE"), [0, 1]);
+    }
+
+    #[test]
+    fn limits_hold() {
+        let cache = RegexCache::default();
+        assert!(cache
+            .compile(vec!["a".to_string(); MAX_PATTERNS + 1])
+            .is_err());
+        for i in 0..MAX_SETS {
+            cache.compile(v(&[&format!("x{i}")])).unwrap();
+        }
+        assert!(cache.compile(v(&["one more"])).is_err());
+        let (_, set) = RegexCache::default()
+            .compile(vec!["a".repeat(MAX_PATTERN_LEN + 1)])
+            .unwrap();
+        assert_eq!(set.errors.len(), 1);
+    }
+}
