@@ -57,6 +57,11 @@ fn componentize(core: &Path, name: &str) -> PathBuf {
         .encode()
         .unwrap_or_else(|e| panic!("componentize {}: {e:?}", core.display()));
     let path = core.with_file_name(format!("{name}.wasm"));
+    eprintln!(
+        "{name}: core module {} bytes, component {} bytes",
+        module.len(),
+        component.len()
+    );
     std::fs::write(&path, component).unwrap();
     path
 }
