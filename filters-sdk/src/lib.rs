@@ -27,11 +27,16 @@
 //!
 //! # The sandbox
 //!
-//! There is no file system, network, clock, environment or randomness:
-//! the host does not link WASI, and any WASI call traps. Do not print
-//! (`println!`), read `std::time`, or use `std::collections::HashMap` with
-//! its default `RandomState` (it asks WASI for random keys) — use
-//! `BTreeMap`. What the filter may reach goes through [`config`], [`dns`]
+//! There is no file system, network, clock or environment. Build for
+//! `wasm32-unknown-unknown` (as the bundled filters are): the component
+//! then imports the `mail-filter` world and nothing else, and
+//! instantiates fastest. `println!` goes nowhere, `std::fs`/`std::net`
+//! answer "unsupported", `std::time::SystemTime::now` panics, and
+//! `std::collections::HashMap` with its default `RandomState` panics (no
+//! random keys) — use `BTreeMap`. A filter built for `wasm32-wasip2` also
+//! runs: the host gives it an empty WASI (no preopened directories, no
+//! sockets, no environment, frozen clocks), at the cost of a slower
+//! start. What the filter may reach goes through [`config`], [`dns`]
 //! (`allow dns`), [`kv`] (`allow kv`) and [`log`]. A panic aborts the
 //! instance (a trap): the host treats it as a filter failure.
 //!
@@ -80,8 +85,13 @@
 //! wasmtpd_filter::export_filter!(NoSpammers);
 //! ```
 //!
-//! Build it as a `cdylib` for `wasm32-wasip2` (`cargo build --release
-//! --target wasm32-wasip2`): the `.wasm` file is already a component.
+//! Build it as a `cdylib` (`crate-type = ["cdylib"]`) with
+//! `cargo build --release --target wasm32-unknown-unknown`, then make the
+//! core module a component: `wasm-tools component new target/…/f.wasm -o
+//! f.wasm` (wasmtpd's own build does the same with the wit-component
+//! crate, see host/build.rs). Or build with `--target wasm32-wasip2`,
+//! whose output is a component already. Then in smtpd.conf:
+//! `filter "nospam" wasm "/etc/mail/f.wasm" domain spam.example`.
 
 pub mod message;
 pub mod net;
@@ -233,7 +243,8 @@ impl Phase {
 pub mod config {
     use crate::bindings::wasmtpd::filter::host_config;
 
-    /// The value of `key` (the first one when it is repeated).
+    /// The value of `key` (for a repeated key, the one the host picks;
+    /// use [`get_all`] for those).
     pub fn get(key: &str) -> Option<String> {
         host_config::get(key)
     }

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// The client's IP from a session address ("192.0.2.7:51234",
-/// "[2001:db8::1]:51234", or a bare address). IPv4-mapped IPv6 addresses
+/// `"[2001:db8::1]:51234"`, or a bare address). IPv4-mapped IPv6 addresses
 /// come back as IPv4.
 pub fn client_ip(address: &str) -> Option<IpAddr> {
     let ip = match address.parse::<SocketAddr>() {

@@ -67,12 +67,27 @@ fn parse_action(value: Option<&str>) -> Result<Action, String> {
     }
 }
 
+/// Longest TXT reason quoted: the reply must stay one sane SMTP line.
+const MAX_REASON: usize = 200;
+
+/// The first `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The decision once `zone` listed the client, with the TXT `reason`s.
 fn listed_decision(action: Action, zone: &str, reasons: &[String]) -> Decision {
     match action {
         Action::Junk => Decision::Junk,
         Action::Reject => {
-            let reason = reasons.iter().map(|r| r.trim()).find(|r| !r.is_empty());
+            let reason = reasons
+                .iter()
+                .map(|r| truncate(r.trim(), MAX_REASON))
+                .find(|r| !r.is_empty());
             let text = match reason {
                 Some(r) => format!("Client address listed at {zone}: {r}"),
                 None => format!("Client address listed at {zone}"),
@@ -190,5 +205,10 @@ mod tests {
             listed_decision(Action::Junk, "bl.example", &[]),
             Decision::Junk
         );
+        let long = ["é".repeat(300)];
+        let Decision::Reject(reply) = listed_decision(Action::Reject, "z", &long) else {
+            panic!("not a reject");
+        };
+        assert_eq!(reply.text.len(), "Client address listed at z: ".len() + 200);
     }
 }

@@ -14,24 +14,66 @@
 //!
 //! Only the phases the configured keys need are subscribed. helo,
 //! mail-from and rcpt-to decide at once; header and body matches are
-//! remembered and decided at `commit`. A pattern that does not compile is
-//! logged and ignored.
+//! remembered and decided at `commit`.
+//!
+//! Patterns are compiled when first needed, not in `init`: the instance
+//! lives for one session, compiling a Unicode-aware pattern costs about a
+//! million instructions, and most sessions never reach DATA. A pattern
+//! that does not compile is logged then and ignored. ASCII-only patterns
+//! (`(?-u)…`) compile several times faster. The patterns of a key are
+//! matched together, in one pass over each line.
 
-use regex_automata::meta::{Config, Regex};
-use regex_automata::util::syntax;
+use patterns::Patterns;
 use wasmtpd_filter::message::{MessageReader, Part};
 use wasmtpd_filter::{config, log, Decision, Filter, Phase, Session, Subscriptions};
 
 const DEFAULT_MESSAGE: &str = "Message rejected by content filter";
 
-/// Compiles like `regex::bytes::Regex::new`: Unicode-aware, but able to
-/// match any bytes (`(?-u:\xFF)`).
-fn compile(pattern: &str) -> Result<Regex, String> {
-    Regex::builder()
-        .syntax(syntax::Config::new().utf8(false))
-        .configure(Config::new().utf8_empty(false))
-        .build(pattern)
-        .map_err(|e| e.to_string())
+/// The patterns of one key, compiled on first use.
+#[derive(Default)]
+struct KeyPatterns {
+    key: &'static str,
+    sources: Vec<String>,
+    compiled: Option<Patterns>,
+}
+
+impl KeyPatterns {
+    fn new(key: &'static str) -> Self {
+        KeyPatterns {
+            key,
+            ..KeyPatterns::default()
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Compiles the patterns unless done; returns the errors, once.
+    fn prepare(&mut self) -> Vec<String> {
+        if self.compiled.is_some() {
+            return Vec::new();
+        }
+        let (compiled, errors) = Patterns::compile_any(&self.sources);
+        self.compiled = Some(compiled);
+        errors
+            .into_iter()
+            .map(|e| {
+                let source = &self.sources[e.index];
+                format!("{} pattern {source:?} ignored: {}", self.key, e.message)
+            })
+            .collect()
+    }
+
+    /// Whether a (prepared) pattern matches.
+    fn any_match(&self, text: &[u8]) -> bool {
+        self.compiled.as_ref().is_some_and(|p| p.is_match(text))
+    }
+
+    #[cfg(test)]
+    fn compiled_len(&self) -> usize {
+        self.compiled.as_ref().map_or(0, Patterns::len)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,27 +83,37 @@ enum Action {
     Junk,
 }
 
-#[derive(Default)]
 struct Rules {
-    helo: Vec<Regex>,
-    mail_from: Vec<Regex>,
-    rcpt_to: Vec<Regex>,
-    header: Vec<Regex>,
-    body: Vec<Regex>,
+    helo: KeyPatterns,
+    mail_from: KeyPatterns,
+    rcpt_to: KeyPatterns,
+    header: KeyPatterns,
+    body: KeyPatterns,
     action: Action,
     message: String,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            helo: KeyPatterns::new("helo"),
+            mail_from: KeyPatterns::new("mail-from"),
+            rcpt_to: KeyPatterns::new("rcpt-to"),
+            header: KeyPatterns::new("header"),
+            body: KeyPatterns::new("body"),
+            action: Action::Reject,
+            message: DEFAULT_MESSAGE.to_string(),
+        }
+    }
 }
 
 impl Rules {
     /// Reads the configuration pairs; the errors are for the log.
     fn parse(pairs: &[(String, String)]) -> (Rules, Vec<String>) {
-        let mut rules = Rules {
-            message: DEFAULT_MESSAGE.to_string(),
-            ..Rules::default()
-        };
+        let mut rules = Rules::default();
         let mut errors = Vec::new();
         for (key, value) in pairs {
-            let list = match key.as_str() {
+            let patterns = match key.as_str() {
                 "helo" => &mut rules.helo,
                 "mail-from" => &mut rules.mail_from,
                 "rcpt-to" => &mut rules.rcpt_to,
@@ -84,10 +136,7 @@ impl Rules {
                     continue;
                 }
             };
-            match compile(value) {
-                Ok(re) => list.push(re),
-                Err(e) => errors.push(format!("{key} pattern {value:?} ignored: {e}")),
-            }
+            patterns.sources.push(value.clone());
         }
         (rules, errors)
     }
@@ -120,6 +169,25 @@ impl Rules {
             Action::Junk => Decision::Junk,
         }
     }
+
+    /// The patterns for a phase's parameter, compiled; errors for the log.
+    fn for_phase(&mut self, phase: Phase) -> (Option<&KeyPatterns>, Vec<String>) {
+        let patterns = match phase {
+            Phase::Helo | Phase::Ehlo => &mut self.helo,
+            Phase::MailFrom => &mut self.mail_from,
+            Phase::RcptTo => &mut self.rcpt_to,
+            _ => return (None, Vec::new()),
+        };
+        let errors = patterns.prepare();
+        (Some(patterns), errors)
+    }
+
+    /// Compiles the content patterns; errors for the log.
+    fn prepare_content(&mut self) -> Vec<String> {
+        let mut errors = self.header.prepare();
+        errors.extend(self.body.prepare());
+        errors
+    }
 }
 
 /// The message being scanned.
@@ -132,7 +200,7 @@ struct Scan {
 }
 
 impl Scan {
-    /// Looks at `lines`; true once anything matched.
+    /// Looks at `lines` with the (prepared) content patterns.
     fn feed(&mut self, rules: &Rules, lines: &[Vec<u8>], last: bool) {
         if self.done {
             *self = Scan::default();
@@ -142,7 +210,7 @@ impl Scan {
                 Part::Header(h) => (&rules.header, h),
                 Part::Body(b) => (&rules.body, b),
             };
-            if !self.matched && patterns.iter().any(|re| re.is_match(text)) {
+            if !self.matched && patterns.any_match(text) {
                 self.matched = true;
             }
         };
@@ -162,36 +230,37 @@ struct RegexFilter {
     scan: Scan,
 }
 
+fn log_errors(errors: Vec<String>) {
+    for e in errors {
+        log::error(&e);
+    }
+}
+
 impl Filter for RegexFilter {
     fn init(&mut self) -> Subscriptions {
         let (rules, errors) = Rules::parse(&config::all());
-        for e in errors {
-            log::error(&e);
-        }
+        log_errors(errors);
         self.rules = rules;
         self.rules.subscriptions()
     }
 
     fn on_phase(&mut self, _: &Session, phase: Phase, param: &str) -> Decision {
-        let patterns = match phase {
-            Phase::Helo | Phase::Ehlo => &self.rules.helo,
-            Phase::MailFrom => {
-                self.scan = Scan::default();
-                &self.rules.mail_from
-            }
-            Phase::RcptTo => &self.rules.rcpt_to,
+        match phase {
+            Phase::MailFrom => self.scan = Scan::default(),
             Phase::Commit => {
                 let matched = std::mem::take(&mut self.scan).matched;
-                return if matched {
+                if matched {
                     log::info("message content matched");
-                    self.rules.verdict()
-                } else {
-                    Decision::Proceed
-                };
+                    return self.rules.verdict();
+                }
+                return Decision::Proceed;
             }
-            _ => return Decision::Proceed,
-        };
-        if patterns.iter().any(|re| re.is_match(param.as_bytes())) {
+            _ => {}
+        }
+        let (patterns, errors) = self.rules.for_phase(phase);
+        let matched = patterns.is_some_and(|p| p.any_match(param.as_bytes()));
+        log_errors(errors);
+        if matched {
             log::info(&format!("{} {param:?} matched", phase.name()));
             self.rules.verdict()
         } else {
@@ -200,6 +269,7 @@ impl Filter for RegexFilter {
     }
 
     fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
+        log_errors(self.rules.prepare_content());
         self.scan.feed(&self.rules, &lines, last);
         lines
     }
@@ -221,6 +291,13 @@ mod tests {
         text.split('\n').map(|l| l.as_bytes().to_vec()).collect()
     }
 
+    fn content_rules(kv: &[(&str, &str)]) -> Rules {
+        let (mut rules, errors) = Rules::parse(&pairs(kv));
+        assert!(errors.is_empty());
+        assert!(rules.prepare_content().is_empty());
+        rules
+    }
+
     #[test]
     fn only_the_configured_phases_are_subscribed() {
         let (rules, errors) = Rules::parse(&pairs(&[("helo", "^bad"), ("rcpt-to", "x")]));
@@ -236,11 +313,26 @@ mod tests {
     }
 
     #[test]
-    fn broken_patterns_are_reported_and_skipped() {
-        let (rules, errors) = Rules::parse(&pairs(&[("body", "(unclosed"), ("body", "ok")]));
-        assert_eq!(rules.body.len(), 1);
+    fn broken_patterns_are_reported_once_and_skipped() {
+        let (mut rules, errors) = Rules::parse(&pairs(&[("body", "(unclosed"), ("body", "ok")]));
+        assert!(errors.is_empty(), "nothing compiles before it is needed");
+        let errors = rules.prepare_content();
+        assert_eq!(rules.body.compiled_len(), 1);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].contains("(unclosed"));
+        assert!(errors[0].contains("unclosed group"), "{}", errors[0]);
+        assert!(rules.prepare_content().is_empty());
+    }
+
+    #[test]
+    fn phase_parameters_are_matched() {
+        let (mut rules, _) = Rules::parse(&pairs(&[("mail-from", "(?i)@spam\\.example$")]));
+        let (patterns, errors) = rules.for_phase(Phase::MailFrom);
+        assert!(errors.is_empty());
+        assert!(patterns.unwrap().any_match(b"a@SPAM.example"));
+        let (patterns, _) = rules.for_phase(Phase::Helo);
+        assert!(!patterns.unwrap().any_match(b"a@SPAM.example"));
+        assert!(rules.for_phase(Phase::Data).0.is_none());
     }
 
     #[test]
@@ -258,7 +350,7 @@ mod tests {
 
     #[test]
     fn headers_are_matched_unfolded_and_bodies_by_line() {
-        let (rules, _) = Rules::parse(&pairs(&[("header", "^Subject: .*cheap pills")]));
+        let rules = content_rules(&[("header", "^Subject: .*cheap pills")]);
         let mut scan = Scan::default();
         scan.feed(&rules, &lines("Subject: buy\n cheap pills\nFrom: a"), false);
         // The folded field is only complete once the next field starts.
@@ -268,7 +360,7 @@ mod tests {
         scan.feed(&rules, &lines("From: a\n\nSubject: cheap pills"), true);
         assert!(!scan.matched, "a body line is not a header");
 
-        let (rules, _) = Rules::parse(&pairs(&[("body", "(?i)click here")]));
+        let rules = content_rules(&[("body", "(?i)click here")]);
         let mut scan = Scan::default();
         scan.feed(&rules, &lines("Subject: hi\n"), false);
         scan.feed(&rules, &[b"Please CLICK HERE \xff\xfe".to_vec()], true);
@@ -277,13 +369,17 @@ mod tests {
 
     #[test]
     fn byte_patterns_match_non_utf8_lines() {
-        let re = compile(r"(?-u:\xff)").unwrap();
-        assert!(re.is_match(&b"a\xffb"[..]));
+        let rules = content_rules(&[("body", r"(?-u:\xff)")]);
+        let mut scan = Scan::default();
+        scan.feed(&rules, &lines("A: b\n\nplain"), false);
+        assert!(!scan.matched);
+        scan.feed(&rules, &[b"a\xffb".to_vec()], true);
+        assert!(scan.matched);
     }
 
     #[test]
     fn a_new_message_starts_clean() {
-        let (rules, _) = Rules::parse(&pairs(&[("body", "spam")]));
+        let rules = content_rules(&[("body", "spam")]);
         let mut scan = Scan::default();
         scan.feed(&rules, &lines("A: b\n\nspam"), true);
         assert!(scan.matched);

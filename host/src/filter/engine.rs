@@ -33,7 +33,10 @@ pub struct EngineOptions {
 
 pub struct FilterEngine {
     engine: Engine,
+    /// The `mail-filter` world's imports only.
     linker: Linker<FilterHost>,
+    /// The same plus an empty WASI, for components built against WASI.
+    wasi_linker: Linker<FilterHost>,
     cache_dir: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -64,6 +67,9 @@ impl FilterEngine {
         let mut linker = Linker::new(&engine);
         MailFilter::add_to_linker::<FilterHost, HasSelf<FilterHost>>(&mut linker, |h| h)
             .map_err(|e| FilterError::Engine(e.to_string()))?;
+        let mut wasi_linker = linker.clone();
+        wasmtime_wasi::p2::add_to_linker_async(&mut wasi_linker)
+            .map_err(|e| FilterError::Engine(e.to_string()))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (stop, ticking) = (ticker_stop.clone(), engine.clone());
         std::thread::Builder::new()
@@ -78,21 +84,27 @@ impl FilterEngine {
         Ok(FilterEngine {
             engine,
             linker,
+            wasi_linker,
             cache_dir: opts.cache_dir,
             ticker_stop,
         })
     }
 
     /// Compiles a component (or takes it from the cache) and links it.
-    /// Linking checks the component imports nothing but the world's
-    /// interfaces: any other import (WASI files, sockets, clocks…) is
-    /// linked as a function that traps when called.
+    /// A component that imports WASI gets the empty WASI (see
+    /// `host::EmptyWasi`); one that imports anything else outside the
+    /// `mail-filter` world does not load, and the error names the import.
     pub fn prepare(&self, bytes: &[u8]) -> Result<MailFilterPre<FilterHost>, FilterError> {
         let component = self.compile(bytes)?;
-        let mut linker = self.linker.clone();
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| FilterError::Link(format!("{e:#}")))?;
+        let wants_wasi = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("wasi:"));
+        let linker = if wants_wasi {
+            &self.wasi_linker
+        } else {
+            &self.linker
+        };
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| FilterError::Link(format!("{e:#}")))?;

@@ -7,7 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tracing::{debug, error, info, warn};
+use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use super::bindings::wasmtpd::filter::{host_config, host_dns, host_kv, host_log, types};
 use super::bindings::{Level, RecordType};
@@ -62,6 +66,69 @@ pub struct FilterHost {
     pub session_id: String,
     pub dns_left: u32,
     pub log_left: u32,
+    /// The empty WASI of a component built against WASI, made on its
+    /// first WASI call.
+    wasi: Option<Box<EmptyWasi>>,
+}
+
+/// WASI with nothing in it: no preopened directories, no sockets or
+/// name lookups, no environment or arguments, stdin empty, stdout and
+/// stderr discarded, both clocks frozen at zero. A component built
+/// against WASI (C's wasi-libc, Go's wasip1 runtime, Rust's wasip2 std)
+/// starts and runs, and every attempt to reach outside fails with an
+/// error.
+struct EmptyWasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl EmptyWasi {
+    fn new() -> EmptyWasi {
+        let ctx = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        EmptyWasi {
+            ctx,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+/// A clock that always says zero: no time source for timing attacks or
+/// for learning the host's time.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for FilterHost {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let wasi = self.wasi.get_or_insert_with(|| Box::new(EmptyWasi::new()));
+        WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+        }
+    }
 }
 
 impl FilterHost {
@@ -84,6 +151,7 @@ impl FilterHost {
             session_id,
             dns_left: dns_queries,
             log_left: LOG_LINES_PER_SESSION,
+            wasi: None,
         }
     }
 }

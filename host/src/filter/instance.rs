@@ -205,7 +205,8 @@ fn classify(e: wasmtime::Error, store: &Store<FilterHost>, session_spent: bool) 
             ),
         };
     }
-    let text = format!("{e:#}");
+    // The error's outer layers are a wasm backtrace; the cause says what.
+    let text = e.root_cause().to_string();
     // With trap_on_grow_failure the limiter's refusal is the error itself.
     if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
         return Failure::Memory;

@@ -105,9 +105,6 @@ async fn hostile_filters_are_stopped_with_the_policy_reply() {
         ("recurse", "trap: out of bounds memory access"),
         ("trap", "trap: wasm `unreachable` instruction executed"),
         ("huge", "memory limit reached"),
-        // No WASI: the file and socket calls are traps, nothing is opened.
-        ("file", "trap"),
-        ("socket", "trap"),
     ] {
         let reg = registry(&hostile(mode, "memory 16M"));
         let (v, why) = mail_from_why(&reg).await;
@@ -116,6 +113,41 @@ async fn hostile_filters_are_stopped_with_the_policy_reply() {
         assert!(why.starts_with(expected), "{mode}: {why}");
         let _ = Failure::Fuel;
     }
+}
+
+/// Files and sockets: built without WASI, std says "unsupported"; built
+/// against WASI, the empty WASI has nothing to open or connect to.
+#[tokio::test]
+async fn filters_cannot_open_files_or_sockets() {
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let addr = target.local_addr().unwrap();
+    for file in ["hostile.wasm", "hostile-wasip2.wasm"] {
+        for mode in ["file", "socket"] {
+            let conf = format!("filter h wasm \"@DIR@/{file}\" mode {mode} target \"{addr}\"\n");
+            let (v, why) = mail_from_why(&registry(&conf)).await;
+            assert_eq!(why, None, "{file} {mode}");
+            match v {
+                Verdict::Reject(r) => {
+                    assert!(
+                        r.text.starts_with(&format!("{mode}: ERR")),
+                        "{file}: {}",
+                        r.text
+                    )
+                }
+                other => panic!("{file} {mode}: {other:?}"),
+            }
+        }
+    }
+    assert!(target.accept().is_err(), "a filter reached the socket");
+}
+
+#[tokio::test]
+async fn a_wasi_built_filter_runs_in_the_empty_wasi() {
+    let reg = registry("filter h wasm \"@DIR@/hostile-wasip2.wasm\" mode reject\n");
+    assert!(matches!(mail_from(&reg).await, Verdict::Reject(r) if r.text == "hostile says no"));
+    let reg = registry("filter h wasm \"@DIR@/hostile-wasip2.wasm\" mode loop\n");
+    assert!(is_tempfail(&mail_from(&reg).await));
 }
 
 #[tokio::test]

@@ -1,0 +1,144 @@
+//! Filter engine costs, printed as figures (not a pass/fail test):
+//! per-session instantiation (+ `init`), one phase call, and message
+//! lines through `on-data-lines`, for each bundled filter and a do-nothing
+//! baseline. Run: `cargo bench --bench filter_engine` (or
+//! benches/filters.sh, which adds SMTP throughput).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtpd::config;
+use wasmtpd::filter::instance::Instance;
+use wasmtpd::filter::registry::LoadedFilter;
+use wasmtpd::filter::{read_sources, EngineOptions, FilterEngine, FilterSession, Phase, Registry};
+
+const DIR: &str = env!("WASMTPD_FILTERS_DIR");
+
+fn session() -> FilterSession {
+    FilterSession {
+        id: "0123456789abcdef".into(),
+        tenant: None,
+        local_address: "127.0.0.1:25".into(),
+        remote_address: "192.0.2.7:4000".into(),
+        rdns: Some("client.example".into()),
+        fcrdns: true,
+        helo: Some("client.example".into()),
+        tls: None,
+        auth_user: None,
+        tag: None,
+    }
+}
+
+/// Median of `runs` timings of `iters` iterations each, per iteration.
+async fn median_per_iter<F, Fut>(runs: usize, iters: usize, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f().await;
+        }
+        samples.push(t.elapsed() / iters as u32);
+    }
+    samples.sort();
+    samples[runs / 2]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e6)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let conf = format!(
+        "filter \"baseline\" wasm \"{DIR}/hostile.wasm\" mode proceed\n\
+         filter \"dnsbl\" dnsbl zone zen.example\n\
+         filter \"regex\" regex mail-from \"^spammer@\" body \"(?i)buy cheap\" header \"^Subject: .*winner\"\n\
+         filter \"spamscore\" spamscore rule \"4 header ^Subject:.*(?i)pills\" rule \"2 body (?i)cheap\" rule \"1 body (?i)click here\"\n"
+    );
+    let cfg = config::parse_str(&conf, Path::new("bench.conf")).expect("config");
+    let engine = FilterEngine::new(EngineOptions {
+        max_instances: 256,
+        cache_dir: None,
+    })
+    .expect("engine");
+    let registry = Registry::new(&cfg, read_sources(&cfg), engine, None).expect("registry");
+    let session = session();
+    let line =
+        b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.".to_vec();
+    let batch: Vec<Vec<u8>> = std::iter::once(b"Subject: hello".to_vec())
+        .chain(std::iter::once(Vec::new()))
+        .chain(std::iter::repeat_n(line.clone(), 98))
+        .collect();
+    let batch_kib = batch.iter().map(|l| l.len() + 2).sum::<usize>() as f64 / 1024.0;
+
+    println!("filter engine (median of 9 runs; µs)");
+    println!(
+        "{:<10} {:>12} {:>12} {:>14} {:>10}",
+        "filter", "instantiate", "phase call", "100 lines", "per KiB"
+    );
+    for name in ["baseline", "dnsbl", "regex", "spamscore"] {
+        let filter: Arc<LoadedFilter> = registry.chain(name).pop().expect("filter");
+        // Instantiate + init + drop, as each session does.
+        let inst = median_per_iter(9, 200, || {
+            let filter = filter.clone();
+            async move {
+                let i = Instance::start(&filter, "0123456789abcdef")
+                    .await
+                    .expect("start");
+                drop(i);
+            }
+        })
+        .await;
+        let mut instance = Instance::start(&filter, "0123456789abcdef")
+            .await
+            .expect("start");
+        let call = {
+            let mut samples = Vec::new();
+            for _ in 0..9 {
+                let t = Instant::now();
+                for _ in 0..2000 {
+                    let _ = instance
+                        .on_phase(&session, Phase::MailFrom, "alice@example.org")
+                        .await
+                        .expect("call");
+                }
+                samples.push(t.elapsed() / 2000);
+            }
+            samples.sort();
+            samples[4]
+        };
+        let lines = {
+            let mut samples = Vec::new();
+            for _ in 0..9 {
+                // A fresh instance per run: spamscore holds lines back
+                // until `last`, and we do not want to measure its buffer.
+                let mut inst = Instance::start(&filter, "0123456789abcdef")
+                    .await
+                    .expect("start");
+                let t = Instant::now();
+                for _ in 0..50 {
+                    let _ = inst
+                        .on_data_lines(&session, batch.clone(), false)
+                        .await
+                        .expect("lines");
+                }
+                samples.push(t.elapsed() / 50);
+            }
+            samples.sort();
+            samples[4]
+        };
+        println!(
+            "{:<10} {:>12} {:>12} {:>14} {:>10}",
+            name,
+            us(inst),
+            us(call),
+            us(lines),
+            us(lines.div_f64(batch_kib))
+        );
+    }
+}
