@@ -153,7 +153,6 @@ fn build_go(out: &Path) -> PathBuf {
             // downloads (the bindings' runtime is vendored).
             .env("GOTOOLCHAIN", "local")
             .env("GOPROXY", "off")
-            .env("GOFLAGS", "-mod=mod")
             .env("GOCACHE", cache.join("build"))
             .env("GOPATH", cache.join("path"))
             // The bindings' runtime reaches runtime.sbrk through a
