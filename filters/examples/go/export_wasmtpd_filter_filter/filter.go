@@ -1,0 +1,63 @@
+// Package export_wasmtpd_filter_filter is a wasmtpd mail filter written
+// in Go: it adds the header "X-Go-Filter: seen" on top of every message
+// and lets it through unchanged otherwise.
+//
+// smtpd.conf:
+//
+//	filter "go" wasm "/etc/mail/filters/go-filter.wasm"
+//	listen on 0.0.0.0 filter "go"
+//
+// The package name and the four functions below are what the generated
+// glue (../wit_exports.go, from `wit-bindgen go`, see ../regen.sh)
+// calls for the world's `filter` export. The host creates one instance
+// per SMTP session, so package-level state lives for one session, which
+// may carry several messages.
+package export_wasmtpd_filter_filter
+
+import (
+	"wit_component/wasmtpd_filter_host_log"
+	"wit_component/wasmtpd_filter_types"
+)
+
+// header is the line this filter adds (the host adds the CRLF).
+var header = []byte("X-Go-Filter: seen")
+
+// inMessage is set once the header went out for the current message, so
+// the next batches of the same message pass through untouched.
+var inMessage bool
+
+// Init declares what the filter wants: the message's lines, nothing else.
+func Init() wasmtpd_filter_types.Subscriptions {
+	return wasmtpd_filter_types.Subscriptions{
+		Phases:    nil,
+		DataLines: true,
+		Reports:   false,
+	}
+}
+
+// OnPhase is never called (no phases subscribed); it would let
+// everything through.
+func OnPhase(_ wasmtpd_filter_types.Session, _ wasmtpd_filter_types.Phase, _ string) wasmtpd_filter_types.Decision {
+	return wasmtpd_filter_types.MakeDecisionProceed()
+}
+
+// OnDataLines gets the message in batches, header first. The first batch
+// of each message gets our header in front; `last` closes the message.
+func OnDataLines(session wasmtpd_filter_types.Session, lines [][]uint8, last bool) [][]uint8 {
+	if !inMessage {
+		inMessage = true
+		wasmtpd_filter_host_log.Log(wasmtpd_filter_host_log.Level_Debug,
+			"Go filter: header added in session "+session.Id)
+		// The generated glue may reuse `lines`' memory: build a new slice.
+		out := make([][]uint8, 0, len(lines)+1)
+		out = append(out, header)
+		lines = append(out, lines...)
+	}
+	if last {
+		inMessage = false
+	}
+	return lines
+}
+
+// OnReport is never called (no reports subscribed).
+func OnReport(_ wasmtpd_filter_types.Session, _ wasmtpd_filter_types.Report) {}
