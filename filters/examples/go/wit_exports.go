@@ -6,512 +6,539 @@
 package main
 
 import (
-	witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
-	witTypes "go.bytecodealliance.org/pkg/wit/types"
-	"runtime"
-	"unsafe"
-	"wit_component/export_wasmtpd_filter_filter"
-	"wit_component/wasmtpd_filter_types"
+        "runtime"
+        "wit_component/export_wasmtpd_filter_filter"
+"wit_component/wasmtpd_filter_types"
+witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
+witTypes "go.bytecodealliance.org/pkg/wit/types"
+"unsafe"
 )
 
 var staticPinner = runtime.Pinner{}
-var exportReturnArea = uintptr(witRuntime.Allocate(&staticPinner, (7 * 4), 4))
+var exportReturnArea = uintptr(witRuntime.Allocate(&staticPinner, (7*4), 4))
 var syncExportPinner = runtime.Pinner{}
+
 
 //go:wasmexport wasmtpd:filter/filter@0.1.0#init
 func wasm_export_wasmtpd_filter_filter_init() uintptr {
+        
+        pinner := &syncExportPinner
+        result := export_wasmtpd_filter_filter.Init()
+slice := (result).Phases
+length := uint32(len(slice))
+result0 := witRuntime.Allocate(pinner, uintptr(length * 1), 1)
+for index, element := range slice {
+        base := unsafe.Add(result0, index * 1)
+        *(*int8)(unsafe.Add(unsafe.Pointer(base), 0)) = int8(int32(element))
 
-	pinner := &syncExportPinner
-	result := export_wasmtpd_filter_filter.Init()
-	slice := (result).Phases
-	length := uint32(len(slice))
-	result0 := witRuntime.Allocate(pinner, uintptr(length*1), 1)
-	for index, element := range slice {
-		base := unsafe.Add(result0, index*1)
-		*(*int8)(unsafe.Add(unsafe.Pointer(base), 0)) = int8(int32(element))
+}
 
-	}
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(length)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = uint32(uintptr(uintptr(result0)))
+var result1 int32
+if (result).DataLines {
+        result1 = 1
+} else {
+        result1 = 0
+}
+*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2*4))) = int8(result1)
+var result2 int32
+if (result).Reports {
+        result2 = 1
+} else {
+        result2 = 0
+}
+*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (1+2*4))) = int8(result2)
+return exportReturnArea
 
-	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(length)
-	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = uint32(uintptr(uintptr(result0)))
-	var result1 int32
-	if (result).DataLines {
-		result1 = 1
-	} else {
-		result1 = 0
-	}
-	*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = int8(result1)
-	var result2 int32
-	if (result).Reports {
-		result2 = 1
-	} else {
-		result2 = 0
-	}
-	*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (1 + 2*4))) = int8(result2)
-	return exportReturnArea
-
+        
 }
 
 //go:wasmexport cabi_post_wasmtpd:filter/filter@0.1.0#init
 func wasm_export_post_return_wasmtpd_filter_filter_init(result uintptr) {
-	syncExportPinner.Unpin()
+        syncExportPinner.Unpin()
 }
+
 
 //go:wasmexport wasmtpd:filter/filter@0.1.0#on-phase
 func wasm_export_wasmtpd_filter_filter_on_phase(arg0 uintptr) uintptr {
+        
+        pinner := &syncExportPinner
+        value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
+var option witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2*4)))) {
+case 0:
+        
+        option = witTypes.None[string]()
+case 1:
+        value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4*4))))
 
-	pinner := &syncExportPinner
-	value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
-	var option witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2 * 4)))) {
-	case 0:
+        option = witTypes.Some[string](value0)
+default:
+        panic("unreachable")
+}
+value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6*4))))
+value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8*4))))
+var option4 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9*4)))) {
+case 0:
+        
+        option4 = witTypes.None[string]()
+case 1:
+        value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11*4))))
 
-		option = witTypes.None[string]()
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4 * 4))))
+        option4 = witTypes.Some[string](value3)
+default:
+        panic("unreachable")
+}
+var option6 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13*4)))) {
+case 0:
+        
+        option6 = witTypes.None[string]()
+case 1:
+        value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15*4))))
 
-		option = witTypes.Some[string](value0)
-	default:
-		panic("unreachable")
-	}
-	value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6 * 4))))
-	value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 * 4))))
-	var option4 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9 * 4)))) {
-	case 0:
+        option6 = witTypes.Some[string](value5)
+default:
+        panic("unreachable")
+}
+var option8 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16*4)))) {
+case 0:
+        
+        option8 = witTypes.None[string]()
+case 1:
+        value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18*4))))
 
-		option4 = witTypes.None[string]()
-	case 1:
-		value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11 * 4))))
+        option8 = witTypes.Some[string](value7)
+default:
+        panic("unreachable")
+}
+var option10 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19*4)))) {
+case 0:
+        
+        option10 = witTypes.None[string]()
+case 1:
+        value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21*4))))
 
-		option4 = witTypes.Some[string](value3)
-	default:
-		panic("unreachable")
-	}
-	var option6 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13 * 4)))) {
-	case 0:
+        option10 = witTypes.Some[string](value9)
+default:
+        panic("unreachable")
+}
+var option12 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22*4)))) {
+case 0:
+        
+        option12 = witTypes.None[string]()
+case 1:
+        value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24*4))))
 
-		option6 = witTypes.None[string]()
-	case 1:
-		value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15 * 4))))
+        option12 = witTypes.Some[string](value11)
+default:
+        panic("unreachable")
+}
+value13 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (27*4))))
+witRuntime.Unpin()
+result := export_wasmtpd_filter_filter.OnPhase(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12*4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (25*4))))), value13)
 
-		option6 = witTypes.Some[string](value5)
-	default:
-		panic("unreachable")
-	}
-	var option8 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 * 4)))) {
-	case 0:
+switch result.Tag() {
+case wasmtpd_filter_types.Decision_Proceed:
+        
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(0))
 
-		option8 = witTypes.None[string]()
-	case 1:
-		value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18 * 4))))
+        
 
-		option8 = witTypes.Some[string](value7)
-	default:
-		panic("unreachable")
-	}
-	var option10 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19 * 4)))) {
-	case 0:
+case wasmtpd_filter_types.Decision_Junk:
+        
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(1))
 
-		option10 = witTypes.None[string]()
-	case 1:
-		value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21 * 4))))
+        
 
-		option10 = witTypes.Some[string](value9)
-	default:
-		panic("unreachable")
-	}
-	var option12 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22 * 4)))) {
-	case 0:
+case wasmtpd_filter_types.Decision_Reject:
+        payload := result.Reject()
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(2))
+*(*int16)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = int16(int32((payload).Code))
 
-		option12 = witTypes.None[string]()
-	case 1:
-		value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24 * 4))))
+switch (payload).Enhanced.Tag() {
+case witTypes.OptionNone:
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2*4))) = int8(int32(0))
 
-		option12 = witTypes.Some[string](value11)
-	default:
-		panic("unreachable")
-	}
-	value13 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (27 * 4))))
-	witRuntime.Unpin()
-	result := export_wasmtpd_filter_filter.OnPhase(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12 * 4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (25 * 4))))), value13)
+        
+case witTypes.OptionSome:
+        payload := (payload).Enhanced.Some()
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2*4))) = int8(int32(1))
+utf8 := unsafe.Pointer(unsafe.StringData(payload))
+pinner.Pin(utf8)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (4*4))) = uint32(uint32(len(payload)))
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3*4))) = uint32(uintptr(uintptr(utf8)))
 
-	switch result.Tag() {
-	case wasmtpd_filter_types.Decision_Proceed:
+        
+default:
+        panic("unreachable")
+}
+utf814 := unsafe.Pointer(unsafe.StringData((payload).Text))
+pinner.Pin(utf814)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (6*4))) = uint32(uint32(len((payload).Text)))
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5*4))) = uint32(uintptr(uintptr(utf814)))
 
-		*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(0))
+        
 
-	case wasmtpd_filter_types.Decision_Junk:
+case wasmtpd_filter_types.Decision_Disconnect:
+        payload := result.Disconnect()
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(3))
+*(*int16)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = int16(int32((payload).Code))
 
-		*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(1))
+switch (payload).Enhanced.Tag() {
+case witTypes.OptionNone:
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2*4))) = int8(int32(0))
 
-	case wasmtpd_filter_types.Decision_Reject:
-		payload := result.Reject()
-		*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(2))
-		*(*int16)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = int16(int32((payload).Code))
+        
+case witTypes.OptionSome:
+        payload := (payload).Enhanced.Some()
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2*4))) = int8(int32(1))
+utf815 := unsafe.Pointer(unsafe.StringData(payload))
+pinner.Pin(utf815)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (4*4))) = uint32(uint32(len(payload)))
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3*4))) = uint32(uintptr(uintptr(utf815)))
 
-		switch (payload).Enhanced.Tag() {
-		case witTypes.OptionNone:
-			*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = int8(int32(0))
+        
+default:
+        panic("unreachable")
+}
+utf816 := unsafe.Pointer(unsafe.StringData((payload).Text))
+pinner.Pin(utf816)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (6*4))) = uint32(uint32(len((payload).Text)))
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5*4))) = uint32(uintptr(uintptr(utf816)))
 
-		case witTypes.OptionSome:
-			payload := (payload).Enhanced.Some()
-			*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = int8(int32(1))
-			utf8 := unsafe.Pointer(unsafe.StringData(payload))
-			pinner.Pin(utf8)
-			*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (4 * 4))) = uint32(uint32(len(payload)))
-			*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3 * 4))) = uint32(uintptr(uintptr(utf8)))
+        
 
-		default:
-			panic("unreachable")
-		}
-		utf814 := unsafe.Pointer(unsafe.StringData((payload).Text))
-		pinner.Pin(utf814)
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (6 * 4))) = uint32(uint32(len((payload).Text)))
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5 * 4))) = uint32(uintptr(uintptr(utf814)))
+case wasmtpd_filter_types.Decision_Rewrite:
+        payload := result.Rewrite()
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(4))
+utf817 := unsafe.Pointer(unsafe.StringData(payload))
+pinner.Pin(utf817)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2*4))) = uint32(uint32(len(payload)))
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(uintptr(uintptr(utf817)))
 
-	case wasmtpd_filter_types.Decision_Disconnect:
-		payload := result.Disconnect()
-		*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(3))
-		*(*int16)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = int16(int32((payload).Code))
+        
 
-		switch (payload).Enhanced.Tag() {
-		case witTypes.OptionNone:
-			*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = int8(int32(0))
+case wasmtpd_filter_types.Decision_Bypass:
+        
+        *(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(5))
 
-		case witTypes.OptionSome:
-			payload := (payload).Enhanced.Some()
-			*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = int8(int32(1))
-			utf815 := unsafe.Pointer(unsafe.StringData(payload))
-			pinner.Pin(utf815)
-			*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (4 * 4))) = uint32(uint32(len(payload)))
-			*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3 * 4))) = uint32(uintptr(uintptr(utf815)))
+        
 
-		default:
-			panic("unreachable")
-		}
-		utf816 := unsafe.Pointer(unsafe.StringData((payload).Text))
-		pinner.Pin(utf816)
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (6 * 4))) = uint32(uint32(len((payload).Text)))
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5 * 4))) = uint32(uintptr(uintptr(utf816)))
+default:
+        panic("unreachable")
+}
+return exportReturnArea
 
-	case wasmtpd_filter_types.Decision_Rewrite:
-		payload := result.Rewrite()
-		*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(4))
-		utf817 := unsafe.Pointer(unsafe.StringData(payload))
-		pinner.Pin(utf817)
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = uint32(uint32(len(payload)))
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(uintptr(uintptr(utf817)))
-
-	case wasmtpd_filter_types.Decision_Bypass:
-
-		*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(5))
-
-	default:
-		panic("unreachable")
-	}
-	return exportReturnArea
-
+        
 }
 
 //go:wasmexport cabi_post_wasmtpd:filter/filter@0.1.0#on-phase
 func wasm_export_post_return_wasmtpd_filter_filter_on_phase(result uintptr) {
-	syncExportPinner.Unpin()
+        syncExportPinner.Unpin()
 }
+
 
 //go:wasmexport wasmtpd:filter/filter@0.1.0#on-data-lines
 func wasm_export_wasmtpd_filter_filter_on_data_lines(arg0 uintptr) uintptr {
+        
+        pinner := &syncExportPinner
+        value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
+var option witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2*4)))) {
+case 0:
+        
+        option = witTypes.None[string]()
+case 1:
+        value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4*4))))
 
-	pinner := &syncExportPinner
-	value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
-	var option witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2 * 4)))) {
-	case 0:
+        option = witTypes.Some[string](value0)
+default:
+        panic("unreachable")
+}
+value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6*4))))
+value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8*4))))
+var option4 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9*4)))) {
+case 0:
+        
+        option4 = witTypes.None[string]()
+case 1:
+        value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11*4))))
 
-		option = witTypes.None[string]()
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4 * 4))))
+        option4 = witTypes.Some[string](value3)
+default:
+        panic("unreachable")
+}
+var option6 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13*4)))) {
+case 0:
+        
+        option6 = witTypes.None[string]()
+case 1:
+        value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15*4))))
 
-		option = witTypes.Some[string](value0)
-	default:
-		panic("unreachable")
-	}
-	value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6 * 4))))
-	value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 * 4))))
-	var option4 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9 * 4)))) {
-	case 0:
+        option6 = witTypes.Some[string](value5)
+default:
+        panic("unreachable")
+}
+var option8 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16*4)))) {
+case 0:
+        
+        option8 = witTypes.None[string]()
+case 1:
+        value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18*4))))
 
-		option4 = witTypes.None[string]()
-	case 1:
-		value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11 * 4))))
+        option8 = witTypes.Some[string](value7)
+default:
+        panic("unreachable")
+}
+var option10 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19*4)))) {
+case 0:
+        
+        option10 = witTypes.None[string]()
+case 1:
+        value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21*4))))
 
-		option4 = witTypes.Some[string](value3)
-	default:
-		panic("unreachable")
-	}
-	var option6 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13 * 4)))) {
-	case 0:
+        option10 = witTypes.Some[string](value9)
+default:
+        panic("unreachable")
+}
+var option12 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22*4)))) {
+case 0:
+        
+        option12 = witTypes.None[string]()
+case 1:
+        value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24*4))))
 
-		option6 = witTypes.None[string]()
-	case 1:
-		value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15 * 4))))
+        option12 = witTypes.Some[string](value11)
+default:
+        panic("unreachable")
+}
+result := make([][]uint8, 0, *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26*4))))
+for index := 0; index < int(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26*4)))); index++ {
+        base := unsafe.Add(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (25*4))))), index * (2*4))
+        value13 := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
 
-		option6 = witTypes.Some[string](value5)
-	default:
-		panic("unreachable")
-	}
-	var option8 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 * 4)))) {
-	case 0:
+        result = append(result, value13)
+}
 
-		option8 = witTypes.None[string]()
-	case 1:
-		value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18 * 4))))
+witRuntime.Unpin()
+result14 := export_wasmtpd_filter_filter.OnDataLines(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12*4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, result, (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (27*4)))) != 0))
+slice := result14
+length := uint32(len(slice))
+result15 := witRuntime.Allocate(pinner, uintptr(length * (2*4)), 4)
+for index, element := range slice {
+        base := unsafe.Add(result15, index * (2*4))
+        data := unsafe.Pointer(unsafe.SliceData(element))
+pinner.Pin(data)
+*(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)) = uint32(uint32(len(element)))
+*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0)) = uint32(uintptr(uintptr(data)))
 
-		option8 = witTypes.Some[string](value7)
-	default:
-		panic("unreachable")
-	}
-	var option10 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19 * 4)))) {
-	case 0:
+}
 
-		option10 = witTypes.None[string]()
-	case 1:
-		value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21 * 4))))
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(length)
+*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = uint32(uintptr(uintptr(result15)))
+return exportReturnArea
 
-		option10 = witTypes.Some[string](value9)
-	default:
-		panic("unreachable")
-	}
-	var option12 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22 * 4)))) {
-	case 0:
-
-		option12 = witTypes.None[string]()
-	case 1:
-		value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24 * 4))))
-
-		option12 = witTypes.Some[string](value11)
-	default:
-		panic("unreachable")
-	}
-	result := make([][]uint8, 0, *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26 * 4))))
-	for index := 0; index < int(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26 * 4)))); index++ {
-		base := unsafe.Add(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (25 * 4))))), index*(2*4))
-		value13 := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
-
-		result = append(result, value13)
-	}
-
-	witRuntime.Unpin()
-	result14 := export_wasmtpd_filter_filter.OnDataLines(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12 * 4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, result, (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (27 * 4)))) != 0))
-	slice := result14
-	length := uint32(len(slice))
-	result15 := witRuntime.Allocate(pinner, uintptr(length*(2*4)), 4)
-	for index, element := range slice {
-		base := unsafe.Add(result15, index*(2*4))
-		data := unsafe.Pointer(unsafe.SliceData(element))
-		pinner.Pin(data)
-		*(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)) = uint32(uint32(len(element)))
-		*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0)) = uint32(uintptr(uintptr(data)))
-
-	}
-
-	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(length)
-	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = uint32(uintptr(uintptr(result15)))
-	return exportReturnArea
-
+        
 }
 
 //go:wasmexport cabi_post_wasmtpd:filter/filter@0.1.0#on-data-lines
 func wasm_export_post_return_wasmtpd_filter_filter_on_data_lines(result uintptr) {
-	syncExportPinner.Unpin()
+        syncExportPinner.Unpin()
 }
+
 
 //go:wasmexport wasmtpd:filter/filter@0.1.0#on-report
-func wasm_export_wasmtpd_filter_filter_on_report(arg0 uintptr) {
+func wasm_export_wasmtpd_filter_filter_on_report(arg0 uintptr)  {
+        
+        
+        value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
+var option witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2*4)))) {
+case 0:
+        
+        option = witTypes.None[string]()
+case 1:
+        value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4*4))))
 
-	value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
-	var option witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2 * 4)))) {
-	case 0:
-
-		option = witTypes.None[string]()
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4 * 4))))
-
-		option = witTypes.Some[string](value0)
-	default:
-		panic("unreachable")
-	}
-	value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6 * 4))))
-	value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 * 4))))
-	var option4 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9 * 4)))) {
-	case 0:
-
-		option4 = witTypes.None[string]()
-	case 1:
-		value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11 * 4))))
-
-		option4 = witTypes.Some[string](value3)
-	default:
-		panic("unreachable")
-	}
-	var option6 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13 * 4)))) {
-	case 0:
-
-		option6 = witTypes.None[string]()
-	case 1:
-		value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15 * 4))))
-
-		option6 = witTypes.Some[string](value5)
-	default:
-		panic("unreachable")
-	}
-	var option8 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 * 4)))) {
-	case 0:
-
-		option8 = witTypes.None[string]()
-	case 1:
-		value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18 * 4))))
-
-		option8 = witTypes.Some[string](value7)
-	default:
-		panic("unreachable")
-	}
-	var option10 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19 * 4)))) {
-	case 0:
-
-		option10 = witTypes.None[string]()
-	case 1:
-		value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21 * 4))))
-
-		option10 = witTypes.Some[string](value9)
-	default:
-		panic("unreachable")
-	}
-	var option12 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22 * 4)))) {
-	case 0:
-
-		option12 = witTypes.None[string]()
-	case 1:
-		value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24 * 4))))
-
-		option12 = witTypes.Some[string](value11)
-	default:
-		panic("unreachable")
-	}
-	var variant wasmtpd_filter_types.Report
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 + 24*4)))) {
-	case 0:
-
-		variant = wasmtpd_filter_types.MakeReportLinkConnect()
-
-	case 1:
-		value13 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportLinkGreeting(value13)
-
-	case 2:
-		value14 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportLinkIdentify(value14)
-
-	case 3:
-		value15 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportLinkTls(value15)
-
-	case 4:
-		value16 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value17 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4))))
-
-		variant = wasmtpd_filter_types.MakeReportLinkAuth(wasmtpd_filter_types.AuthReport{User: value16, Result: value17})
-
-	case 5:
-
-		variant = wasmtpd_filter_types.MakeReportLinkDisconnect()
-
-	case 6:
-
-		variant = wasmtpd_filter_types.MakeReportTxReset()
-
-	case 7:
-		value18 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportTxBegin(value18)
-
-	case 8:
-		value19 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value20 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 28*4))))
-
-		variant = wasmtpd_filter_types.MakeReportTxMail(wasmtpd_filter_types.TxAddress{Msgid: value19, Outcome: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))), Address: value20})
-
-	case 9:
-		value21 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value22 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 28*4))))
-
-		variant = wasmtpd_filter_types.MakeReportTxRcpt(wasmtpd_filter_types.TxAddress{Msgid: value21, Outcome: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))), Address: value22})
-
-	case 10:
-		value23 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value24 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4))))
-
-		variant = wasmtpd_filter_types.MakeReportTxEnvelope(witTypes.Tuple2[string, string]{F0: value23, F1: value24})
-
-	case 11:
-		value25 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportTxData(witTypes.Tuple2[string, wasmtpd_filter_types.Outcome]{F0: value25, F1: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4)))))})
-
-	case 12:
-		value26 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportTxCommit(witTypes.Tuple2[string, uint64]{F0: value26, F1: uint64(*(*int64)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))})
-
-	case 13:
-		value27 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportTxRollback(value27)
-
-	case 14:
-		value28 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportProtocolClient(value28)
-
-	case 15:
-		value29 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-
-		variant = wasmtpd_filter_types.MakeReportProtocolServer(value29)
-
-	case 16:
-		value30 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))
-
-		variant = wasmtpd_filter_types.MakeReportFilterResponse(witTypes.Tuple2[wasmtpd_filter_types.Phase, string]{F0: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4))))), F1: value30})
-
-	case 17:
-
-		variant = wasmtpd_filter_types.MakeReportTimeout()
-
-	default:
-		panic("unreachable")
-	}
-	witRuntime.Unpin()
-	export_wasmtpd_filter_filter.OnReport(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12 * 4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, variant)
-
+        option = witTypes.Some[string](value0)
+default:
+        panic("unreachable")
 }
+value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6*4))))
+value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8*4))))
+var option4 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9*4)))) {
+case 0:
+        
+        option4 = witTypes.None[string]()
+case 1:
+        value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11*4))))
+
+        option4 = witTypes.Some[string](value3)
+default:
+        panic("unreachable")
+}
+var option6 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13*4)))) {
+case 0:
+        
+        option6 = witTypes.None[string]()
+case 1:
+        value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15*4))))
+
+        option6 = witTypes.Some[string](value5)
+default:
+        panic("unreachable")
+}
+var option8 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16*4)))) {
+case 0:
+        
+        option8 = witTypes.None[string]()
+case 1:
+        value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18*4))))
+
+        option8 = witTypes.Some[string](value7)
+default:
+        panic("unreachable")
+}
+var option10 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19*4)))) {
+case 0:
+        
+        option10 = witTypes.None[string]()
+case 1:
+        value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21*4))))
+
+        option10 = witTypes.Some[string](value9)
+default:
+        panic("unreachable")
+}
+var option12 witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22*4)))) {
+case 0:
+        
+        option12 = witTypes.None[string]()
+case 1:
+        value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24*4))))
+
+        option12 = witTypes.Some[string](value11)
+default:
+        panic("unreachable")
+}
+var variant wasmtpd_filter_types.Report
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8+24*4)))) {
+case 0:
+        
+        variant = wasmtpd_filter_types.MakeReportLinkConnect()
+
+case 1:
+        value13 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportLinkGreeting(value13)
+
+case 2:
+        value14 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportLinkIdentify(value14)
+
+case 3:
+        value15 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportLinkTls(value15)
+
+case 4:
+        value16 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+value17 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+26*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+27*4))))
+
+        variant = wasmtpd_filter_types.MakeReportLinkAuth(wasmtpd_filter_types.AuthReport{User: value16, Result: value17})
+
+case 5:
+        
+        variant = wasmtpd_filter_types.MakeReportLinkDisconnect()
+
+case 6:
+        
+        variant = wasmtpd_filter_types.MakeReportTxReset()
+
+case 7:
+        value18 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportTxBegin(value18)
+
+case 8:
+        value19 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+value20 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+27*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+28*4))))
+
+        variant = wasmtpd_filter_types.MakeReportTxMail(wasmtpd_filter_types.TxAddress{Msgid: value19, Outcome: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+26*4))))), Address: value20})
+
+case 9:
+        value21 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+value22 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+27*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+28*4))))
+
+        variant = wasmtpd_filter_types.MakeReportTxRcpt(wasmtpd_filter_types.TxAddress{Msgid: value21, Outcome: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+26*4))))), Address: value22})
+
+case 10:
+        value23 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+value24 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+26*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+27*4))))
+
+        variant = wasmtpd_filter_types.MakeReportTxEnvelope(witTypes.Tuple2[string, string]{F0: value23, F1: value24})
+
+case 11:
+        value25 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportTxData(witTypes.Tuple2[string, wasmtpd_filter_types.Outcome]{F0: value25, F1: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+26*4)))))})
+
+case 12:
+        value26 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportTxCommit(witTypes.Tuple2[string, uint64]{F0: value26, F1: uint64(*(*int64)(unsafe.Add(unsafe.Pointer(arg0), (16+26*4))))})
+
+case 13:
+        value27 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportTxRollback(value27)
+
+case 14:
+        value28 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportProtocolClient(value28)
+
+case 15:
+        value29 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4))))
+
+        variant = wasmtpd_filter_types.MakeReportProtocolServer(value29)
+
+case 16:
+        value30 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+25*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+26*4))))
+
+        variant = wasmtpd_filter_types.MakeReportFilterResponse(witTypes.Tuple2[wasmtpd_filter_types.Phase, string]{F0: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16+24*4))))), F1: value30})
+
+case 17:
+        
+        variant = wasmtpd_filter_types.MakeReportTimeout()
+
+default:
+        panic("unreachable")
+}
+witRuntime.Unpin()
+export_wasmtpd_filter_filter.OnReport(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12*4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, variant)
+
+        
+}
+
 
 // Unused, but present to make the compiler happy
 func main() {}
+

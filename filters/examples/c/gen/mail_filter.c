@@ -29,6 +29,17 @@ extern void __wasm_import_wasmtpd_filter_host_config_get(uint8_t *, size_t, uint
 __attribute__((__import_module__("wasmtpd:filter/host-config@0.1.0"), __import_name__("all")))
 extern void __wasm_import_wasmtpd_filter_host_config_all(uint8_t *);
 
+// Imported Functions from `wasmtpd:filter/host-regex@0.1.0`
+
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.1.0"), __import_name__("compile")))
+extern void __wasm_import_wasmtpd_filter_host_regex_compile(uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.1.0"), __import_name__("matches")))
+extern void __wasm_import_wasmtpd_filter_host_regex_matches(int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.1.0"), __import_name__("is-match")))
+extern int32_t __wasm_import_wasmtpd_filter_host_regex_is_match(int32_t, uint8_t *, size_t);
+
 // Exported Functions from `wasmtpd:filter/filter@0.1.0`
 
 __attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.1.0#init")))
@@ -197,6 +208,35 @@ void mail_filter_list_tuple2_string_string_free(mail_filter_list_tuple2_string_s
     mail_filter_tuple2_string_string_t *list_ptr = ptr->ptr;
     for (size_t i = 0; i < list_len; i++) {
       mail_filter_tuple2_string_string_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void mail_filter_tuple2_u32_string_free(mail_filter_tuple2_u32_string_t *ptr) {
+  mail_filter_string_free(&ptr->f1);
+}
+
+void mail_filter_list_tuple2_u32_string_free(mail_filter_list_tuple2_u32_string_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    mail_filter_tuple2_u32_string_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      mail_filter_tuple2_u32_string_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void wasmtpd_filter_host_regex_compiled_free(wasmtpd_filter_host_regex_compiled_t *ptr) {
+  mail_filter_list_tuple2_u32_string_free(&ptr->errors);
+}
+
+void mail_filter_list_u32_free(mail_filter_list_u32_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    uint32_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
     }
     free(list_ptr);
   }
@@ -490,6 +530,30 @@ void wasmtpd_filter_host_config_all(mail_filter_list_tuple2_string_string_t *ret
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_wasmtpd_filter_host_config_all(ptr);
   *ret = (mail_filter_list_tuple2_string_string_t) { (mail_filter_tuple2_string_string_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+void wasmtpd_filter_host_regex_compile(mail_filter_list_string_t *patterns, wasmtpd_filter_host_regex_compiled_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_wasmtpd_filter_host_regex_compile((uint8_t *) (*patterns).ptr, (*patterns).len, ptr);
+  *ret = (wasmtpd_filter_host_regex_compiled_t) {
+    (uint32_t) (uint32_t) (*((int32_t*) (ptr + 0))),
+    (mail_filter_list_tuple2_u32_string_t) (mail_filter_list_tuple2_u32_string_t) { (mail_filter_tuple2_u32_string_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) },
+  };
+}
+
+void wasmtpd_filter_host_regex_matches(uint32_t handle, mail_filter_list_u8_t *text, mail_filter_list_u32_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_wasmtpd_filter_host_regex_matches((int32_t) (handle), (uint8_t *) (*text).ptr, (*text).len, ptr);
+  *ret = (mail_filter_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+bool wasmtpd_filter_host_regex_is_match(uint32_t handle, mail_filter_list_u8_t *text) {
+  int32_t ret = __wasm_import_wasmtpd_filter_host_regex_is_match((int32_t) (handle), (uint8_t *) (*text).ptr, (*text).len);
+  return ret;
 }
 
 __attribute__((__export_name__("wasmtpd:filter/filter@0.1.0#init")))

@@ -74,6 +74,28 @@ typedef struct {
   size_t len;
 } mail_filter_list_tuple2_string_string_t;
 
+typedef struct {
+  uint32_t f0;
+  mail_filter_string_t f1;
+} mail_filter_tuple2_u32_string_t;
+
+typedef struct {
+  mail_filter_tuple2_u32_string_t *ptr;
+  size_t len;
+} mail_filter_list_tuple2_u32_string_t;
+
+typedef struct wasmtpd_filter_host_regex_compiled_t {
+  // The set, for `matches` and `is-match`.
+  uint32_t   handle;
+  // Patterns that did not compile (index, why); they never match.
+  mail_filter_list_tuple2_u32_string_t   errors;
+} wasmtpd_filter_host_regex_compiled_t;
+
+typedef struct {
+  uint32_t *ptr;
+  size_t len;
+} mail_filter_list_u32_t;
+
 // What the host knows about the session when it calls a filter.
 typedef struct wasmtpd_filter_types_session_t {
   // OpenSMTPD-style 64-bit session id, 16 hex digits.
@@ -282,6 +304,13 @@ extern bool wasmtpd_filter_host_kv_set(mail_filter_string_t *key, mail_filter_li
 extern bool wasmtpd_filter_host_config_get(mail_filter_string_t *key, mail_filter_string_t *ret);
 extern void wasmtpd_filter_host_config_all(mail_filter_list_tuple2_string_string_t *ret);
 
+// Imported Functions from `wasmtpd:filter/host-regex@0.1.0`
+extern void wasmtpd_filter_host_regex_compile(mail_filter_list_string_t *patterns, wasmtpd_filter_host_regex_compiled_t *ret);
+// Indexes (in the list given to `compile`) of the patterns matching
+// `text`.
+extern void wasmtpd_filter_host_regex_matches(uint32_t handle, mail_filter_list_u8_t *text, mail_filter_list_u32_t *ret);
+extern bool wasmtpd_filter_host_regex_is_match(uint32_t handle, mail_filter_list_u8_t *text);
+
 // Exported Functions from `wasmtpd:filter/filter@0.1.0`
 void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscriptions_t *ret);
 void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_session_t *session, exports_wasmtpd_filter_filter_phase_t phase, mail_filter_string_t *param, exports_wasmtpd_filter_filter_decision_t *ret);
@@ -305,6 +334,14 @@ void mail_filter_option_string_free(mail_filter_option_string_t *ptr);
 void mail_filter_tuple2_string_string_free(mail_filter_tuple2_string_string_t *ptr);
 
 void mail_filter_list_tuple2_string_string_free(mail_filter_list_tuple2_string_string_t *ptr);
+
+void mail_filter_tuple2_u32_string_free(mail_filter_tuple2_u32_string_t *ptr);
+
+void mail_filter_list_tuple2_u32_string_free(mail_filter_list_tuple2_u32_string_t *ptr);
+
+void wasmtpd_filter_host_regex_compiled_free(wasmtpd_filter_host_regex_compiled_t *ptr);
+
+void mail_filter_list_u32_free(mail_filter_list_u32_t *ptr);
 
 void wasmtpd_filter_types_session_free(wasmtpd_filter_types_session_t *ptr);
 

@@ -6,7 +6,7 @@
 package wasmtpd_filter_filter
 
 import (
-	"wit_component/wasmtpd_filter_types"
+        "wit_component/wasmtpd_filter_types"
 )
 
 type Session = wasmtpd_filter_types.Session

@@ -6,59 +6,62 @@
 package wasmtpd_filter_host_config
 
 import (
-	witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
-	witTypes "go.bytecodealliance.org/pkg/wit/types"
-	"runtime"
-	"unsafe"
+        witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
+witTypes "go.bytecodealliance.org/pkg/wit/types"
+"unsafe"
+"runtime"
 )
 
+
 //go:wasmimport wasmtpd:filter/host-config@0.1.0 get
-func wasm_import_get(arg0 uintptr, arg1 uint32, arg2 uintptr)
+func wasm_import_get(arg0 uintptr, arg1 uint32, arg2 uintptr) 
+
 
 func Get(key string) witTypes.Option[string] {
-	pinner := &runtime.Pinner{}
-	defer pinner.Unpin()
+        pinner := &runtime.Pinner{}
+defer pinner.Unpin()
 
-	returnArea := uintptr(witRuntime.Allocate(pinner, (3 * 4), 4))
-	utf8 := unsafe.Pointer(unsafe.StringData(key))
-	pinner.Pin(utf8)
-	wasm_import_get(uintptr(utf8), uint32(len(key)), returnArea)
-	var option witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
-	case 0:
+        returnArea := uintptr(witRuntime.Allocate(pinner, (3*4), 4))
+        utf8 := unsafe.Pointer(unsafe.StringData(key))
+pinner.Pin(utf8)
+wasm_import_get(uintptr(utf8), uint32(len(key)), returnArea)
+var option witTypes.Option[string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
+case 0:
+        
+        option = witTypes.None[string]()
+case 1:
+        value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2*4))))
 
-		option = witTypes.None[string]()
-	case 1:
-		value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2 * 4))))
-
-		option = witTypes.Some[string](value)
-	default:
-		panic("unreachable")
-	}
-	result := option
-	return result
+        option = witTypes.Some[string](value)
+default:
+        panic("unreachable")
+}
+result := option;
+return result
 
 }
 
 //go:wasmimport wasmtpd:filter/host-config@0.1.0 all
-func wasm_import_all(arg0 uintptr)
+func wasm_import_all(arg0 uintptr) 
+
 
 func All() []witTypes.Tuple2[string, string] {
-	pinner := &runtime.Pinner{}
-	defer pinner.Unpin()
+        pinner := &runtime.Pinner{}
+defer pinner.Unpin()
 
-	returnArea := uintptr(witRuntime.Allocate(pinner, (2 * 4), 4))
-	wasm_import_all(returnArea)
-	result := make([]witTypes.Tuple2[string, string], 0, *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4)))
-	for index := 0; index < int(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))); index++ {
-		base := unsafe.Add(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0)))), index*(4*4))
-		value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (2 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), (3 * 4))))
+        returnArea := uintptr(witRuntime.Allocate(pinner, (2*4), 4))
+        wasm_import_all(returnArea)
+result := make([]witTypes.Tuple2[string, string], 0, *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4)))
+for index := 0; index < int(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))); index++ {
+        base := unsafe.Add(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0)))), index * (4*4))
+        value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
+value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (2*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), (3*4))))
 
-		result = append(result, witTypes.Tuple2[string, string]{F0: value, F1: value0})
-	}
+        result = append(result, witTypes.Tuple2[string, string]{F0: value, F1: value0})
+}
 
-	result1 := result
-	return result1
+result1 := result;
+return result1
 
 }

@@ -6,53 +6,55 @@
 package wasmtpd_filter_host_dns
 
 import (
-	witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
-	witTypes "go.bytecodealliance.org/pkg/wit/types"
-	"runtime"
-	"unsafe"
+        witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
+witTypes "go.bytecodealliance.org/pkg/wit/types"
+"unsafe"
+"runtime"
 )
+
 
 const (
-	RecordType_A    uint8 = 0
-	RecordType_Aaaa uint8 = 1
-	RecordType_Txt  uint8 = 2
-	RecordType_Mx   uint8 = 3
-	RecordType_Ptr  uint8 = 4
+        RecordType_A uint8 = 0
+RecordType_Aaaa uint8 = 1
+RecordType_Txt uint8 = 2
+RecordType_Mx uint8 = 3
+RecordType_Ptr uint8 = 4
 )
-
 type RecordType = uint8
 
 //go:wasmimport wasmtpd:filter/host-dns@0.1.0 lookup
-func wasm_import_lookup(arg0 uintptr, arg1 uint32, arg2 int32, arg3 uintptr)
+func wasm_import_lookup(arg0 uintptr, arg1 uint32, arg2 int32, arg3 uintptr) 
+
 
 func Lookup(name string, kind RecordType) witTypes.Result[[]string, string] {
-	pinner := &runtime.Pinner{}
-	defer pinner.Unpin()
+        pinner := &runtime.Pinner{}
+defer pinner.Unpin()
 
-	returnArea := uintptr(witRuntime.Allocate(pinner, (3 * 4), 4))
-	utf8 := unsafe.Pointer(unsafe.StringData(name))
-	pinner.Pin(utf8)
-	wasm_import_lookup(uintptr(utf8), uint32(len(name)), int32(kind), returnArea)
-	var result1 witTypes.Result[[]string, string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
-	case 0:
-		result := make([]string, 0, *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2 * 4))))
-		for index := 0; index < int(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2 * 4)))); index++ {
-			base := unsafe.Add(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4)))), index*(2*4))
-			value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
+        returnArea := uintptr(witRuntime.Allocate(pinner, (3*4), 4))
+        utf8 := unsafe.Pointer(unsafe.StringData(name))
+pinner.Pin(utf8)
+wasm_import_lookup(uintptr(utf8), uint32(len(name)), int32(kind), returnArea)
+var result1 witTypes.Result[[]string, string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
+case 0:
+        result := make([]string, 0, *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2*4))))
+for index := 0; index < int(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2*4)))); index++ {
+        base := unsafe.Add(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4)))), index * (2*4))
+        value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
 
-			result = append(result, value)
-		}
+        result = append(result, value)
+}
 
-		result1 = witTypes.Ok[[]string, string](result)
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2 * 4))))
 
-		result1 = witTypes.Err[[]string, string](value0)
-	default:
-		panic("unreachable")
-	}
-	result2 := result1
-	return result2
+        result1 = witTypes.Ok[[]string, string](result)
+case 1:
+        value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2*4))))
+
+        result1 = witTypes.Err[[]string, string](value0)
+default:
+        panic("unreachable")
+}
+result2 := result1;
+return result2
 
 }

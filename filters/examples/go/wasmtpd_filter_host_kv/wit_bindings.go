@@ -6,66 +6,69 @@
 package wasmtpd_filter_host_kv
 
 import (
-	witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
-	witTypes "go.bytecodealliance.org/pkg/wit/types"
-	"runtime"
-	"unsafe"
+        witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
+witTypes "go.bytecodealliance.org/pkg/wit/types"
+"unsafe"
+"runtime"
 )
 
+
 //go:wasmimport wasmtpd:filter/host-kv@0.1.0 get
-func wasm_import_get(arg0 uintptr, arg1 uint32, arg2 uintptr)
+func wasm_import_get(arg0 uintptr, arg1 uint32, arg2 uintptr) 
+
 
 func Get(key string) witTypes.Option[[]uint8] {
-	pinner := &runtime.Pinner{}
-	defer pinner.Unpin()
+        pinner := &runtime.Pinner{}
+defer pinner.Unpin()
 
-	returnArea := uintptr(witRuntime.Allocate(pinner, (3 * 4), 4))
-	utf8 := unsafe.Pointer(unsafe.StringData(key))
-	pinner.Pin(utf8)
-	wasm_import_get(uintptr(utf8), uint32(len(key)), returnArea)
-	var option witTypes.Option[[]uint8]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
-	case 0:
+        returnArea := uintptr(witRuntime.Allocate(pinner, (3*4), 4))
+        utf8 := unsafe.Pointer(unsafe.StringData(key))
+pinner.Pin(utf8)
+wasm_import_get(uintptr(utf8), uint32(len(key)), returnArea)
+var option witTypes.Option[[]uint8]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
+case 0:
+        
+        option = witTypes.None[[]uint8]()
+case 1:
+        value := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2*4))))
 
-		option = witTypes.None[[]uint8]()
-	case 1:
-		value := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2 * 4))))
-
-		option = witTypes.Some[[]uint8](value)
-	default:
-		panic("unreachable")
-	}
-	result := option
-	return result
+        option = witTypes.Some[[]uint8](value)
+default:
+        panic("unreachable")
+}
+result := option;
+return result
 
 }
 
 //go:wasmimport wasmtpd:filter/host-kv@0.1.0 set
-func wasm_import_set(arg0 uintptr, arg1 uint32, arg2 uintptr, arg3 uint32, arg4 uintptr)
+func wasm_import_set(arg0 uintptr, arg1 uint32, arg2 uintptr, arg3 uint32, arg4 uintptr) 
+
 
 func Set(key string, value []uint8) witTypes.Result[witTypes.Unit, string] {
-	pinner := &runtime.Pinner{}
-	defer pinner.Unpin()
+        pinner := &runtime.Pinner{}
+defer pinner.Unpin()
 
-	returnArea := uintptr(witRuntime.Allocate(pinner, (3 * 4), 4))
-	utf8 := unsafe.Pointer(unsafe.StringData(key))
-	pinner.Pin(utf8)
-	data := unsafe.Pointer(unsafe.SliceData(value))
-	pinner.Pin(data)
-	wasm_import_set(uintptr(utf8), uint32(len(key)), uintptr(data), uint32(len(value)), returnArea)
-	var result witTypes.Result[witTypes.Unit, string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
-	case 0:
+        returnArea := uintptr(witRuntime.Allocate(pinner, (3*4), 4))
+        utf8 := unsafe.Pointer(unsafe.StringData(key))
+pinner.Pin(utf8)
+data := unsafe.Pointer(unsafe.SliceData(value))
+pinner.Pin(data)
+wasm_import_set(uintptr(utf8), uint32(len(key)), uintptr(data), uint32(len(value)), returnArea)
+var result witTypes.Result[witTypes.Unit, string]
+switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 0))) {
+case 0:
+        
+        result = witTypes.Ok[witTypes.Unit, string](witTypes.Unit{})
+case 1:
+        value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2*4))))
 
-		result = witTypes.Ok[witTypes.Unit, string](witTypes.Unit{})
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), 4))))), *(*uint32)(unsafe.Add(unsafe.Pointer(returnArea), (2 * 4))))
-
-		result = witTypes.Err[witTypes.Unit, string](value0)
-	default:
-		panic("unreachable")
-	}
-	result1 := result
-	return result1
+        result = witTypes.Err[witTypes.Unit, string](value0)
+default:
+        panic("unreachable")
+}
+result1 := result;
+return result1
 
 }

@@ -6,28 +6,30 @@
 package wasmtpd_filter_host_log
 
 import (
-	"runtime"
-	"unsafe"
+        "unsafe"
+"runtime"
 )
+
 
 const (
-	Level_Debug uint8 = 0
-	Level_Info  uint8 = 1
-	Level_Warn  uint8 = 2
-	Level_Error uint8 = 3
+        Level_Debug uint8 = 0
+Level_Info uint8 = 1
+Level_Warn uint8 = 2
+Level_Error uint8 = 3
 )
-
 type Level = uint8
 
 //go:wasmimport wasmtpd:filter/host-log@0.1.0 log
-func wasm_import_log(arg0 int32, arg1 uintptr, arg2 uint32)
+func wasm_import_log(arg0 int32, arg1 uintptr, arg2 uint32) 
 
-func Log(level Level, message string) {
-	pinner := &runtime.Pinner{}
-	defer pinner.Unpin()
 
-	utf8 := unsafe.Pointer(unsafe.StringData(message))
-	pinner.Pin(utf8)
-	wasm_import_log(int32(level), uintptr(utf8), uint32(len(message)))
+func Log(level Level, message string)  {
+        pinner := &runtime.Pinner{}
+defer pinner.Unpin()
+
+        
+        utf8 := unsafe.Pointer(unsafe.StringData(message))
+pinner.Pin(utf8)
+wasm_import_log(int32(level), uintptr(utf8), uint32(len(message)))
 
 }

@@ -6,354 +6,359 @@
 package wasmtpd_filter_types
 
 import (
-	witTypes "go.bytecodealliance.org/pkg/wit/types"
+        witTypes "go.bytecodealliance.org/pkg/wit/types"
 )
+
 
 // What the host knows about the session when it calls a filter.
 type Session struct {
-	// OpenSMTPD-style 64-bit session id, 16 hex digits.
-	Id string
-	// The tenant the listener serves (its `tag`), if any.
-	Tenant witTypes.Option[string]
-	// "127.0.0.1:25"
-	LocalAddress string
-	// "192.0.2.7:51234"
-	RemoteAddress string
-	// Reverse DNS name of the client, when it resolved.
-	Rdns witTypes.Option[string]
-	// The rDNS name resolves back to the client's address.
-	Fcrdns bool
-	// The HELO/EHLO name once given.
-	Helo witTypes.Option[string]
-	// "TLSv1.3:TLS13_AES_256_GCM_SHA384:256" once TLS is on.
-	Tls witTypes.Option[string]
-	// The authenticated user, after a successful AUTH.
-	AuthUser witTypes.Option[string]
-	// The listener's tag.
-	Tag witTypes.Option[string]
+        // OpenSMTPD-style 64-bit session id, 16 hex digits.
+Id string
+// The tenant the listener serves (its `tag`), if any.
+Tenant witTypes.Option[string]
+// "127.0.0.1:25"
+LocalAddress string
+// "192.0.2.7:51234"
+RemoteAddress string
+// Reverse DNS name of the client, when it resolved.
+Rdns witTypes.Option[string]
+// The rDNS name resolves back to the client's address.
+Fcrdns bool
+// The HELO/EHLO name once given.
+Helo witTypes.Option[string]
+// "TLSv1.3:TLS13_AES_256_GCM_SHA384:256" once TLS is on.
+Tls witTypes.Option[string]
+// The authenticated user, after a successful AUTH.
+AuthUser witTypes.Option[string]
+// The listener's tag.
+Tag witTypes.Option[string]
 }
 
 // An SMTP reply a filter wants sent.
 type Reply struct {
-	// 4xx or 5xx; anything else is treated as a filter failure.
-	Code uint16
-	// Enhanced status code, "5.7.1".
-	Enhanced witTypes.Option[string]
-	// One line; control characters are removed by the host.
-	Text string
+        // 4xx or 5xx; anything else is treated as a filter failure.
+Code uint16
+// Enhanced status code, "5.7.1".
+Enhanced witTypes.Option[string]
+// One line; control characters are removed by the host.
+Text string
 }
 
 const (
-	// Go on with the next filter, then the daemon's own checks.
-	Decision_Proceed uint8 = 0
-	// Accept, but mark the message as junk (`X-Spam: yes`, `.Junk`).
-	Decision_Junk uint8 = 1
-	// Refuse the command with this reply; 421 also ends the session.
-	Decision_Reject uint8 = 2
-	// Refuse the command with this reply and end the session.
-	Decision_Disconnect uint8 = 3
-	// Replace the phase's parameter (the address in mail-from and
-	// rcpt-to, the name in helo/ehlo) and go on.
-	Decision_Rewrite uint8 = 4
-	// Accept and skip the remaining filters of the chain for this
-	// phase.
-	Decision_Bypass uint8 = 5
+// Go on with the next filter, then the daemon's own checks.
+Decision_Proceed uint8 = 0
+// Accept, but mark the message as junk (`X-Spam: yes`, `.Junk`).
+Decision_Junk uint8 = 1
+// Refuse the command with this reply; 421 also ends the session.
+Decision_Reject uint8 = 2
+// Refuse the command with this reply and end the session.
+Decision_Disconnect uint8 = 3
+// Replace the phase's parameter (the address in mail-from and
+// rcpt-to, the name in helo/ehlo) and go on.
+Decision_Rewrite uint8 = 4
+// Accept and skip the remaining filters of the chain for this
+// phase.
+Decision_Bypass uint8 = 5
 )
 
 // A filter's answer in a phase (smtpd-filters(7) decisions).
 type Decision struct {
-	tag   uint8
-	value any
+        tag uint8
+        value any
 }
 
 func (self Decision) Tag() uint8 {
-	return self.tag
+        return self.tag
 }
 
-func (self Decision) Reject() Reply {
-	if self.tag != Decision_Reject {
-		panic("tag mismatch")
-	}
-	return self.value.(Reply)
+
+                            func (self Decision) Reject() Reply {
+        if self.tag != Decision_Reject {
+                panic("tag mismatch")
+        }
+        return self.value.(Reply)
 }
 
-func (self Decision) Disconnect() Reply {
-	if self.tag != Decision_Disconnect {
-		panic("tag mismatch")
-	}
-	return self.value.(Reply)
+                            func (self Decision) Disconnect() Reply {
+        if self.tag != Decision_Disconnect {
+                panic("tag mismatch")
+        }
+        return self.value.(Reply)
 }
 
-func (self Decision) Rewrite() string {
-	if self.tag != Decision_Rewrite {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+                            func (self Decision) Rewrite() string {
+        if self.tag != Decision_Rewrite {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
 func MakeDecisionProceed() Decision {
-	return Decision{Decision_Proceed, nil}
+        return Decision{Decision_Proceed, nil}
 }
 func MakeDecisionJunk() Decision {
-	return Decision{Decision_Junk, nil}
+        return Decision{Decision_Junk, nil}
 }
 func MakeDecisionReject(value Reply) Decision {
-	return Decision{Decision_Reject, value}
+        return Decision{Decision_Reject, value}
 }
 func MakeDecisionDisconnect(value Reply) Decision {
-	return Decision{Decision_Disconnect, value}
+        return Decision{Decision_Disconnect, value}
 }
 func MakeDecisionRewrite(value string) Decision {
-	return Decision{Decision_Rewrite, value}
+        return Decision{Decision_Rewrite, value}
 }
 func MakeDecisionBypass() Decision {
-	return Decision{Decision_Bypass, nil}
+        return Decision{Decision_Bypass, nil}
 }
 
-const (
-	Phase_Connect  uint8 = 0
-	Phase_Helo     uint8 = 1
-	Phase_Ehlo     uint8 = 2
-	Phase_Starttls uint8 = 3
-	Phase_Auth     uint8 = 4
-	Phase_MailFrom uint8 = 5
-	Phase_RcptTo   uint8 = 6
-	Phase_Data     uint8 = 7
-	Phase_Commit   uint8 = 8
-)
 
+
+const (
+        Phase_Connect uint8 = 0
+Phase_Helo uint8 = 1
+Phase_Ehlo uint8 = 2
+Phase_Starttls uint8 = 3
+Phase_Auth uint8 = 4
+Phase_MailFrom uint8 = 5
+Phase_RcptTo uint8 = 6
+Phase_Data uint8 = 7
+Phase_Commit uint8 = 8
+)
 // The phases a filter may decide in. `data-line` is not one of them:
 // message lines go through `on-data-lines`.
 type Phase = uint8
 
 const (
-	Outcome_Ok       uint8 = 0
-	Outcome_Permfail uint8 = 1
-	Outcome_Tempfail uint8 = 2
+        Outcome_Ok uint8 = 0
+Outcome_Permfail uint8 = 1
+Outcome_Tempfail uint8 = 2
 )
-
 // The result a report carries (smtpd-filters(7) "ok", "permfail",
 // "tempfail").
 type Outcome = uint8
 
 type TxAddress struct {
-	Msgid   string
-	Outcome Outcome
-	Address string
+        Msgid string
+Outcome Outcome
+Address string
 }
 
 type AuthReport struct {
-	User string
-	// "pass", "fail" or "error".
-	Result string
+        User string
+// "pass", "fail" or "error".
+Result string
 }
 
 const (
-	// The client connected.
-	Report_LinkConnect uint8 = 0
-	// The greeting's host name.
-	Report_LinkGreeting uint8 = 1
-	// "HELO name" or "EHLO name".
-	Report_LinkIdentify uint8 = 2
-	// "TLSv1.3:cipher:bits".
-	Report_LinkTls        uint8 = 3
-	Report_LinkAuth       uint8 = 4
-	Report_LinkDisconnect uint8 = 5
-	// The transaction was reset (RSET, or a new MAIL).
-	Report_TxReset uint8 = 6
-	// A transaction began with this message id.
-	Report_TxBegin uint8 = 7
-	Report_TxMail  uint8 = 8
-	Report_TxRcpt  uint8 = 9
-	// (message id, envelope id)
-	Report_TxEnvelope uint8 = 10
-	// (message id, outcome) once DATA was answered.
-	Report_TxData uint8 = 11
-	// (message id, size in bytes) once the message is queued.
-	Report_TxCommit uint8 = 12
-	// The transaction's message was not queued.
-	Report_TxRollback uint8 = 13
-	// A command line as the client sent it (AUTH lines are masked).
-	Report_ProtocolClient uint8 = 14
-	// A reply line as the server sent it.
-	Report_ProtocolServer uint8 = 15
-	// What the chain decided in a phase: (phase, "proceed", "junk",
-	// "reject", "disconnect", "rewrite" or "bypass").
-	Report_FilterResponse uint8 = 16
-	// The session timed out.
-	Report_Timeout uint8 = 17
+// The client connected.
+Report_LinkConnect uint8 = 0
+// The greeting's host name.
+Report_LinkGreeting uint8 = 1
+// "HELO name" or "EHLO name".
+Report_LinkIdentify uint8 = 2
+// "TLSv1.3:cipher:bits".
+Report_LinkTls uint8 = 3
+Report_LinkAuth uint8 = 4
+Report_LinkDisconnect uint8 = 5
+// The transaction was reset (RSET, or a new MAIL).
+Report_TxReset uint8 = 6
+// A transaction began with this message id.
+Report_TxBegin uint8 = 7
+Report_TxMail uint8 = 8
+Report_TxRcpt uint8 = 9
+// (message id, envelope id)
+Report_TxEnvelope uint8 = 10
+// (message id, outcome) once DATA was answered.
+Report_TxData uint8 = 11
+// (message id, size in bytes) once the message is queued.
+Report_TxCommit uint8 = 12
+// The transaction's message was not queued.
+Report_TxRollback uint8 = 13
+// A command line as the client sent it (AUTH lines are masked).
+Report_ProtocolClient uint8 = 14
+// A reply line as the server sent it.
+Report_ProtocolServer uint8 = 15
+// What the chain decided in a phase: (phase, "proceed", "junk",
+// "reject", "disconnect", "rewrite" or "bypass").
+Report_FilterResponse uint8 = 16
+// The session timed out.
+Report_Timeout uint8 = 17
 )
 
 // Informational events (smtpd-filters(7) reports): the filter cannot
 // change anything with them, only learn.
 type Report struct {
-	tag   uint8
-	value any
+        tag uint8
+        value any
 }
 
 func (self Report) Tag() uint8 {
-	return self.tag
+        return self.tag
 }
 
-func (self Report) LinkGreeting() string {
-	if self.tag != Report_LinkGreeting {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+
+                            func (self Report) LinkGreeting() string {
+        if self.tag != Report_LinkGreeting {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
-func (self Report) LinkIdentify() string {
-	if self.tag != Report_LinkIdentify {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+                            func (self Report) LinkIdentify() string {
+        if self.tag != Report_LinkIdentify {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
-func (self Report) LinkTls() string {
-	if self.tag != Report_LinkTls {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+                            func (self Report) LinkTls() string {
+        if self.tag != Report_LinkTls {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
-func (self Report) LinkAuth() AuthReport {
-	if self.tag != Report_LinkAuth {
-		panic("tag mismatch")
-	}
-	return self.value.(AuthReport)
+                            func (self Report) LinkAuth() AuthReport {
+        if self.tag != Report_LinkAuth {
+                panic("tag mismatch")
+        }
+        return self.value.(AuthReport)
 }
 
-func (self Report) TxBegin() string {
-	if self.tag != Report_TxBegin {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+                            func (self Report) TxBegin() string {
+        if self.tag != Report_TxBegin {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
-func (self Report) TxMail() TxAddress {
-	if self.tag != Report_TxMail {
-		panic("tag mismatch")
-	}
-	return self.value.(TxAddress)
+                            func (self Report) TxMail() TxAddress {
+        if self.tag != Report_TxMail {
+                panic("tag mismatch")
+        }
+        return self.value.(TxAddress)
 }
 
-func (self Report) TxRcpt() TxAddress {
-	if self.tag != Report_TxRcpt {
-		panic("tag mismatch")
-	}
-	return self.value.(TxAddress)
+                            func (self Report) TxRcpt() TxAddress {
+        if self.tag != Report_TxRcpt {
+                panic("tag mismatch")
+        }
+        return self.value.(TxAddress)
 }
 
-func (self Report) TxEnvelope() witTypes.Tuple2[string, string] {
-	if self.tag != Report_TxEnvelope {
-		panic("tag mismatch")
-	}
-	return self.value.(witTypes.Tuple2[string, string])
+                            func (self Report) TxEnvelope() witTypes.Tuple2[string, string] {
+        if self.tag != Report_TxEnvelope {
+                panic("tag mismatch")
+        }
+        return self.value.(witTypes.Tuple2[string, string])
 }
 
-func (self Report) TxData() witTypes.Tuple2[string, Outcome] {
-	if self.tag != Report_TxData {
-		panic("tag mismatch")
-	}
-	return self.value.(witTypes.Tuple2[string, Outcome])
+                            func (self Report) TxData() witTypes.Tuple2[string, Outcome] {
+        if self.tag != Report_TxData {
+                panic("tag mismatch")
+        }
+        return self.value.(witTypes.Tuple2[string, Outcome])
 }
 
-func (self Report) TxCommit() witTypes.Tuple2[string, uint64] {
-	if self.tag != Report_TxCommit {
-		panic("tag mismatch")
-	}
-	return self.value.(witTypes.Tuple2[string, uint64])
+                            func (self Report) TxCommit() witTypes.Tuple2[string, uint64] {
+        if self.tag != Report_TxCommit {
+                panic("tag mismatch")
+        }
+        return self.value.(witTypes.Tuple2[string, uint64])
 }
 
-func (self Report) TxRollback() string {
-	if self.tag != Report_TxRollback {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+                            func (self Report) TxRollback() string {
+        if self.tag != Report_TxRollback {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
-func (self Report) ProtocolClient() string {
-	if self.tag != Report_ProtocolClient {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+                            func (self Report) ProtocolClient() string {
+        if self.tag != Report_ProtocolClient {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
-func (self Report) ProtocolServer() string {
-	if self.tag != Report_ProtocolServer {
-		panic("tag mismatch")
-	}
-	return self.value.(string)
+                            func (self Report) ProtocolServer() string {
+        if self.tag != Report_ProtocolServer {
+                panic("tag mismatch")
+        }
+        return self.value.(string)
 }
 
-func (self Report) FilterResponse() witTypes.Tuple2[Phase, string] {
-	if self.tag != Report_FilterResponse {
-		panic("tag mismatch")
-	}
-	return self.value.(witTypes.Tuple2[Phase, string])
+                            func (self Report) FilterResponse() witTypes.Tuple2[Phase, string] {
+        if self.tag != Report_FilterResponse {
+                panic("tag mismatch")
+        }
+        return self.value.(witTypes.Tuple2[Phase, string])
 }
 
 func MakeReportLinkConnect() Report {
-	return Report{Report_LinkConnect, nil}
+        return Report{Report_LinkConnect, nil}
 }
 func MakeReportLinkGreeting(value string) Report {
-	return Report{Report_LinkGreeting, value}
+        return Report{Report_LinkGreeting, value}
 }
 func MakeReportLinkIdentify(value string) Report {
-	return Report{Report_LinkIdentify, value}
+        return Report{Report_LinkIdentify, value}
 }
 func MakeReportLinkTls(value string) Report {
-	return Report{Report_LinkTls, value}
+        return Report{Report_LinkTls, value}
 }
 func MakeReportLinkAuth(value AuthReport) Report {
-	return Report{Report_LinkAuth, value}
+        return Report{Report_LinkAuth, value}
 }
 func MakeReportLinkDisconnect() Report {
-	return Report{Report_LinkDisconnect, nil}
+        return Report{Report_LinkDisconnect, nil}
 }
 func MakeReportTxReset() Report {
-	return Report{Report_TxReset, nil}
+        return Report{Report_TxReset, nil}
 }
 func MakeReportTxBegin(value string) Report {
-	return Report{Report_TxBegin, value}
+        return Report{Report_TxBegin, value}
 }
 func MakeReportTxMail(value TxAddress) Report {
-	return Report{Report_TxMail, value}
+        return Report{Report_TxMail, value}
 }
 func MakeReportTxRcpt(value TxAddress) Report {
-	return Report{Report_TxRcpt, value}
+        return Report{Report_TxRcpt, value}
 }
 func MakeReportTxEnvelope(value witTypes.Tuple2[string, string]) Report {
-	return Report{Report_TxEnvelope, value}
+        return Report{Report_TxEnvelope, value}
 }
 func MakeReportTxData(value witTypes.Tuple2[string, Outcome]) Report {
-	return Report{Report_TxData, value}
+        return Report{Report_TxData, value}
 }
 func MakeReportTxCommit(value witTypes.Tuple2[string, uint64]) Report {
-	return Report{Report_TxCommit, value}
+        return Report{Report_TxCommit, value}
 }
 func MakeReportTxRollback(value string) Report {
-	return Report{Report_TxRollback, value}
+        return Report{Report_TxRollback, value}
 }
 func MakeReportProtocolClient(value string) Report {
-	return Report{Report_ProtocolClient, value}
+        return Report{Report_ProtocolClient, value}
 }
 func MakeReportProtocolServer(value string) Report {
-	return Report{Report_ProtocolServer, value}
+        return Report{Report_ProtocolServer, value}
 }
 func MakeReportFilterResponse(value witTypes.Tuple2[Phase, string]) Report {
-	return Report{Report_FilterResponse, value}
+        return Report{Report_FilterResponse, value}
 }
 func MakeReportTimeout() Report {
-	return Report{Report_Timeout, nil}
+        return Report{Report_Timeout, nil}
 }
+
+
 
 // What a filter wants to see, declared once per instance, so the
 // host never calls it for anything else.
 type Subscriptions struct {
-	Phases []Phase
-	// Message lines through `on-data-lines`.
-	DataLines bool
-	// Report events through `on-report`.
-	Reports bool
+        Phases []Phase
+// Message lines through `on-data-lines`.
+DataLines bool
+// Report events through `on-report`.
+Reports bool
 }
