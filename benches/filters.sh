@@ -8,6 +8,7 @@
 #
 # Usage: benches/filters.sh [MESSAGES]   (default 2000)
 #        BENCH_SIZES="1024" BENCH_CONCS="20" BENCH_REPEAT=3
+#        BENCH_CHAIN='"rbl"' to run one filter; BENCH_SKIP_ENGINE=1
 # Needs: postfix (smtp-source), dnsmasq-base, cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,10 @@ BUID=$(id -u "$BENCH_USER"); BGID=$(id -g "$BENCH_USER")
 command -v smtp-source >/dev/null || { echo "smtp-source missing: apt-get install postfix"; exit 1; }
 command -v dnsmasq >/dev/null || { echo "dnsmasq missing: apt-get install dnsmasq-base"; exit 1; }
 
-echo "== engine =="
-cargo bench -q -p wasmtpd --bench filter_engine 2>/dev/null
+if [ -z "${BENCH_SKIP_ENGINE:-}" ]; then
+    echo "== engine =="
+    cargo bench -q -p wasmtpd --bench filter_engine 2>/dev/null
+fi
 BIN=${WASMTPD_BIN:-target/release/wasmtpd}
 cargo build -q --release --bin wasmtpd
 
@@ -48,7 +51,7 @@ start plain 22535 "" ""
 start filtered 22536 'filter "rbl" dnsbl zone zen.test check-local yes allow dns
 filter "rules" regex mail-from "^spammer@" helo "^badhelo$" body "EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
 filter "spam" spamscore rule "PILLS 3 header ^Subject:.*(?i)pills" rule "CLICK 2 body (?i)click here" rule "MONEY 2 body (?i)free money"
-filter "all" chain { "rbl", "rules", "spam" }' 'filter "all"'
+filter "all" chain { '"${BENCH_CHAIN:-\"rbl\", \"rules\", \"spam\"}"' }' 'filter "all"'
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for _ in $(seq 200); do up 22535 && up 22536 && break; sleep 0.1; done
 up 22536 || { cat "$WORK/filtered/log"; exit 1; }

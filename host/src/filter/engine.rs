@@ -59,9 +59,16 @@ impl FilterEngine {
             .total_tables(n.saturating_mul(4))
             .total_stacks(n)
             .max_memory_size(MAX_MEMORY as usize)
-            // Keeping a little of each slot mapped makes reuse cheaper.
+            // Reset slots by rewriting them instead of handing pages back
+            // to the kernel: in a VM a page fault on the next session
+            // costs more than the memset (measured: 5 faults a session
+            // were ~250 µs of CPU).
             .linear_memory_keep_resident(64 * 1024)
-            .table_keep_resident(4096);
+            .async_stack_keep_resident(64 * 1024)
+            .table_keep_resident(4096)
+            // One madvise (and one TLB shootdown across cores) per batch
+            // of finished instances instead of one per instance.
+            .decommit_batch_size(64);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&cfg).map_err(|e| FilterError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
