@@ -13,13 +13,25 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasmtpd");
 
-/// A port nobody listens on right now.
+/// A port nobody uses right now, below Linux's ephemeral range
+/// (32768–60999): a port the kernel picked could be taken a moment later
+/// as the source port of some test's client connection, and then the
+/// daemon's bind fails.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread over processes (each test binary is one) and calls.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 10_000 + (std::process::id() % 200) as u16 * 100;
+    for _ in 0..2000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 20_000;
+        let port = 10_000 + (base - 10_000 + offset) % 22_000;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A running daemon; killed when dropped.
