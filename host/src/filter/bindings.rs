@@ -14,9 +14,9 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::wasmtpd::filter::filter::Guest;
-pub use wasmtpd::filter::host_dns::RecordType;
-pub use wasmtpd::filter::host_log::Level;
-pub use wasmtpd::filter::types::{
+pub use self::exports::wasmtpd::filter::filter::Guest;
+pub use self::wasmtpd::filter::host_dns::RecordType;
+pub use self::wasmtpd::filter::host_log::Level;
+pub use self::wasmtpd::filter::types::{
     AuthReport, Decision, Outcome, Phase, Reply, Report, Session, Subscriptions, TxAddress,
 };
