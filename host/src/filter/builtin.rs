@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::bindings::{Decision, Phase, Reply, Session};
+use super::chain::{phase_name, ALL_PHASES};
 use crate::config::model::{BuiltinDecision, BuiltinFilter, Condition};
 use crate::lka::rules::{conditions_hold, MatchContext};
 use crate::mailaddr::MailAddr;
@@ -110,17 +111,7 @@ fn reply(text: &str, default_code: u16) -> Reply {
 }
 
 fn phase_named(name: &str) -> Option<Phase> {
-    Some(match name {
-        "connect" => Phase::Connect,
-        "helo" => Phase::Helo,
-        "ehlo" => Phase::Ehlo,
-        "auth" => Phase::Auth,
-        "mail-from" => Phase::MailFrom,
-        "rcpt-to" => Phase::RcptTo,
-        "data" => Phase::Data,
-        "commit" => Phase::Commit,
-        _ => return None,
-    })
+    ALL_PHASES.into_iter().find(|p| phase_name(*p) == name)
 }
 
 #[cfg(test)]

@@ -180,18 +180,14 @@ impl host_log::Host for FilterHost {
             return Ok(());
         }
         self.log_left -= 1;
-        let mut line: String = message
-            .chars()
-            .take(LOG_MAX_LINE)
-            .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() {
-                    c.escape_default().collect()
-                } else {
-                    vec![c]
-                };
-                escaped
-            })
-            .collect();
+        let mut line = String::with_capacity(message.len().min(LOG_MAX_LINE));
+        for c in message.chars().take(LOG_MAX_LINE) {
+            if c.is_control() {
+                line.extend(c.escape_default());
+            } else {
+                line.push(c);
+            }
+        }
         if self.log_left == 0 {
             line.push_str(" (further lines from this filter dropped for this session)");
         }

@@ -89,8 +89,9 @@ pub struct Registry {
     current: ArcSwap<FilterSet>,
     /// Builtin filters: host rules, not reloaded.
     builtins: BTreeMap<String, Arc<Builtin>>,
-    /// The kv stores outlive reloads: they are the filter's memory.
-    kv: Mutex<BTreeMap<String, Arc<FilterShared>>>,
+    /// Each filter's shared state (kv store, compiled patterns) by name:
+    /// it outlives reloads, it is the filter's memory.
+    shared: Mutex<BTreeMap<String, Arc<FilterShared>>>,
 }
 
 impl Registry {
@@ -138,7 +139,7 @@ impl Registry {
                 .collect(),
             current: ArcSwap::from_pointee(FilterSet::default()),
             builtins,
-            kv: Mutex::new(BTreeMap::new()),
+            shared: Mutex::new(BTreeMap::new()),
         };
         let mut set = FilterSet::default();
         for s in sources {
@@ -164,7 +165,7 @@ impl Registry {
             why: e.to_string(),
         })?;
         let shared = {
-            let mut kv = self.kv.lock().unwrap_or_else(|p| p.into_inner());
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
             let fresh = Arc::new(FilterShared {
                 name: name.to_string(),
                 params: def.params.clone(),
@@ -176,7 +177,7 @@ impl Registry {
                 kv: def.allow_kv.then(|| Mutex::new(Kv::default())),
                 regex: Default::default(),
             });
-            kv.entry(name.to_string()).or_insert(fresh).clone()
+            shared.entry(name.to_string()).or_insert(fresh).clone()
         };
         Ok(LoadedFilter {
             name: name.to_string(),
