@@ -91,6 +91,20 @@ impl SessionFilters {
         self.members.is_empty()
     }
 
+    /// Whether a report could reach anyone: a filter that asked for them,
+    /// or one not started yet (its subscriptions are not known). Lets the
+    /// session skip building the filters' view for every event.
+    pub fn wants_reports(&self) -> bool {
+        self.members.iter().any(|slot| match slot {
+            Slot::Wasm(m) => match &m.state {
+                State::NotStarted => true,
+                State::Live(instance) => instance.subscriptions.reports,
+                State::Failed => false,
+            },
+            Slot::Builtin(_) => false,
+        })
+    }
+
     /// The filters that failed in this session, and why.
     pub fn failures(&self) -> Vec<(&str, &Failure)> {
         self.members
@@ -384,6 +398,18 @@ fn policy_name(p: OnError) -> &'static str {
         OnError::Proceed => "proceed",
     }
 }
+
+pub const ALL_PHASES: [Phase; 9] = [
+    Phase::Connect,
+    Phase::Helo,
+    Phase::Ehlo,
+    Phase::Starttls,
+    Phase::Auth,
+    Phase::MailFrom,
+    Phase::RcptTo,
+    Phase::Data,
+    Phase::Commit,
+];
 
 pub fn phase_name(p: Phase) -> &'static str {
     match p {

@@ -153,7 +153,7 @@ impl Inbound {
 
     /// Sends a report to the filters that asked for reports.
     pub(super) async fn report(&mut self, session: &Session, report: Report) {
-        if self.filters.is_none() {
+        if !self.reports_wanted() {
             return;
         }
         let view = self.view(session);
@@ -163,7 +163,7 @@ impl Inbound {
     }
 
     pub(super) async fn report_mail(&mut self, session: &Session, msgid: crate::envelope::MsgId) {
-        if self.filters.is_none() {
+        if !self.reports_wanted() {
             return;
         }
         let address = self
@@ -213,7 +213,7 @@ impl Inbound {
         envelopes: &[Envelope],
         size: usize,
     ) {
-        if self.filters.is_none() {
+        if !self.reports_wanted() {
             return;
         }
         for e in envelopes {
@@ -240,6 +240,12 @@ impl Inbound {
             self.report(session, Report::Timeout).await;
         }
         self.report(session, Report::LinkDisconnect).await;
+    }
+
+    fn reports_wanted(&self) -> bool {
+        self.filters
+            .as_ref()
+            .is_some_and(SessionFilters::wants_reports)
     }
 
     fn view(&self, session: &Session) -> FilterSession {
