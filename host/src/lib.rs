@@ -17,6 +17,7 @@ pub mod lka;
 pub mod log;
 pub mod mailaddr;
 pub mod mda;
+pub mod mta;
 pub mod privsep;
 pub mod queue;
 pub mod scheduler;

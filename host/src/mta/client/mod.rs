@@ -1,0 +1,1 @@
+//! The SMTP/LMTP client protocol, sans-IO.

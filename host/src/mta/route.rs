@@ -1,0 +1,1 @@
+//! Where relayed mail goes: smarthost or MX hosts.

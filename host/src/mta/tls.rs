@@ -1,0 +1,1 @@
+//! Client TLS and AUTH credentials for relaying.

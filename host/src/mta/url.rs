@@ -1,0 +1,1 @@
+//! Relay URLs: `smtp+tls://label@host:port`.
