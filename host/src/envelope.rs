@@ -161,6 +161,9 @@ pub struct Envelope {
     pub bounce_reason: Option<String>,
     /// Marked as junk by a filter (maildir `junk` delivers to `.Junk`).
     pub junk: bool,
+    /// Delay warnings already sent to the sender (`bounce warn-interval`).
+    #[serde(default)]
+    pub warnings: u32,
 }
 
 impl Envelope {

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod filter;
 pub mod lka;
 pub mod log;
+pub mod loops;
 pub mod mailaddr;
 pub mod mda;
 pub mod mta;

@@ -14,7 +14,7 @@ use crate::mailaddr::MailAddr;
 use crate::mda::{self, JobMethod, LocalJob, Outcome};
 use crate::privsep::JobRunner;
 use crate::queue::Queue;
-use crate::scheduler::{bounce, Deliver};
+use crate::scheduler::{bounce, Deliver, Notice};
 use crate::table::Tables;
 
 pub struct Delivery {
@@ -40,14 +40,17 @@ impl Deliver for Delivery {
             Ok(c) => Arc::new(c),
             Err(err) => return Outcome::TempFail(format!("cannot read message: {err}")),
         };
+        if crate::loops::delivered_to(&content, &env.dest.to_string()) {
+            return Outcome::PermFail("554 5.4.6 Mail loop detected".into());
+        }
         match self.local_delivery(env, action, content).await {
             Ok(outcome) => outcome,
             Err(outcome) => outcome,
         }
     }
 
-    async fn bounce(&self, failed: &Envelope) -> Result<Vec<Envelope>, String> {
-        self.compose_bounce(failed).await
+    async fn bounce(&self, failed: &Envelope, notice: Notice) -> Result<Vec<Envelope>, String> {
+        self.compose_bounce(failed, notice).await
     }
 
     fn method_name(&self, env: &Envelope) -> String {
@@ -187,7 +190,11 @@ impl Delivery {
         }
     }
 
-    async fn compose_bounce(&self, failed: &Envelope) -> Result<Vec<Envelope>, String> {
+    async fn compose_bounce(
+        &self,
+        failed: &Envelope,
+        notice: Notice,
+    ) -> Result<Vec<Envelope>, String> {
         let Some(to) = failed.sender.clone() else {
             return Ok(Vec::new());
         };
@@ -198,7 +205,14 @@ impl Delivery {
             Err(e) => return Err(e.to_string()),
         };
         let now = chrono::Utc::now();
-        let content = bounce::compose(&self.hostname, &[failed], &original, rand::random(), now);
+        let content = bounce::compose(
+            &self.hostname,
+            notice,
+            &[failed],
+            &original,
+            rand::random(),
+            now,
+        );
         let ctx = MatchContext {
             socket: true,
             rcpt: Some(&to),
@@ -249,6 +263,7 @@ impl Delivery {
                 next_try: ts,
                 last_error: None,
                 bounce_reason: None,
+                warnings: 0,
                 junk: false,
             })
             .collect();
@@ -256,8 +271,12 @@ impl Delivery {
             .commit(msgid, content, envs.clone())
             .await
             .map_err(|e| e.to_string())?;
+        let what = match notice {
+            Notice::Failed => "bounce",
+            Notice::Delayed => "delay warning",
+        };
         info!(
-            "bounce: Queued bounce {} for <{}> about envelope {}",
+            "bounce: Queued {what} {} for <{}> about envelope {}",
             msgid, to, failed.id
         );
         Ok(envs)

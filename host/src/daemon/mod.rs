@@ -155,7 +155,11 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         local_domains: local_domains.clone(),
         runner: opts.runner,
     });
-    let scheduler = scheduler::start(queue.clone(), delivery, opts.scheduler, report.envelopes);
+    let mut sched = opts.scheduler;
+    if !config.bounce_warn_interval.is_empty() {
+        sched.warn_after = config.bounce_warn_interval.clone();
+    }
+    let scheduler = scheduler::start(queue.clone(), delivery, sched, report.envelopes);
     let services = Arc::new(Services {
         expire: config.queue.ttl.unwrap_or(DEFAULT_EXPIRE),
         config: config.clone(),

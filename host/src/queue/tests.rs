@@ -35,6 +35,7 @@ fn envelope(msgid: MsgId, rcpt: &str) -> Envelope {
         next_try: 0,
         last_error: None,
         bounce_reason: None,
+        warnings: 0,
         junk: false,
     }
 }

@@ -1,16 +1,19 @@
 //! Delivery status notifications (RFC 3464): the message a sender gets
 //! when one of its recipients failed for good.
 
+use super::Notice;
 use crate::envelope::Envelope;
 
 /// How much of the original message a bounce carries back.
 const MAX_RETURNED_BODY: usize = 64 * 1024;
 
 /// Builds the DSN for `failed` (all envelopes of one message that failed
-/// together), from `hostname`'s MAILER-DAEMON. `original` is the queued
-/// message; its headers (or more, per RET=FULL) are returned.
+/// or are delayed together), from `hostname`'s MAILER-DAEMON. `original`
+/// is the queued message; its headers (or more, per RET=FULL) are
+/// returned.
 pub fn compose(
     hostname: &str,
+    notice: Notice,
     failed: &[&Envelope],
     original: &[u8],
     boundary_seed: u64,
@@ -32,7 +35,11 @@ pub fn compose(
     );
     m += &format!("From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n");
     m += &format!("To: {to}\r\n");
-    m += "Subject: Delivery status notification: error\r\n";
+    let (subject, action) = match notice {
+        Notice::Failed => ("error", "failed"),
+        Notice::Delayed => ("delay", "delayed"),
+    };
+    m += &format!("Subject: Delivery status notification: {subject}\r\n");
     m += &format!("Date: {date}\r\n");
     m += &format!("Message-ID: <{boundary_seed:016x}.bounce@{hostname}>\r\n");
     m += "MIME-Version: 1.0\r\n";
@@ -43,7 +50,10 @@ pub fn compose(
     m += "This is a MIME-encapsulated message.\r\n\r\n";
     m += &format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
     m += "Hi!\r\n\r\nThis is the MAILER-DAEMON, please DO NOT REPLY to this email.\r\n\r\n";
-    m += "An error has occurred while attempting to deliver a message for\r\nthe following list of recipients:\r\n\r\n";
+    m += match notice {
+        Notice::Failed => "An error has occurred while attempting to deliver a message for\r\nthe following list of recipients:\r\n\r\n",
+        Notice::Delayed => "A message is delayed for more than the expected time for\r\nthe following list of recipients; delivery will be tried again:\r\n\r\n",
+    };
     for e in failed {
         let reason = failure_reason(e);
         m += &format!("{}: {}\r\n", e.rcpt, one_line(reason));
@@ -57,17 +67,26 @@ pub fn compose(
     m += &format!("Arrival-Date: {}\r\n", unix_to_rfc2822(first.created));
     for e in failed {
         let reason = failure_reason(e);
-        let status = enhanced_status(reason).unwrap_or("5.0.0");
+        let status = match (notice, enhanced_status(reason)) {
+            // An expired envelope keeps its last 4.x.x, as Postfix does.
+            (Notice::Failed, Some(s)) => s.to_string(),
+            (Notice::Failed, None) => "5.0.0".to_string(),
+            (Notice::Delayed, Some(s)) => format!("4{}", &s[1..]),
+            (Notice::Delayed, None) => "4.0.0".to_string(),
+        };
         m += "\r\n";
         if let Some(orcpt) = &e.dsn.orcpt {
             m += &format!("Original-Recipient: {orcpt}\r\n");
         }
         m += &format!("Final-Recipient: rfc822; {}\r\n", e.dest);
-        m += "Action: failed\r\n";
+        m += &format!("Action: {action}\r\n");
         m += &format!("Status: {status}\r\n");
         m += &format!("Diagnostic-Code: smtp; {}\r\n", one_line(reason));
         if e.last_try > 0 {
             m += &format!("Last-Attempt-Date: {}\r\n", unix_to_rfc2822(e.last_try));
+        }
+        if notice == Notice::Delayed {
+            m += &format!("Will-Retry-Until: {}\r\n", unix_to_rfc2822(e.expire));
         }
     }
     let headers_only = first

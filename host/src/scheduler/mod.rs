@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
-use crate::envelope::{Envelope, EnvelopeKind, EvpId};
+use crate::envelope::{Envelope, EnvelopeKind, EvpId, MsgId};
 pub use crate::mda::Outcome;
 use crate::queue::Queue;
 use backoff::Backoff;
@@ -26,13 +26,32 @@ use backoff::Backoff;
 pub trait Deliver: Send + Sync + 'static {
     /// One delivery attempt. Must not panic; errors are outcomes.
     fn deliver(&self, env: &Envelope) -> impl Future<Output = Outcome> + Send;
-    /// Queue a bounce for `failed` (whose sender is not null); returns the
+    /// Envelopes of one message with the same key may be attempted
+    /// together (one SMTP transaction for several recipients of a relay
+    /// destination); `None` attempts the envelope alone.
+    fn batch_key(&self, _env: &Envelope) -> Option<String> {
+        None
+    }
+    /// One attempt for a batch (same message, same [`Deliver::batch_key`]):
+    /// one outcome per envelope, in order.
+    fn deliver_batch(&self, envs: &[Envelope]) -> impl Future<Output = Vec<Outcome>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(envs.len());
+            for env in envs {
+                outcomes.push(self.deliver(env).await);
+            }
+            outcomes
+        }
+    }
+    /// Queue a bounce (or, for [`Notice::Delayed`], a delay warning) for
+    /// `failed`, whose sender is not null; returns the
     /// new envelopes, already committed, for the scheduler to run. `Err`
     /// means it could not be queued now (disk, lookups): the failed
     /// envelope is kept and the bounce tried again later.
     fn bounce(
         &self,
         failed: &Envelope,
+        notice: Notice,
     ) -> impl Future<Output = Result<Vec<Envelope>, String>> + Send;
     /// Short name of the delivery method for logs (`maildir`, `mbox`, …).
     fn method_name(&self, env: &Envelope) -> String;
@@ -40,24 +59,61 @@ pub trait Deliver: Send + Sync + 'static {
 
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
-    /// Deliveries running at once.
+    /// Delivery attempts running at once.
     pub max_parallel: usize,
+    /// Most envelopes in one batched attempt: RFC 5321 §4.5.3.1.8 has
+    /// servers take at least 100 recipients per transaction.
+    pub max_batch: usize,
     pub backoff: Backoff,
+    /// `bounce warn-interval`: how long an envelope waits before each
+    /// delay warning to its sender.
+    pub warn_after: Vec<Duration>,
 }
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
         SchedulerOptions {
             max_parallel: 64,
+            max_batch: 100,
             backoff: Backoff::default(),
+            warn_after: vec![DEFAULT_WARN_AFTER],
         }
+    }
+}
+
+/// OpenSMTPD's default `bounce warn-interval`.
+pub const DEFAULT_WARN_AFTER: Duration = Duration::from_secs(4 * 3600);
+
+/// What a notice to the sender says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Delivery failed for good (a bounce).
+    Failed,
+    /// Still trying (a delay warning).
+    Delayed,
+}
+
+impl Notice {
+    /// Whether the sender's NOTIFY parameter asks for this notice; with
+    /// none, failures and delays are both reported.
+    fn wanted(self, notify: Option<&str>) -> bool {
+        let Some(notify) = notify else {
+            return true;
+        };
+        let word = match self {
+            Notice::Failed => "FAILURE",
+            Notice::Delayed => "DELAY",
+        };
+        notify
+            .split(',')
+            .any(|w| w.trim().eq_ignore_ascii_case(word))
     }
 }
 
 enum Msg {
     Insert(Vec<Envelope>),
-    /// An attempt finished; `Some` means try again later.
-    Finished(Option<Box<Envelope>>),
+    /// An attempt finished; the envelopes to try again later.
+    Finished(Vec<Envelope>),
     ScheduleAll,
 }
 
@@ -95,6 +151,7 @@ pub fn start<D: Deliver>(
         tx,
         envs: HashMap::new(),
         due: BTreeSet::new(),
+        by_msg: HashMap::new(),
         running: 0,
     };
     tokio::spawn(sched.run(rx, recovered));
@@ -110,6 +167,8 @@ struct Scheduler<D> {
     envs: HashMap<EvpId, Envelope>,
     /// (next_try, id) of every waiting envelope.
     due: BTreeSet<(i64, EvpId)>,
+    /// The waiting envelopes of each message, to find batch mates.
+    by_msg: HashMap<MsgId, BTreeSet<EvpId>>,
     running: usize,
 }
 
@@ -134,9 +193,7 @@ impl<D: Deliver> Scheduler<D> {
             Msg::Insert(envs) => self.add(envs),
             Msg::Finished(again) => {
                 self.running -= 1;
-                if let Some(env) = again {
-                    self.add(vec![*env]);
-                }
+                self.add(again);
             }
             Msg::ScheduleAll => {
                 let now = now();
@@ -155,8 +212,55 @@ impl<D: Deliver> Scheduler<D> {
     fn add(&mut self, envs: Vec<Envelope>) {
         for env in envs {
             self.due.insert((env.next_try, env.id));
+            self.by_msg.entry(env.msgid()).or_default().insert(env.id);
             self.envs.insert(env.id, env);
         }
+    }
+
+    /// Takes a waiting envelope out of the schedule.
+    fn take(&mut self, id: EvpId) -> Option<Envelope> {
+        let env = self.envs.remove(&id)?;
+        self.due.remove(&(env.next_try, id));
+        if let Some(mates) = self.by_msg.get_mut(&id.msgid()) {
+            mates.remove(&id);
+            if mates.is_empty() {
+                self.by_msg.remove(&id.msgid());
+            }
+        }
+        Some(env)
+    }
+
+    /// `first` and the due envelopes of its message that may share its
+    /// attempt.
+    fn batch_for(&mut self, first: Envelope, now: i64) -> Vec<Envelope> {
+        if first.kind == EnvelopeKind::Bounce {
+            return vec![first];
+        }
+        let Some(key) = self.deliver.batch_key(&first) else {
+            return vec![first];
+        };
+        let mates: Vec<EvpId> = self
+            .by_msg
+            .get(&first.msgid())
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        let mut batch = vec![first];
+        for id in mates {
+            if batch.len() >= self.opts.max_batch.max(1) {
+                break;
+            }
+            let fits = self.envs.get(&id).is_some_and(|env| {
+                env.next_try <= now
+                    && env.kind != EnvelopeKind::Bounce
+                    && self.deliver.batch_key(env).as_ref() == Some(&key)
+            });
+            if fits {
+                if let Some(env) = self.take(id) {
+                    batch.push(env);
+                }
+            }
+        }
+        batch
     }
 
     fn next_wakeup(&self) -> Duration {
@@ -178,27 +282,31 @@ impl<D: Deliver> Scheduler<D> {
             if at > now {
                 break;
             }
-            self.due.pop_first();
-            let Some(env) = self.envs.remove(&id) else {
+            let Some(env) = self.take(id) else {
+                self.due.pop_first();
                 continue;
             };
+            let batch = self.batch_for(env, now);
             self.running += 1;
             let attempt = Attempt {
                 queue: self.queue.clone(),
                 deliver: self.deliver.clone(),
                 backoff: self.opts.backoff,
+                warn_after: self.opts.warn_after.clone(),
                 tx: self.tx.clone(),
             };
             let span = tracing::info_span!("delivery", evpid = %id);
-            let (tx, backoff, mut retry) = (self.tx.clone(), self.opts.backoff, env.clone());
-            let task = tokio::spawn(attempt.run(env).instrument(span));
+            let (tx, backoff, mut retry) = (self.tx.clone(), self.opts.backoff, batch.clone());
+            let task = tokio::spawn(attempt.run(batch).instrument(span));
             tokio::spawn(async move {
                 // A delivery that panicked never reported back: give its
-                // slot back and try the envelope again later.
+                // slot back and try the envelopes again later.
                 if task.await.is_err() {
                     warn!("delivery: attempt for {id} crashed; retrying later");
-                    retry.next_try = now + backoff.delay(retry.tries.max(1)).as_secs() as i64;
-                    let _ = tx.send(Msg::Finished(Some(Box::new(retry))));
+                    for env in &mut retry {
+                        env.next_try = now + backoff.delay(env.tries.max(1)).as_secs() as i64;
+                    }
+                    let _ = tx.send(Msg::Finished(retry));
                 }
             });
         }
@@ -210,18 +318,41 @@ struct Attempt<D> {
     queue: Queue,
     deliver: Arc<D>,
     backoff: Backoff,
+    warn_after: Vec<Duration>,
     tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl<D: Deliver> Attempt<D> {
-    async fn run(self, mut env: Envelope) {
-        let id = env.id;
-        let outcome = if env.kind == EnvelopeKind::Bounce {
+    async fn run(self, envs: Vec<Envelope>) {
+        let outcomes = self.attempt(&envs).await;
+        let mut again = Vec::new();
+        for (env, outcome) in envs.into_iter().zip(outcomes) {
+            if let Some(env) = self.settle(env, outcome).await {
+                again.push(env);
+            }
+        }
+        let _ = self.tx.send(Msg::Finished(again));
+    }
+
+    async fn attempt(&self, envs: &[Envelope]) -> Vec<Outcome> {
+        let mut outcomes = match envs {
             // Failed for good already; only its bounce is still owed.
-            Outcome::PermFail(env.bounce_reason.clone().unwrap_or_default())
-        } else {
-            self.deliver.deliver(&env).await
+            [env] if env.kind == EnvelopeKind::Bounce => vec![Outcome::PermFail(
+                env.bounce_reason.clone().unwrap_or_default(),
+            )],
+            [env] => vec![self.deliver.deliver(env).await],
+            _ => self.deliver.deliver_batch(envs).await,
         };
+        outcomes.resize_with(envs.len(), || {
+            Outcome::TempFail("the delivery gave no result for this recipient".into())
+        });
+        outcomes
+    }
+
+    /// Acts on one envelope's outcome; returns it when it is to be tried
+    /// again later.
+    async fn settle(&self, mut env: Envelope, outcome: Outcome) -> Option<Envelope> {
+        let id = env.id;
         let now = now();
         env.tries += 1;
         env.last_try = now;
@@ -232,7 +363,7 @@ impl<D: Deliver> Attempt<D> {
             other => other,
         };
         self.log(&env, &outcome, now);
-        let again = match outcome {
+        match outcome {
             Outcome::Ok(_) => {
                 self.remove(id).await;
                 None
@@ -240,6 +371,7 @@ impl<D: Deliver> Attempt<D> {
             Outcome::TempFail(e) => {
                 env.last_error = Some(e);
                 env.next_try = now + self.backoff.delay(env.tries).as_secs() as i64;
+                self.warn_if_due(&mut env, now).await;
                 match self.queue.update_envelope(&env).await {
                     Ok(()) => Some(env),
                     // Removed meanwhile (wasmtpctl remove): nothing to retry.
@@ -255,7 +387,7 @@ impl<D: Deliver> Attempt<D> {
             Outcome::PermFail(e) => {
                 env.last_error = Some(e.clone());
                 env.bounce_reason = Some(e);
-                match self.bounce(&env).await {
+                match self.bounce(&env, Notice::Failed).await {
                     Ok(()) => {
                         self.remove(id).await;
                         None
@@ -273,16 +405,35 @@ impl<D: Deliver> Attempt<D> {
                     }
                 }
             }
-        };
-        let _ = self.tx.send(Msg::Finished(again.map(Box::new)));
+        }
     }
 
-    /// Queues the bounce `env` owes its sender, if any (never for a bounce).
-    async fn bounce(&self, env: &Envelope) -> Result<(), String> {
-        if env.sender.is_none() {
+    /// Sends the next delay warning (`bounce warn-interval`) once the
+    /// envelope has waited that long. A warning that cannot be queued
+    /// now is tried at the next failure.
+    async fn warn_if_due(&self, env: &mut Envelope, now: i64) {
+        let Some(after) = self.warn_after.get(env.warnings as usize) else {
+            return;
+        };
+        if now - env.created < after.as_secs() as i64 {
+            return;
+        }
+        match self.bounce(env, Notice::Delayed).await {
+            Ok(()) => env.warnings += 1,
+            Err(why) => warn!(
+                "bounce: cannot queue the delay warning for {}: {why}",
+                env.id
+            ),
+        }
+    }
+
+    /// Queues the notice `env` owes its sender, if any: never for a
+    /// bounce, nor when the sender's NOTIFY (RFC 3461) declined it.
+    async fn bounce(&self, env: &Envelope, notice: Notice) -> Result<(), String> {
+        if env.sender.is_none() || !notice.wanted(env.dsn.notify.as_deref()) {
             return Ok(());
         }
-        let bounces = self.deliver.bounce(env).await?;
+        let bounces = self.deliver.bounce(env, notice).await?;
         if !bounces.is_empty() {
             let _ = self.tx.send(Msg::Insert(bounces));
         }
@@ -346,8 +497,21 @@ pub fn human_delay(secs: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit_tests {
     use super::*;
+
+    #[test]
+    fn notify_decides_which_notices_go() {
+        assert!(Notice::Failed.wanted(None));
+        assert!(Notice::Delayed.wanted(None));
+        assert!(!Notice::Failed.wanted(Some("NEVER")));
+        assert!(Notice::Failed.wanted(Some("SUCCESS,FAILURE")));
+        assert!(!Notice::Delayed.wanted(Some("SUCCESS,FAILURE")));
+        assert!(Notice::Delayed.wanted(Some("delay")));
+    }
 
     #[test]
     fn delay_format() {

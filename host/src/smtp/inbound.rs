@@ -371,6 +371,14 @@ impl Inbound {
         let Some(mut tx) = self.tx.take() else {
             return Decision::Reject(reply(503, "5.5.1", "No transaction"));
         };
+        if crate::loops::too_many_hops(&content) {
+            self.services.queue.release_msgid(tx.msgid);
+            info!(
+                "smtp-in: Rejected message on session {}: too many hops",
+                self.session_id
+            );
+            return Decision::Reject(reply(554, "5.4.6", "Too many hops"));
+        }
         let content = self.masquerade(content, tx.sender.as_ref(), session);
         let content = match self.filter_message(session, &mut tx, content).await {
             Ok(content) => content,
@@ -461,6 +469,7 @@ impl Inbound {
                     next_try: now,
                     last_error: None,
                     bounce_reason: None,
+                    warnings: 0,
                     junk: tx.junk,
                 });
             }

@@ -20,7 +20,11 @@ impl Deliver for NoDelivery {
     async fn deliver(&self, _env: &Envelope) -> Outcome {
         Outcome::TempFail("test".into())
     }
-    async fn bounce(&self, _failed: &Envelope) -> Result<Vec<Envelope>, String> {
+    async fn bounce(
+        &self,
+        _failed: &Envelope,
+        _notice: crate::scheduler::Notice,
+    ) -> Result<Vec<Envelope>, String> {
         Ok(Vec::new())
     }
     fn method_name(&self, _env: &Envelope) -> String {

@@ -1,0 +1,211 @@
+//! The scheduler against a real on-disk queue: batching the recipients
+//! of one message per destination, retries, bounces and delay warnings.
+//! The delivery side is a recording stand-in: what is under test is
+//! what the scheduler hands it and does with its answers.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::envelope::DsnParams;
+use crate::mailaddr::MailAddr;
+
+#[derive(Default)]
+struct Recorder {
+    /// Each attempt: the recipients it carried.
+    attempts: Mutex<Vec<Vec<String>>>,
+    notices: Mutex<Vec<(String, Notice)>>,
+    /// Recipients (by local part) that fail for now / for good.
+    tempfail: Vec<&'static str>,
+    permfail: Vec<&'static str>,
+}
+
+impl Deliver for Recorder {
+    async fn deliver(&self, env: &Envelope) -> Outcome {
+        self.deliver_batch(std::slice::from_ref(env))
+            .await
+            .remove(0)
+    }
+
+    fn batch_key(&self, env: &Envelope) -> Option<String> {
+        (env.kind == EnvelopeKind::Mta).then(|| env.dest.domain.clone())
+    }
+
+    async fn deliver_batch(&self, envs: &[Envelope]) -> Vec<Outcome> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .push(envs.iter().map(|e| e.rcpt.to_string()).collect());
+        envs.iter()
+            .map(|e| {
+                if self.tempfail.contains(&e.rcpt.local.as_str()) {
+                    Outcome::TempFail("421 4.4.2 try later".into())
+                } else if self.permfail.contains(&e.rcpt.local.as_str()) {
+                    Outcome::PermFail("550 5.1.1 no such user".into())
+                } else {
+                    Outcome::Ok("250 ok".into())
+                }
+            })
+            .collect()
+    }
+
+    async fn bounce(&self, failed: &Envelope, notice: Notice) -> Result<Vec<Envelope>, String> {
+        self.notices
+            .lock()
+            .unwrap()
+            .push((failed.rcpt.to_string(), notice));
+        Ok(Vec::new())
+    }
+
+    fn method_name(&self, _env: &Envelope) -> String {
+        "test".into()
+    }
+}
+
+fn envelope(msgid: MsgId, rcpt: &str, kind: EnvelopeKind) -> Envelope {
+    let (local, domain) = rcpt.split_once('@').unwrap();
+    let created = now();
+    Envelope {
+        id: EvpId::new_in(msgid),
+        kind,
+        action: "out".into(),
+        sender: Some(MailAddr::new("alice", "example.org")),
+        rcpt: MailAddr::new(local, domain),
+        dest: MailAddr::new(local, domain),
+        target: None,
+        dsn: DsnParams::default(),
+        tag: None,
+        helo: "client.example.org".into(),
+        peer: None,
+        peer_name: "localhost".into(),
+        hostname: "mx.example.org".into(),
+        auth_user: None,
+        created,
+        expire: created + 3600,
+        tries: 0,
+        last_try: 0,
+        next_try: created,
+        last_error: None,
+        bounce_reason: None,
+        junk: false,
+        warnings: 0,
+    }
+}
+
+async fn queued(dir: &std::path::Path, rcpts: &[(&str, EnvelopeKind)]) -> (Queue, Vec<Envelope>) {
+    let q = Queue::open(dir, Default::default()).unwrap();
+    let id = q.new_msgid();
+    let envs: Vec<Envelope> = rcpts.iter().map(|(r, k)| envelope(id, r, *k)).collect();
+    q.commit(id, b"Subject: t\r\n\r\nhi\r\n".to_vec(), envs.clone())
+        .await
+        .unwrap();
+    (q, envs)
+}
+
+async fn wait_for(what: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if what() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out");
+}
+
+#[tokio::test]
+async fn recipients_of_one_message_share_an_attempt_per_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, envs) = queued(
+        dir.path(),
+        &[
+            ("a@one.test", EnvelopeKind::Mta),
+            ("b@two.test", EnvelopeKind::Mta),
+            ("c@one.test", EnvelopeKind::Mta),
+            ("d@local.test", EnvelopeKind::Mda),
+            ("e@local.test", EnvelopeKind::Mda),
+        ],
+    )
+    .await;
+    let rec = Arc::new(Recorder::default());
+    let _h = start(q.clone(), rec.clone(), SchedulerOptions::default(), envs);
+    wait_for(|| rec.attempts.lock().unwrap().len() == 4).await;
+    let mut attempts: Vec<Vec<String>> = rec
+        .attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            a.sort();
+            a
+        })
+        .collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        vec![
+            vec!["a@one.test".to_string(), "c@one.test".to_string()],
+            vec!["b@two.test".to_string()],
+            vec!["d@local.test".to_string()],
+            vec!["e@local.test".to_string()],
+        ]
+    );
+    // Delivered: gone from the queue.
+    wait_for(|| q.load_all().unwrap().envelopes.is_empty()).await;
+}
+
+#[tokio::test]
+async fn batch_outcomes_are_settled_per_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, envs) = queued(
+        dir.path(),
+        &[
+            ("ok@one.test", EnvelopeKind::Mta),
+            ("later@one.test", EnvelopeKind::Mta),
+            ("never@one.test", EnvelopeKind::Mta),
+        ],
+    )
+    .await;
+    let rec = Arc::new(Recorder {
+        tempfail: vec!["later"],
+        permfail: vec!["never"],
+        ..Default::default()
+    });
+    let _h = start(q.clone(), rec.clone(), SchedulerOptions::default(), envs);
+    wait_for(|| q.load_all().unwrap().envelopes.len() == 1).await;
+    let left = q.load_all().unwrap().envelopes;
+    assert_eq!(left[0].rcpt.local, "later");
+    assert_eq!(left[0].tries, 1);
+    assert_eq!(left[0].last_error.as_deref(), Some("421 4.4.2 try later"));
+    assert!(left[0].next_try > now());
+    assert_eq!(
+        *rec.notices.lock().unwrap(),
+        vec![("never@one.test".to_string(), Notice::Failed)]
+    );
+}
+
+#[tokio::test]
+async fn a_delay_warning_goes_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, mut envs) = queued(dir.path(), &[("later@one.test", EnvelopeKind::Mta)]).await;
+    // Queued two hours ago; warn after one, and after a day.
+    envs[0].created -= 7200;
+    let rec = Arc::new(Recorder {
+        tempfail: vec!["later"],
+        ..Default::default()
+    });
+    let opts = SchedulerOptions {
+        backoff: Backoff {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+        },
+        warn_after: vec![Duration::from_secs(3600), Duration::from_secs(86400)],
+        ..Default::default()
+    };
+    let _h = start(q.clone(), rec.clone(), opts, envs);
+    wait_for(|| rec.attempts.lock().unwrap().len() >= 3).await;
+    assert_eq!(
+        *rec.notices.lock().unwrap(),
+        vec![("later@one.test".to_string(), Notice::Delayed)]
+    );
+    wait_for(|| q.load_all().unwrap().envelopes[0].warnings == 1).await;
+}
