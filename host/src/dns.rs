@@ -1,17 +1,19 @@
 //! The daemon's DNS resolver (hickory), shared by the filters' `host-dns`
-//! capability and, later, relay MX lookups.
+//! capability and relay routing (MX and address lookups).
 //!
 //! It reads /etc/resolv.conf unless the daemon was told a name server
 //! (`--nameserver IP:PORT`, which the tests use to reach a DNS server on
 //! loopback).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{ResolveError, TokioResolver};
 
 /// How long one query may take, all attempts included.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +36,25 @@ pub enum DnsError {
     BadName,
     #[error("{0}")]
     Lookup(String),
+}
+
+/// Why a routing lookup gave no answer. Routing needs to tell a name that
+/// does not exist (the mail bounces) from one that has no record of the
+/// type asked (an implicit MX, or an MX host to skip) and from a failure
+/// that may pass (the mail waits).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("invalid domain name")]
+    BadName,
+    /// NXDOMAIN.
+    #[error("domain not found")]
+    NotFound,
+    /// The name exists but has no record of that type (NOERROR, no data).
+    #[error("no records of that type")]
+    NoRecords,
+    /// Time-out, SERVFAIL, REFUSED, network trouble.
+    #[error("temporary DNS failure: {0}")]
+    Temporary(String),
 }
 
 pub struct Dns {
@@ -97,6 +118,95 @@ impl Dns {
     }
 }
 
+impl Dns {
+    /// MX records as (preference, exchange) with the exchange fully
+    /// qualified in A-labels (`mx.example.org.`; the root, a null MX, is
+    /// `.`), in the order the server gave them.
+    pub async fn lookup_mx(&self, domain: &str) -> Result<Vec<(u16, String)>, LookupError> {
+        let lookup = self.query(domain, RecordType::MX).await?;
+        let mxs: Vec<(u16, String)> = lookup
+            .record_iter()
+            .filter_map(|r| match r.data() {
+                RData::MX(mx) => Some((mx.preference(), mx.exchange().to_ascii())),
+                _ => None,
+            })
+            .collect();
+        if mxs.is_empty() {
+            // Only a CNAME (or other types) came back.
+            return Err(LookupError::NoRecords);
+        }
+        Ok(mxs)
+    }
+
+    /// Both IPv4 and IPv6 addresses of `name` (A, then AAAA), asked in
+    /// parallel. One family missing is fine; only when neither gave an
+    /// address does the worse of the two errors come back (a temporary
+    /// failure beats "no records", which beats "not found").
+    pub async fn lookup_ip(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
+        let (a, aaaa) = tokio::join!(
+            self.query(name, RecordType::A),
+            self.query(name, RecordType::AAAA)
+        );
+        let mut addrs = Vec::new();
+        let mut errs = Vec::new();
+        for result in [a, aaaa] {
+            match result {
+                Ok(lookup) => addrs.extend(lookup.record_iter().filter_map(|r| match r.data() {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })),
+                Err(e) => errs.push(e),
+            }
+        }
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+        Err(errs
+            .into_iter()
+            .max_by_key(|e| match e {
+                LookupError::Temporary(_) => 3,
+                LookupError::NoRecords => 2,
+                LookupError::NotFound => 1,
+                LookupError::BadName => 0,
+            })
+            .unwrap_or(LookupError::NoRecords))
+    }
+
+    async fn query(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<hickory_resolver::lookup::Lookup, LookupError> {
+        if !valid_name(name) {
+            return Err(LookupError::BadName);
+        }
+        let fqdn = if name.ends_with('.') {
+            name.to_string()
+        } else {
+            format!("{name}.")
+        };
+        match tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(fqdn, rtype)).await {
+            Err(_) => Err(LookupError::Temporary("timed out".into())),
+            Ok(Err(e)) => Err(classify(&e)),
+            Ok(Ok(l)) => Ok(l),
+        }
+    }
+}
+
+/// hickory reports SERVFAIL and REFUSED as "no records found" too, with
+/// the response code inside: only NXDOMAIN and NOERROR are answers.
+fn classify(e: &ResolveError) -> LookupError {
+    match e.proto().map(|p| p.kind()) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => match *response_code {
+            ResponseCode::NXDomain => LookupError::NotFound,
+            ResponseCode::NoError => LookupError::NoRecords,
+            code => LookupError::Temporary(code.to_string()),
+        },
+        _ => LookupError::Temporary(e.to_string()),
+    }
+}
+
 fn text_of(data: &RData) -> Option<String> {
     Some(match data {
         RData::A(a) => a.0.to_string(),
@@ -131,6 +241,121 @@ pub fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_resolver::proto::op::{Message, MessageType};
+    use hickory_resolver::proto::rr::rdata::{A, AAAA, MX};
+    use hickory_resolver::proto::rr::{Name, Record};
+
+    /// A one-socket DNS server on loopback with fixed answers, so the
+    /// mapping of real hickory errors is what gets tested.
+    async fn fake_server() -> SocketAddr {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                let (n, peer) = sock.recv_from(&mut buf).await.unwrap();
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                let query = q.queries()[0].clone();
+                let name = query.name().clone();
+                let qname = name.to_ascii();
+                let mut r = Message::new();
+                r.set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .set_recursion_available(true)
+                    .add_query(query.clone());
+                let rec = |d: RData| Record::from_rdata(name.clone(), 60, d);
+                match (qname.as_str(), query.query_type()) {
+                    ("nx.test.", _) => {
+                        r.set_response_code(ResponseCode::NXDomain);
+                    }
+                    ("fail.test.", _) => {
+                        r.set_response_code(ResponseCode::ServFail);
+                    }
+                    ("mx.test.", RecordType::MX) => {
+                        r.add_answer(rec(RData::MX(MX::new(
+                            10,
+                            Name::from_ascii("mx1.mx.test.").unwrap(),
+                        ))));
+                        r.add_answer(rec(RData::MX(MX::new(
+                            20,
+                            Name::from_ascii("MX2.mx.test").unwrap(),
+                        ))));
+                    }
+                    ("null.test.", RecordType::MX) => {
+                        r.add_answer(rec(RData::MX(MX::new(0, Name::root()))));
+                    }
+                    ("host.test.", RecordType::A) => {
+                        r.add_answer(rec(RData::A(A::new(192, 0, 2, 1))));
+                    }
+                    ("host.test.", RecordType::AAAA) => {
+                        r.add_answer(rec(RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))));
+                    }
+                    ("v4only.test.", RecordType::A) => {
+                        r.add_answer(rec(RData::A(A::new(192, 0, 2, 2))));
+                    }
+                    ("halfbroken.test.", RecordType::A) => {
+                        r.set_response_code(ResponseCode::ServFail);
+                    }
+                    _ => {} // NOERROR, no data
+                }
+                sock.send_to(&r.to_vec().unwrap(), peer).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn mx_lookups_tell_nxdomain_from_nodata_from_failure() {
+        let dns = Dns::new(Some(fake_server().await)).unwrap();
+        assert_eq!(
+            dns.lookup_mx("mx.test").await.unwrap(),
+            vec![(10, "mx1.mx.test.".into()), (20, "MX2.mx.test.".into())]
+        );
+        assert_eq!(
+            dns.lookup_mx("null.test.").await.unwrap(),
+            vec![(0, ".".into())]
+        );
+        assert_eq!(dns.lookup_mx("nx.test").await, Err(LookupError::NotFound));
+        assert_eq!(
+            dns.lookup_mx("empty.test").await,
+            Err(LookupError::NoRecords)
+        );
+        assert!(matches!(
+            dns.lookup_mx("fail.test").await,
+            Err(LookupError::Temporary(_))
+        ));
+        assert_eq!(dns.lookup_mx("bad name").await, Err(LookupError::BadName));
+    }
+
+    #[tokio::test]
+    async fn address_lookups_keep_both_families() {
+        let dns = Dns::new(Some(fake_server().await)).unwrap();
+        assert_eq!(
+            dns.lookup_ip("host.test").await.unwrap(),
+            vec![
+                "192.0.2.1".parse::<IpAddr>().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            dns.lookup_ip("v4only.test").await.unwrap(),
+            vec!["192.0.2.2".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(dns.lookup_ip("nx.test").await, Err(LookupError::NotFound));
+        assert_eq!(
+            dns.lookup_ip("empty.test").await,
+            Err(LookupError::NoRecords)
+        );
+        assert!(matches!(
+            dns.lookup_ip("fail.test").await,
+            Err(LookupError::Temporary(_))
+        ));
+        // SERVFAIL on A and no AAAA: the mail must wait, not skip the host.
+        assert!(matches!(
+            dns.lookup_ip("halfbroken.test").await,
+            Err(LookupError::Temporary(_))
+        ));
+    }
 
     #[test]
     fn names_a_filter_may_look_up() {

@@ -1,1 +1,0 @@
-//! Where relayed mail goes: smarthost or MX hosts.
