@@ -22,7 +22,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::sign::SingleCertAndKey;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
+use rustls::{ClientConfig, ClientConnection, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -103,15 +103,15 @@ impl ClientTls {
         config: &Config,
         mode: VerifyMode,
     ) -> Result<ClientTls, MtaTlsError> {
-        let roots = roots::for_action(opts.ca.as_deref(), config)?;
-        ClientTls::with_roots(opts, config, mode, roots)
+        let anchors = roots::for_action(opts.ca.as_deref(), config)?;
+        ClientTls::with_anchors(opts, config, mode, anchors)
     }
 
-    fn with_roots(
+    fn with_anchors(
         opts: &RelayOptions,
         config: &Config,
         mode: VerifyMode,
-        roots: Arc<RootCertStore>,
+        anchors: roots::Anchors,
     ) -> Result<ClientTls, MtaTlsError> {
         let provider = crate::tls::provider();
         let versions: Vec<&'static SupportedProtocolVersion> = match &opts.protocols {
@@ -123,13 +123,17 @@ impl ClientTls {
             // which are all modern AEADs anyway.
             warn!("relay: ciphers \"{ciphers}\" ignored: rustls's default suites are used");
         }
-        let check = if roots.is_empty() {
+        let check = if anchors.roots.is_empty() {
             Check::NoAnchors
         } else {
-            let v = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| MtaTlsError::Setup(e.to_string()))?;
-            Check::WebPki(v)
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(anchors.roots, provider.clone())
+                    .build()
+                    .map_err(|e| MtaTlsError::Setup(e.to_string()))?;
+            Check::WebPki {
+                verifier,
+                pinned: anchors.pinned,
+            }
         };
         let check = Arc::new(check);
         let placeholder = Arc::new(Recording {
@@ -251,13 +255,15 @@ pub fn describe(conn: &ClientConnection) -> String {
 pub(super) mod tests {
     use super::*;
     use crate::config::model::{Ca, Origin, Pki};
+    use rustls::RootCertStore;
     use std::path::{Path, PathBuf};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     /// A self-signed certificate for `name` (and 127.0.0.1) and its key,
-    /// made by openssl as the server-side tests do.
-    pub(in crate::mta::tls) fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    /// made by openssl as the server-side tests do; `ca` keeps openssl's
+    /// default of marking it a CA.
+    pub(in crate::mta::tls) fn self_signed(dir: &Path, name: &str, ca: bool) -> (PathBuf, PathBuf) {
         let (crt, key) = (
             dir.join(format!("{name}.crt")),
             dir.join(format!("{name}.key")),
@@ -274,8 +280,14 @@ pub(super) mod tests {
                 "-addext",
                 &format!("subjectAltName=DNS:{name},IP:127.0.0.1"),
             ])
-            // webpki refuses a CA certificate as a server's own.
-            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args([
+                "-addext",
+                if ca {
+                    "basicConstraints=critical,CA:TRUE"
+                } else {
+                    "basicConstraints=critical,CA:FALSE"
+                },
+            ])
             .output()
             .unwrap();
         assert!(
@@ -286,12 +298,13 @@ pub(super) mod tests {
         (crt, key)
     }
 
-    /// A configuration with pki and ca `mx.test` (the server's
-    /// certificate) and pki and ca `client.test`.
+    /// A configuration with a pki and a ca of each name: `mx.test` (the
+    /// server's usual certificate), `client.test`, and `legacy.test`
+    /// (self-signed and marked as a CA, as `openssl req -x509` makes them).
     fn setup(dir: &Path) -> Config {
         let mut config = Config::default();
-        for name in ["mx.test", "client.test"] {
-            let (crt, key) = self_signed(dir, name);
+        for name in ["mx.test", "client.test", "legacy.test"] {
+            let (crt, key) = self_signed(dir, name, name == "legacy.test");
             config.pki.insert(
                 name.into(),
                 Pki {
@@ -314,18 +327,23 @@ pub(super) mod tests {
         config
     }
 
-    fn server_config(config: &Config, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
+    fn server_config(
+        config: &Config,
+        pki_name: &str,
+        client_ca: Option<&str>,
+    ) -> Arc<rustls::ServerConfig> {
         let provider = crate::tls::provider();
-        let key = pki::load_pki(&config.pki["mx.test"], &provider).unwrap().key;
+        let key = pki::load_pki(&config.pki[pki_name], &provider).unwrap().key;
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap();
         let builder = match client_ca {
             Some(ca) => {
                 let roots = Arc::new(pki::load_ca(&config.ca[ca]).unwrap());
-                let v = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .unwrap();
+                let v =
+                    rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider)
+                        .build()
+                        .unwrap();
                 builder.with_client_cert_verifier(v)
             }
             None => builder.with_no_client_auth(),
@@ -349,7 +367,9 @@ pub(super) mod tests {
                 .accept(tcp)
                 .await
                 .map_err(|e| e.to_string())?;
-            s.write_all(b"220 ok\r\n").await.map_err(|e| e.to_string())?;
+            s.write_all(b"220 ok\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
             s.flush().await.map_err(|e| e.to_string())?;
             let mut buf = [0u8; 16];
             // The client's close (or its certificate being refused).
@@ -365,8 +385,18 @@ pub(super) mod tests {
         mode: VerifyMode,
         name: &str,
     ) -> Result<(String, TlsOutcome), MtaTlsError> {
+        handshake_with(config, "mx.test", opts, mode, name).await
+    }
+
+    async fn handshake_with(
+        config: &Config,
+        server_pki: &str,
+        opts: &RelayOptions,
+        mode: VerifyMode,
+        name: &str,
+    ) -> Result<(String, TlsOutcome), MtaTlsError> {
         let tls = ClientTls::new(opts, config, mode)?;
-        let (addr, _server) = serve_once(server_config(config, None)).await;
+        let (addr, _server) = serve_once(server_config(config, server_pki, None)).await;
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (mut s, outcome) = connect(tcp, name, &tls).await?;
         let mut line = [0u8; 8];
@@ -476,14 +506,13 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = setup(dir.path());
         let opts = RelayOptions::default();
-        let tls = ClientTls::with_roots(
-            &opts,
-            &config,
-            VerifyMode::Opportunistic,
-            Arc::new(RootCertStore::empty()),
-        )
-        .unwrap();
-        let (addr, _server) = serve_once(server_config(&config, None)).await;
+        let anchors = roots::Anchors {
+            roots: Arc::new(RootCertStore::empty()),
+            pinned: Vec::new(),
+        };
+        let tls =
+            ClientTls::with_anchors(&opts, &config, VerifyMode::Opportunistic, anchors).unwrap();
+        let (addr, _server) = serve_once(server_config(&config, "mx.test", None)).await;
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (_, outcome) = connect(tcp, "mx.test", &tls).await.unwrap();
         assert!(!outcome.verified);
@@ -517,10 +546,7 @@ pub(super) mod tests {
         )
         .await
         .unwrap_err();
-        assert!(
-            err.to_string().contains("not valid for name"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("not valid for name"), "{err}");
     }
 
     #[tokio::test]
@@ -555,7 +581,10 @@ pub(super) mod tests {
             .await
             .unwrap();
         assert!(outcome.verified);
-        assert!(desc.starts_with("version=TLSv1.2, cipher=TLS_ECDHE_"), "{desc}");
+        assert!(
+            desc.starts_with("version=TLSv1.2, cipher=TLS_ECDHE_"),
+            "{desc}"
+        );
     }
 
     #[tokio::test]
@@ -568,7 +597,8 @@ pub(super) mod tests {
                 ..with_ca("mx.test")
             };
             let tls = ClientTls::new(&opts, &config, VerifyMode::Strict).unwrap();
-            let (addr, server) = serve_once(server_config(&config, Some("client.test"))).await;
+            let (addr, server) =
+                serve_once(server_config(&config, "mx.test", Some("client.test"))).await;
             let tcp = TcpStream::connect(addr).await.unwrap();
             // TLS 1.3 clients finish before the server has judged their
             // certificate: the server's side tells.
@@ -581,5 +611,33 @@ pub(super) mod tests {
             let served = server.await.unwrap();
             assert_eq!(served.is_ok(), accepted, "{pki:?}: {served:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_certificate_marked_ca_is_trusted_when_it_is_the_actions_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = setup(dir.path());
+        let strict = |opts: RelayOptions, name: &'static str| {
+            let config = config.clone();
+            async move { handshake_with(&config, "legacy.test", &opts, VerifyMode::Strict, name).await }
+        };
+        let (_, outcome) = strict(with_ca("legacy.test"), "legacy.test").await.unwrap();
+        assert!(outcome.verified);
+        // Still checked for the name.
+        let err = strict(with_ca("legacy.test"), "other.test")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not valid for name"), "{err}");
+        // Only that very certificate is trusted so.
+        let err = strict(with_ca("mx.test"), "legacy.test").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TLS with legacy.test: server certificate verification failed: \
+             invalid peer certificate: CaUsedAsEndEntity"
+        );
+        let err = strict(RelayOptions::default(), "legacy.test")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MtaTlsError::Verify { .. }), "{err}");
     }
 }

@@ -21,18 +21,34 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/pki/tls/certs/ca-bundle.crt",
 ];
 
+/// A relay action's trust.
+pub struct Anchors {
+    pub roots: Arc<RootCertStore>,
+    /// The certificates of the action's `ca` file as they are: a server
+    /// presenting one of them exactly is trusted even when it is marked
+    /// as a CA, as OpenSSL trusts a self-signed certificate given as its
+    /// own CA (`openssl req -x509` marks them so) and webpki does not.
+    pub pinned: Vec<CertificateDer<'static>>,
+}
+
 /// The anchors for a relay action: `ca NAME` if given, else the system's.
-pub fn for_action(ca: Option<&str>, config: &Config) -> Result<Arc<RootCertStore>, MtaTlsError> {
-    match ca {
-        Some(name) => {
-            let def = config
-                .ca
-                .get(name)
-                .ok_or_else(|| MtaTlsError::UnknownCa(name.to_string()))?;
-            Ok(Arc::new(pki::load_ca(def)?))
-        }
-        None => Ok(system()),
-    }
+pub fn for_action(ca: Option<&str>, config: &Config) -> Result<Anchors, MtaTlsError> {
+    let Some(name) = ca else {
+        return Ok(Anchors {
+            roots: system(),
+            pinned: Vec::new(),
+        });
+    };
+    let def = config
+        .ca
+        .get(name)
+        .ok_or_else(|| MtaTlsError::UnknownCa(name.to_string()))?;
+    let roots = Arc::new(pki::load_ca(def)?);
+    // load_ca just parsed the same file.
+    let pinned = CertificateDer::pem_file_iter(&def.cert)
+        .map(|iter| iter.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    Ok(Anchors { roots, pinned })
 }
 
 /// The system bundle, read once: every relay action without `ca` shares it.
@@ -76,7 +92,7 @@ mod tests {
         let empty = dir.path().join("empty.crt");
         std::fs::write(&empty, "").unwrap();
         assert!(load_first([missing.as_path(), empty.as_path()].into_iter()).is_empty());
-        let crt = super::super::tests::self_signed(dir.path(), "ca.test").0;
+        let crt = super::super::tests::self_signed(dir.path(), "ca.test", true).0;
         let roots = load_first([missing.as_path(), empty.as_path(), crt.as_path()].into_iter());
         assert_eq!(roots.len(), 1);
     }

@@ -11,10 +11,11 @@
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// How a certificate that fails verification is treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +34,11 @@ pub type Verdict = Arc<Mutex<Option<Result<(), String>>>>;
 /// The check shared by all connections of a relay action.
 #[derive(Debug)]
 pub(super) enum Check {
-    WebPki(Arc<WebPkiServerVerifier>),
+    WebPki {
+        verifier: Arc<WebPkiServerVerifier>,
+        /// See `roots::Anchors::pinned`.
+        pinned: Vec<CertificateDer<'static>>,
+    },
     /// No trust anchors at all: webpki refuses to build a verifier, and
     /// every certificate fails.
     NoAnchors,
@@ -53,6 +58,30 @@ impl Recording {
     }
 }
 
+/// rustls's words for the failure, with webpki's own error named rather
+/// than shown as `Other(OtherError(..))`.
+fn reason(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::Other(o)) => {
+            match o.0.downcast_ref::<webpki::Error>() {
+                Some(w) => format!("invalid peer certificate: {w:?}"),
+                None => e.to_string(),
+            }
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn is_ca_as_end_entity(e: &rustls::Error) -> bool {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::Other(o)) => matches!(
+            o.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
+    }
+}
+
 impl ServerCertVerifier for Recording {
     fn verify_server_cert(
         &self,
@@ -63,9 +92,24 @@ impl ServerCertVerifier for Recording {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let result = match self.check.as_ref() {
-            Check::WebPki(v) => v
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-                .map(|_| ()),
+            Check::WebPki { verifier, pinned } => {
+                match verifier.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                ) {
+                    Ok(_) => Ok(()),
+                    // webpki checked the validity dates before refusing
+                    // the CA flag; the name is left to check.
+                    Err(e) if is_ca_as_end_entity(&e) && pinned.contains(end_entity) => {
+                        ParsedCertificate::try_from(end_entity)
+                            .and_then(|c| verify_server_name(&c, server_name))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Check::NoAnchors => Err(rustls::Error::General(
                 "no trust anchors (no ca given and no system CA bundle)".into(),
             )),
@@ -76,7 +120,7 @@ impl ServerCertVerifier for Recording {
                 Ok(ServerCertVerified::assertion())
             }
             Err(e) => {
-                self.record(Err(e.to_string()));
+                self.record(Err(reason(&e)));
                 match self.mode {
                     VerifyMode::Opportunistic => Ok(ServerCertVerified::assertion()),
                     VerifyMode::Strict => Err(e),
