@@ -252,7 +252,7 @@ pub fn describe(conn: &ClientConnection) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use crate::config::model::{Ca, Origin, Pki};
     use rustls::RootCertStore;
