@@ -1,1 +1,0 @@
-//! Client TLS and AUTH credentials for relaying.
