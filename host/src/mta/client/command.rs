@@ -157,7 +157,10 @@ mod tests {
     #[test]
     fn dot_stuffing_and_line_ends() {
         assert_eq!(dot_stuffed(b""), b".\r\n");
-        assert_eq!(dot_stuffed(b"a\r\n.b\r\n..\r\n"), b"a\r\n..b\r\n...\r\n.\r\n");
+        assert_eq!(
+            dot_stuffed(b"a\r\n.b\r\n..\r\n"),
+            b"a\r\n..b\r\n...\r\n.\r\n"
+        );
         assert_eq!(dot_stuffed(b"a\n.\nb"), b"a\r\n..\r\nb\r\n.\r\n");
         assert_eq!(wire_len(b"a\n.\nb"), 9);
         assert_eq!(wire_len(b"a\r\n"), 3);

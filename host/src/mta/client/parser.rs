@@ -147,7 +147,13 @@ impl ReplyParser {
 fn sanitise(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw)
         .chars()
-        .map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

@@ -43,7 +43,9 @@ pub struct Client {
 enum State {
     Greeting,
     /// EHLO/LHLO (`helo: false`) or the HELO fallback sent.
-    Hello { helo: bool },
+    Hello {
+        helo: bool,
+    },
     StartTls,
     AwaitTls,
     Auth(AuthStep),
@@ -423,9 +425,7 @@ impl Client {
             }
             // Like Postfix, a refused login is a soft error: the
             // credentials may be fixed before the mail expires.
-            _ => {
-                self.fail(FailureReason::Reply(r), false, true)
-            }
+            _ => self.fail(FailureReason::Reply(r), false, true),
         }
     }
 
@@ -584,7 +584,8 @@ impl Client {
                     t.settle_unsettled(&r, Stage::Data);
                     return TxStep::Finished { rset: true };
                 }
-                self.out.extend_from_slice(&command::dot_stuffed(&t.tx.content));
+                self.out
+                    .extend_from_slice(&command::dot_stuffed(&t.tx.content));
                 trace!(bytes = t.tx.content.len(), "smtp client >>> message");
                 t.pending.push_back(Expect::Final);
                 TxStep::Continue

@@ -138,7 +138,10 @@ mod tests {
             Some((EnhancedCode::new(5, 1, 1), "User unknown"))
         );
         assert_eq!(EnhancedCode::strip("5.1.1 User unknown", 2), None);
-        assert_eq!(EnhancedCode::strip("2.0.0", 2), Some((EnhancedCode::new(2, 0, 0), "")));
+        assert_eq!(
+            EnhancedCode::strip("2.0.0", 2),
+            Some((EnhancedCode::new(2, 0, 0), ""))
+        );
         assert_eq!(EnhancedCode::strip("1.2.3.4 is an IP", 2), None);
         assert_eq!(EnhancedCode::strip("2.0.1234 Ok", 2), None);
         assert_eq!(EnhancedCode::strip("2.x.0 Ok", 2), None);
