@@ -21,7 +21,6 @@ use super::reply::{EnhancedCode, Reply};
 
 /// A client session on one connection. See the module docs for the loop
 /// that drives it.
-#[derive(Debug)]
 pub struct Client {
     cfg: ClientConfig,
     state: State,
@@ -300,7 +299,9 @@ impl Client {
         }
         match self.state {
             State::Greeting => {
-                if r.is_positive() {
+                if r.is_positive() && self.quit_pending {
+                    self.send_quit()
+                } else if r.is_positive() {
                     self.send_hello(false)
                 } else {
                     let permanent = r.is_permanent();
@@ -361,6 +362,9 @@ impl Client {
     /// After the server said hello: STARTTLS, then AUTH, then ready.
     /// `tls_refused`: STARTTLS was tried and refused (go on in plain text).
     fn after_hello(&mut self, tls_refused: bool) {
+        if self.quit_pending {
+            return self.send_quit();
+        }
         if !self.tls_active && !tls_refused {
             if self.cfg.tls != TlsPolicy::Never && self.ext.starttls {
                 self.write("STARTTLS\r\n");
@@ -656,6 +660,23 @@ impl Client {
     fn write_secret(&mut self, line: &str, shown: &str) {
         trace!(cmd = shown, "smtp client >>>");
         self.out.extend_from_slice(line.as_bytes());
+    }
+}
+
+// By hand: `out` may hold an AUTH line not yet written.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("cfg", &self.cfg)
+            .field("stage", &self.stage())
+            .field("tls_active", &self.tls_active)
+            .field("ext", &self.ext)
+            .field("tx", &self.tx)
+            .field("queued", &self.queued)
+            .field("quit_pending", &self.quit_pending)
+            .field("out_len", &self.out.len())
+            .field("events", &self.events)
+            .finish()
     }
 }
 

@@ -376,7 +376,10 @@ fn auth_failures_are_temporary() {
 
 #[test]
 fn password_never_in_debug_output() {
-    let c = Client::new(with_auth()).unwrap();
+    let mut c = Client::new(with_auth()).unwrap();
+    feed(&mut c, "220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n");
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("AHVzZXIAcGFzcw"), "{dbg}");
     let dbg = format!("{c:?} {:?}", with_auth());
     assert!(dbg.contains("user") && !dbg.contains("pass\""), "{dbg}");
     assert!(!dbg.contains("\"pass"));
@@ -647,6 +650,19 @@ fn quit_then_closed() {
 }
 
 #[test]
+fn quit_before_ready_skips_the_rest_of_the_setup() {
+    let mut c = Client::new(with_auth()).unwrap();
+    feed(&mut c, "220 mx\r\n");
+    assert_eq!(out(&mut c), "EHLO relay.example\r\n");
+    c.quit();
+    feed(&mut c, "250-mx\r\n250 AUTH PLAIN\r\n");
+    assert_eq!(out(&mut c), "QUIT\r\n", "no AUTH on the way out");
+    assert!(events(&mut c).is_empty(), "no Ready");
+    feed(&mut c, "221 bye\r\n");
+    assert_eq!(events(&mut c), [Event::Closed]);
+}
+
+#[test]
 fn a_421_mid_transaction_settles_the_rest_temporarily() {
     let mut c = ready(cfg(), EHLO_FULL);
     c.send(tx(&["a@x.net", "b@x.net", "c@x.net"], b"x\r\n"))
@@ -736,4 +752,29 @@ fn unexpected_replies_are_protocol_errors() {
         panic!("{ev:?}")
     };
     assert!(r.rcpts[0].reply.is_transient());
+}
+
+#[test]
+fn refused_rset_ends_the_session_and_settles_the_queued_transaction() {
+    let mut c = ready(cfg(), EHLO_PLAIN);
+    c.send(tx(&["a@x.net"], b"x\r\n")).unwrap();
+    feed(&mut c, "550 no sender\r\n");
+    assert_eq!(done(&mut c), ["550 no sender"]);
+    c.send(tx(&["b@x.net"], b"x\r\n")).unwrap();
+    assert_eq!(
+        c.send(tx(&["c@x.net"], b"x\r\n")),
+        Err(ClientError::Busy(Stage::Rset))
+    );
+    feed(&mut c, "500 what RSET\r\n");
+    assert_eq!(
+        out(&mut c),
+        "MAIL FROM:<alice@example.org>\r\nRSET\r\nQUIT\r\n"
+    );
+    let ev = events(&mut c);
+    let [Event::Done(r), Event::Failed(f)] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert!(r.rcpts[0].reply.is_transient(), "nothing was sent for it");
+    assert_eq!(f.stage, Stage::Rset);
+    assert!(!f.permanent);
 }
