@@ -43,6 +43,9 @@ struct Cli {
     /// The name server to use instead of /etc/resolv.conf's (testing).
     #[arg(long, hide = true, value_name = "IP:PORT")]
     nameserver: Option<std::net::SocketAddr>,
+    /// The port MX hosts listen on (testing: MX hosts on 127.0.0.x).
+    #[arg(long, hide = true, value_name = "PORT", default_value_t = 25)]
+    mx_port: u16,
 }
 
 fn main() -> ExitCode {
@@ -177,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 scheduler: sched,
                 runner,
                 nameserver: cli.nameserver,
+                mx_port: cli.mx_port,
             },
         )
         .await

@@ -12,6 +12,7 @@ use crate::lka::resolve::{Refusal, Resolver};
 use crate::lka::rules::MatchContext;
 use crate::mailaddr::MailAddr;
 use crate::mda::{self, JobMethod, LocalJob, Outcome};
+use crate::mta::relay::RelayService;
 use crate::privsep::JobRunner;
 use crate::queue::Queue;
 use crate::scheduler::{bounce, Deliver, Notice};
@@ -25,12 +26,17 @@ pub struct Delivery {
     pub local_domains: Vec<String>,
     /// Runs local jobs: in process, or as their user via the broker.
     pub runner: JobRunner,
+    /// Relays to other hosts; `None` when no resolver could be set up.
+    pub relay: Option<Arc<RelayService>>,
 }
 
 impl Deliver for Delivery {
     async fn deliver(&self, env: &Envelope) -> Outcome {
         if env.kind == EnvelopeKind::Mta {
-            return Outcome::TempFail("relaying to other hosts is not available yet".into());
+            let mut outcomes = self.relay(std::slice::from_ref(env)).await;
+            return outcomes.pop().unwrap_or_else(|| {
+                Outcome::TempFail("the relay gave no result for this recipient".into())
+            });
         }
         let Some(action) = self.config.actions.get(&env.action) else {
             // A config edit may bring it back: never bounce for that.
@@ -47,6 +53,28 @@ impl Deliver for Delivery {
             Ok(outcome) => outcome,
             Err(outcome) => outcome,
         }
+    }
+
+    /// Relayed recipients of one message for one domain through one
+    /// action share a transaction.
+    fn batch_key(&self, env: &Envelope) -> Option<String> {
+        (env.kind == EnvelopeKind::Mta)
+            .then(|| format!("{}/{}", env.action, env.dest.domain.to_ascii_lowercase()))
+    }
+
+    async fn deliver_batch(&self, envs: &[Envelope]) -> Vec<Outcome> {
+        if envs.iter().all(|e| e.kind == EnvelopeKind::Mta) {
+            return self.relay(envs).await;
+        }
+        let mut outcomes = Vec::with_capacity(envs.len());
+        for env in envs {
+            outcomes.push(self.deliver(env).await);
+        }
+        outcomes
+    }
+
+    fn logs_itself(&self, env: &Envelope) -> bool {
+        env.kind == EnvelopeKind::Mta
     }
 
     async fn bounce(&self, failed: &Envelope, notice: Notice) -> Result<Vec<Envelope>, String> {
@@ -67,6 +95,36 @@ impl Deliver for Delivery {
             (_, Some(Method::Relay(_))) => "relay".into(),
             _ => "unknown".into(),
         }
+    }
+}
+
+impl Delivery {
+    /// Envelopes of one message for one relay destination.
+    async fn relay(&self, envs: &[Envelope]) -> Vec<Outcome> {
+        let Some(first) = envs.first() else {
+            return Vec::new();
+        };
+        let fail = |o: Outcome| vec![o; envs.len()];
+        let Some(relay) = &self.relay else {
+            return fail(Outcome::TempFail("no DNS resolver for relaying".into()));
+        };
+        let Some(action) = self.config.actions.get(&first.action) else {
+            return fail(Outcome::TempFail(format!(
+                "action \"{}\" no longer exists",
+                first.action
+            )));
+        };
+        let Method::Relay(opts) = &action.method else {
+            return fail(Outcome::TempFail(format!(
+                "action \"{}\" no longer relays",
+                first.action
+            )));
+        };
+        let content = match self.queue.read_message(first.msgid()).await {
+            Ok(c) => Arc::new(c),
+            Err(err) => return fail(Outcome::TempFail(format!("cannot read message: {err}"))),
+        };
+        relay.relay(&action.name, opts, envs, content).await
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod deliver;
 pub mod listen;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::model::{AuthMode, Config, TlsMode};
+use crate::mta::relay::RelayService;
+use crate::mta::tls::{ClientTls, VerifyMode};
 use crate::privsep::JobRunner;
 use crate::queue::{self, Queue, QueueOptions};
 use crate::scheduler::{self, SchedulerOptions};
@@ -43,6 +46,8 @@ pub enum DaemonError {
     NoListener,
     #[error(transparent)]
     Filter(#[from] crate::filter::FilterError),
+    #[error("action \"{0}\": {1}")]
+    RelayTls(String, Box<crate::mta::tls::MtaTlsError>),
 }
 
 pub struct DaemonOptions {
@@ -53,6 +58,8 @@ pub struct DaemonOptions {
     pub runner: JobRunner,
     /// The one name server to ask instead of /etc/resolv.conf's.
     pub nameserver: Option<std::net::SocketAddr>,
+    /// The port of MX hosts (25; tests run theirs elsewhere).
+    pub mx_port: u16,
 }
 
 /// What [`prepare`] readies before the runtime starts.
@@ -64,6 +71,9 @@ pub struct Prepared {
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     /// The wasm filters' components, read while we may still be root.
     pub filters: Vec<crate::filter::Source>,
+    /// Client TLS (trust anchors, client certificate) per relay action,
+    /// built while the key files can still be read.
+    pub relay_tls: HashMap<String, Arc<ClientTls>>,
 }
 
 /// The system's hostname, lowercase, as announced when a listener has none.
@@ -90,6 +100,7 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
     let default_hostname = config.hostname.clone().unwrap_or_else(system_hostname);
     let tls = crate::tls::build_listeners(&config, &default_hostname)?;
     let filters = crate::filter::read_sources(&config);
+    let relay_tls = relay_tls(&config)?;
     let listeners = listen::bind_all(&config)?;
     if listeners.is_empty() {
         return Err(DaemonError::NoListener);
@@ -100,7 +111,20 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
         listeners,
         tls,
         filters,
+        relay_tls,
     })
+}
+
+fn relay_tls(config: &Config) -> Result<HashMap<String, Arc<ClientTls>>, DaemonError> {
+    let mut out = HashMap::new();
+    for action in config.actions.values() {
+        if let crate::config::model::Method::Relay(opts) = &action.method {
+            let tls = ClientTls::new(opts, config, VerifyMode::for_relay(opts))
+                .map_err(|e| DaemonError::RelayTls(action.name.clone(), Box::new(e)))?;
+            out.insert(action.name.clone(), Arc::new(tls));
+        }
+    }
+    Ok(out)
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -111,6 +135,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         listeners,
         tls,
         filters,
+        relay_tls,
     } = prepared;
     let hostname = config.hostname.clone().unwrap_or_else(system_hostname);
 
@@ -147,6 +172,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
     local_domains.dedup();
 
     let filters = start_filters(&config, filters, &opts, tables.clone())?;
+    let relay = start_relay(&config, &tables, relay_tls, &hostname, &opts);
     let delivery = Arc::new(deliver::Delivery {
         config: config.clone(),
         tables: tables.clone(),
@@ -154,6 +180,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         hostname: hostname.clone(),
         local_domains: local_domains.clone(),
         runner: opts.runner,
+        relay,
     });
     let mut sched = opts.scheduler;
     if !config.bounce_warn_interval.is_empty() {
@@ -280,6 +307,48 @@ fn start_filters(
         info!("filter {name}: loaded");
     }
     Ok(Some(Arc::new(registry)))
+}
+
+/// The relay service, when some action relays. Without a resolver the
+/// daemon still runs; relayed mail waits in the queue.
+fn start_relay(
+    config: &Arc<Config>,
+    tables: &Arc<Tables>,
+    tls: HashMap<String, Arc<ClientTls>>,
+    hostname: &str,
+    opts: &DaemonOptions,
+) -> Option<Arc<RelayService>> {
+    if tls.is_empty() {
+        return None;
+    }
+    let dns = match crate::dns::Dns::new(opts.nameserver) {
+        Ok(dns) => dns,
+        Err(e) => {
+            warn!("relay: no DNS resolver, relayed mail waits in the queue: {e}");
+            return None;
+        }
+    };
+    let relay = Arc::new(RelayService::new(
+        config.clone(),
+        tables.clone(),
+        dns,
+        tls,
+        hostname.to_string(),
+        opts.mx_port,
+        opts.scheduler.backoff.min,
+    ));
+    let reaper = Arc::downgrade(&relay);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            match reaper.upgrade() {
+                Some(relay) => relay.reap_idle().await,
+                None => return,
+            }
+        }
+    });
+    Some(relay)
 }
 
 /// SIGHUP re-reads and recompiles the filters' components: sessions that

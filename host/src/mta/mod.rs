@@ -4,6 +4,8 @@
 //! client side of TLS and AUTH, and connection reuse per destination.
 
 pub mod client;
+pub mod relay;
 pub mod route;
+pub mod session;
 pub mod tls;
 pub mod url;

@@ -53,6 +53,12 @@ pub trait Deliver: Send + Sync + 'static {
         failed: &Envelope,
         notice: Notice,
     ) -> impl Future<Output = Result<Vec<Envelope>, String>> + Send;
+    /// Whether the delivery logs each outcome itself (the relay's
+    /// `relay: Ok for …` lines); the scheduler then logs only what it
+    /// changes (an expiry).
+    fn logs_itself(&self, _env: &Envelope) -> bool {
+        false
+    }
     /// Short name of the delivery method for logs (`maildir`, `mbox`, …).
     fn method_name(&self, env: &Envelope) -> String;
 }
@@ -356,13 +362,15 @@ impl<D: Deliver> Attempt<D> {
         let now = now();
         env.tries += 1;
         env.last_try = now;
-        let outcome = match outcome {
+        let (outcome, expired) = match outcome {
             Outcome::TempFail(e) if now >= env.expire => {
-                Outcome::PermFail(format!("Envelope expired: {e}"))
+                (Outcome::PermFail(format!("Envelope expired: {e}")), true)
             }
-            other => other,
+            other => (other, false),
         };
-        self.log(&env, &outcome, now);
+        if expired || !self.deliver.logs_itself(&env) {
+            self.log(&env, &outcome, now);
+        }
         match outcome {
             Outcome::Ok(_) => {
                 self.remove(id).await;

@@ -58,7 +58,11 @@ impl AsyncWrite for Stream {
 /// `version=TLSv1.3, cipher=TLS13_AES_256_GCM_SHA384, bits=256`, the
 /// shape of OpenSMTPD's "Started TLS" log line.
 pub fn describe(tls: &TlsStream<TcpStream>) -> String {
-    let conn = tls.get_ref().1;
+    describe_state(tls.get_ref().1)
+}
+
+/// The same for either side's connection state (the relay's client too).
+pub fn describe_state(conn: &rustls::CommonState) -> String {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),

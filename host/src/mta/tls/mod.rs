@@ -237,18 +237,7 @@ where
 /// `version=TLSv1.3, cipher=TLS13_AES_256_GCM_SHA384, bits=256`, the
 /// shape of OpenSMTPD's "Started TLS" line (as `crate::tls::describe`).
 pub fn describe(conn: &ClientConnection) -> String {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(other) => format!("{other:?}"),
-        None => "unknown".to_string(),
-    };
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .and_then(|s| s.suite().as_str())
-        .unwrap_or("unknown");
-    let bits = if cipher.contains("_128_") { 128 } else { 256 };
-    format!("version={version}, cipher={cipher}, bits={bits}")
+    crate::tls::stream::describe_state(conn)
 }
 
 #[cfg(test)]

@@ -1,0 +1,506 @@
+//! The relay service: takes a batch of envelopes of one message for one
+//! destination, finds the hosts to try, carries the message over a new
+//! or an idle connection, and turns each recipient's reply into an
+//! [`Outcome`]. It remembers destinations that keep failing (held for a
+//! while, so the queue does not hammer a dead host) and keeps a few idle
+//! connections per host for the next message.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tracing::info;
+
+use super::client::{
+    ClientConfig, Credentials, Recipient, Reply, SessionFailure, Stage, TlsPolicy, Transaction,
+};
+use super::route::{self, Destination, Hop, RouteError};
+use super::session::{local_failure, Connection, Target, Timeouts};
+use super::tls::{self as client_tls, ClientTls};
+use super::url::Scheme;
+use crate::config::model::{Config, RelayOptions};
+use crate::dns::Dns;
+use crate::envelope::Envelope;
+use crate::mailaddr::{display_sender, MailAddr};
+use crate::mda::Outcome;
+use crate::table::Tables;
+
+/// Connections open at once to one destination (Postfix's
+/// default_destination_concurrency_limit).
+const PER_DESTINATION: usize = 20;
+/// How long an idle connection is kept for the next message.
+const IDLE_FOR: Duration = Duration::from_secs(5);
+/// Idle connections kept per host.
+const IDLE_PER_HOST: usize = 8;
+
+pub struct RelayService {
+    pub config: Arc<Config>,
+    pub tables: Arc<Tables>,
+    pub dns: Dns,
+    /// Client TLS per relay action (built before privileges dropped).
+    tls: HashMap<String, Arc<ClientTls>>,
+    pub hostname: String,
+    /// Port of MX hosts: 25, but tests run their MX hosts elsewhere.
+    pub mx_port: u16,
+    /// How long a destination is held after every host failed.
+    pub hold_for: Duration,
+    pub timeouts: Timeouts,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    holds: HashMap<String, Hold>,
+    limits: HashMap<String, Arc<Semaphore>>,
+    idle: HashMap<ConnKey, Vec<(Instant, Connection)>>,
+}
+
+struct Hold {
+    until: Instant,
+    failures: u32,
+    why: String,
+}
+
+/// What makes a pooled connection fit for another message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ConnKey {
+    addr: IpAddr,
+    port: u16,
+    scheme: Scheme,
+    helo: String,
+    label: Option<String>,
+    action: String,
+}
+
+/// Where a batch goes, worked out from the action and the domain.
+struct Plan {
+    /// Holds and limits are per destination: the smarthost or domain.
+    destination: String,
+    scheme: Scheme,
+    label: Option<String>,
+    hops: Result<Vec<Hop>, RouteError>,
+}
+
+impl RelayService {
+    pub fn new(
+        config: Arc<Config>,
+        tables: Arc<Tables>,
+        dns: Dns,
+        tls: HashMap<String, Arc<ClientTls>>,
+        hostname: String,
+        mx_port: u16,
+        hold_for: Duration,
+    ) -> RelayService {
+        RelayService {
+            config,
+            tables,
+            dns,
+            tls,
+            hostname,
+            mx_port,
+            hold_for,
+            timeouts: Timeouts::default(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// One attempt for `envs` (one message, one destination domain):
+    /// one outcome per envelope, in order, each logged as OpenSMTPD's
+    /// `relay: Ok for …` line.
+    pub async fn relay(
+        &self,
+        action: &str,
+        opts: &RelayOptions,
+        envs: &[Envelope],
+        content: Arc<Vec<u8>>,
+    ) -> Vec<Outcome> {
+        let mut via = Via::default();
+        let outcomes = self.attempt(action, opts, envs, content, &mut via).await;
+        let sender = match &opts.mail_from {
+            Some(addr) => MailAddr::parse(addr).ok(),
+            None => envs.first().and_then(|e| e.sender.clone()),
+        };
+        for (env, outcome) in envs.iter().zip(&outcomes) {
+            log(env, sender.as_ref(), &via, outcome);
+        }
+        outcomes
+    }
+
+    async fn attempt(
+        &self,
+        action: &str,
+        opts: &RelayOptions,
+        envs: &[Envelope],
+        content: Arc<Vec<u8>>,
+        via: &mut Via,
+    ) -> Vec<Outcome> {
+        let Some(first) = envs.first() else {
+            return Vec::new();
+        };
+        let mut plan = match self.plan(opts, &first.dest.domain).await {
+            Ok(plan) => plan,
+            Err(outcome) => return vec![outcome; envs.len()],
+        };
+        if let Some(why) = self.held(&plan.destination) {
+            return vec![Outcome::TempFail(why); envs.len()];
+        }
+        let hops = match std::mem::replace(&mut plan.hops, Ok(Vec::new())) {
+            Ok(h) => h,
+            Err(e) if e.permanent => return vec![Outcome::PermFail(e.to_string()); envs.len()],
+            Err(e) => return vec![Outcome::TempFail(e.to_string()); envs.len()],
+        };
+        let Some(tls) = self.tls.get(action).cloned() else {
+            return vec![
+                Outcome::TempFail(format!("action \"{action}\" has no TLS settings"));
+                envs.len()
+            ];
+        };
+        let limit = self.limit(&plan.destination);
+        let Ok(_permit) = limit.acquire().await else {
+            return vec![Outcome::TempFail("relay is shutting down".into()); envs.len()];
+        };
+        let sender = match &opts.mail_from {
+            Some(addr) => MailAddr::parse(addr).ok(),
+            None => first.sender.clone(),
+        };
+        let tx = Transaction {
+            sender: sender.clone(),
+            rcpts: envs
+                .iter()
+                .map(|e| Recipient {
+                    addr: e.dest.clone(),
+                    notify: e.dsn.notify.clone(),
+                    orcpt: e.dsn.orcpt.clone(),
+                })
+                .collect(),
+            ret: first.dsn.ret.clone(),
+            envid: first.dsn.envid.clone(),
+            content: content.clone(),
+        };
+        let mut last_failure: Option<SessionFailure> = None;
+        for hop in &hops {
+            let source = self.source_address(opts, hop.addr);
+            let helo = self.helo_for(opts, source);
+            let key = ConnKey {
+                addr: hop.addr,
+                port: hop.port,
+                scheme: plan.scheme,
+                helo: helo.clone(),
+                label: plan.label.clone(),
+                action: action.to_string(),
+            };
+            let mut conn = match self.take_idle(&key) {
+                Some(c) => c,
+                None => {
+                    let config = match self.client_config(opts, &plan, helo) {
+                        Ok(c) => c,
+                        Err(e) => return vec![Outcome::TempFail(e); envs.len()],
+                    };
+                    let target = Target {
+                        hop,
+                        scheme: plan.scheme,
+                        source,
+                        tls: tls.clone(),
+                    };
+                    match Connection::open(target, config, self.timeouts).await {
+                        Ok(c) => c,
+                        Err(failure) => {
+                            info!(
+                                "smtp-out: Failed to connect to {} ({}): {failure}",
+                                hop.addr, hop.name
+                            );
+                            last_failure = Some(failure);
+                            continue;
+                        }
+                    }
+                }
+            };
+            *via = Via {
+                session: Some(conn.session_id.clone()),
+                source: conn.local.map(|a| a.ip()),
+                relay: Some((hop.addr, hop.name.clone())),
+            };
+            match conn.send(tx.clone()).await {
+                Ok(result) => {
+                    let settled = result
+                        .rcpts
+                        .iter()
+                        .any(|r| r.reply.is_positive() || r.reply.is_permanent());
+                    if conn.is_usable() {
+                        self.put_idle(key, conn);
+                    } else {
+                        conn.close().await;
+                    }
+                    // Nothing got a definite answer before the session
+                    // broke: the next host may do better.
+                    if !settled && hops.len() > 1 {
+                        if let Some(r) = result.rcpts.first() {
+                            last_failure = Some(local_failure(r.stage, r.reply.to_string()));
+                        }
+                        continue;
+                    }
+                    self.clear_hold(&plan.destination);
+                    return result.rcpts.iter().map(|r| outcome_of(&r.reply)).collect();
+                }
+                Err(failure) => {
+                    info!(
+                        "smtp-out: Session {} with {} failed: {failure}",
+                        conn.session_id, hop.name
+                    );
+                    last_failure = Some(failure);
+                    conn.close().await;
+                }
+            }
+        }
+        let failure = last_failure
+            .unwrap_or_else(|| local_failure(Stage::Greeting, "No host could be reached"));
+        if failure.permanent {
+            vec![Outcome::PermFail(failure.to_string()); envs.len()]
+        } else {
+            self.hold(&plan.destination, &failure.to_string());
+            vec![Outcome::TempFail(failure.to_string()); envs.len()]
+        }
+    }
+
+    async fn plan(&self, opts: &RelayOptions, domain: &str) -> Result<Plan, Outcome> {
+        // `domain <t>`: the table names the host for each domain.
+        let destination = match &opts.domain {
+            Some(t) => {
+                let table = self
+                    .tables
+                    .get(t)
+                    .ok_or_else(|| Outcome::TempFail(format!("table {t} is not loaded")))?;
+                match table.lookup(domain) {
+                    Some(url) => Destination::Smarthost(url.parse().map_err(|e| {
+                        Outcome::TempFail(format!("bad relay host {url:?} in <{t}>: {e}"))
+                    })?),
+                    None => Destination::from_options(opts)
+                        .map_err(|e| Outcome::TempFail(format!("bad relay options: {e}")))?,
+                }
+            }
+            None => Destination::from_options(opts)
+                .map_err(|e| Outcome::TempFail(format!("bad relay options: {e}")))?,
+        };
+        let hops = route::route(
+            &self.dns,
+            &destination,
+            domain,
+            &self.hostname,
+            self.mx_port,
+        )
+        .await;
+        Ok(match destination {
+            Destination::Smarthost(url) => Plan {
+                destination: url.to_string(),
+                scheme: url.scheme,
+                label: url.label.clone(),
+                hops,
+            },
+            Destination::Mx { .. } => Plan {
+                destination: domain.to_ascii_lowercase(),
+                scheme: Scheme::Smtp,
+                label: None,
+                hops,
+            },
+        })
+    }
+
+    fn client_config(
+        &self,
+        opts: &RelayOptions,
+        plan: &Plan,
+        helo: String,
+    ) -> Result<ClientConfig, String> {
+        let tls = match (plan.scheme, opts.tls) {
+            (Scheme::SmtpNoTls | Scheme::Lmtp, _) => TlsPolicy::Never,
+            (Scheme::Smtps, _) => TlsPolicy::Never,
+            (Scheme::SmtpTls, _) | (_, Some(_)) => TlsPolicy::Required,
+            (Scheme::Smtp, None) => TlsPolicy::Opportunistic,
+        };
+        let auth = match (&opts.auth, &plan.label) {
+            (Some(table), Some(label)) => {
+                let c = client_tls::credentials(&self.tables, table, label)
+                    .map_err(|e| e.to_string())?;
+                Some(Credentials::new(c.user, c.password.as_str()))
+            }
+            (Some(table), None) => {
+                return Err(format!(
+                    "auth <{table}> needs a label in the relay host (smtp+tls://label@host)"
+                ))
+            }
+            (None, _) => None,
+        };
+        Ok(ClientConfig {
+            helo,
+            lmtp: plan.scheme == Scheme::Lmtp,
+            tls,
+            tls_active: plan.scheme == Scheme::Smtps,
+            auth,
+        })
+    }
+
+    /// `src <t>|ADDR`: the source address to connect from, of the same
+    /// family as the destination.
+    fn source_address(&self, opts: &RelayOptions, dest: IpAddr) -> Option<IpAddr> {
+        let src = opts.src.as_deref()?;
+        let candidates: Vec<IpAddr> = match self.tables.get(src.trim_matches(['<', '>'])) {
+            Some(table) if src.starts_with('<') => table
+                .entries()
+                .filter_map(|(k, _)| k.parse().ok())
+                .collect(),
+            _ => src.parse().ok().into_iter().collect(),
+        };
+        let fitting: Vec<IpAddr> = candidates
+            .into_iter()
+            .filter(|a| a.is_ipv4() == dest.is_ipv4())
+            .collect();
+        if fitting.is_empty() {
+            return None;
+        }
+        Some(fitting[rand::random::<usize>() % fitting.len()])
+    }
+
+    /// The EHLO name: `helo-src <t>` by source address, else `helo`,
+    /// else the hostname.
+    fn helo_for(&self, opts: &RelayOptions, source: Option<IpAddr>) -> String {
+        if let (Some(t), Some(src)) = (&opts.helo_src, source) {
+            if let Some(name) = self
+                .tables
+                .get(t)
+                .and_then(|table| table.lookup(&src.to_string()).map(str::to_string))
+            {
+                return name;
+            }
+        }
+        opts.helo.clone().unwrap_or_else(|| self.hostname.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn held(&self, destination: &str) -> Option<String> {
+        let state = self.lock();
+        let hold = state.holds.get(destination)?;
+        (hold.until > Instant::now()).then(|| {
+            format!(
+                "Destination {destination} held after {} failed attempt{}: {}",
+                hold.failures,
+                if hold.failures == 1 { "" } else { "s" },
+                hold.why
+            )
+        })
+    }
+
+    fn hold(&self, destination: &str, why: &str) {
+        let mut state = self.lock();
+        let hold = state.holds.entry(destination.to_string()).or_insert(Hold {
+            until: Instant::now(),
+            failures: 0,
+            why: String::new(),
+        });
+        hold.failures += 1;
+        hold.until = Instant::now() + self.hold_for;
+        hold.why = why.to_string();
+    }
+
+    fn clear_hold(&self, destination: &str) {
+        self.lock().holds.remove(destination);
+    }
+
+    fn limit(&self, destination: &str) -> Arc<Semaphore> {
+        self.lock()
+            .limits
+            .entry(destination.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_DESTINATION)))
+            .clone()
+    }
+
+    fn take_idle(&self, key: &ConnKey) -> Option<Connection> {
+        let mut state = self.lock();
+        let pool = state.idle.get_mut(key)?;
+        while let Some((since, conn)) = pool.pop() {
+            if since.elapsed() < IDLE_FOR && !conn.is_stale() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, key: ConnKey, conn: Connection) {
+        let mut state = self.lock();
+        let pool = state.idle.entry(key).or_default();
+        pool.retain(|(since, _)| since.elapsed() < IDLE_FOR);
+        if pool.len() < IDLE_PER_HOST {
+            pool.push((Instant::now(), conn));
+        }
+    }
+
+    /// Closes idle connections that have waited long enough; run
+    /// periodically.
+    pub async fn reap_idle(&self) {
+        let stale: Vec<Connection> = {
+            let mut state = self.lock();
+            let mut out = Vec::new();
+            for pool in state.idle.values_mut() {
+                let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(pool)
+                    .into_iter()
+                    .partition(|(since, _)| since.elapsed() >= IDLE_FOR);
+                *pool = keep;
+                out.extend(old.into_iter().map(|(_, c)| c));
+            }
+            out
+        };
+        for conn in stale {
+            conn.close().await;
+        }
+    }
+}
+
+/// The connection an attempt used, for its log lines.
+#[derive(Default)]
+struct Via {
+    session: Option<String>,
+    source: Option<IpAddr>,
+    relay: Option<(IpAddr, String)>,
+}
+
+fn log(env: &Envelope, sender: Option<&MailAddr>, via: &Via, outcome: &Outcome) {
+    let (result, stat) = match outcome {
+        Outcome::Ok(s) => ("Ok", s),
+        Outcome::TempFail(s) => ("TempFail", s),
+        Outcome::PermFail(s) => ("PermFail", s),
+    };
+    let rcpt = if env.rcpt == env.dest {
+        "<->".to_string()
+    } else {
+        format!("<{}>", env.rcpt)
+    };
+    let relay = match &via.relay {
+        Some((addr, name)) => format!("{addr} ({name})"),
+        None => "-".into(),
+    };
+    info!(
+        "relay: {result} for {}: session={}, from=<{}>, to=<{}>, rcpt={rcpt}, source={}, relay={relay}, delay={}, stat={stat}",
+        env.id,
+        via.session.as_deref().unwrap_or("-"),
+        display_sender(sender),
+        env.dest,
+        via.source.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        crate::scheduler::human_delay(chrono::Utc::now().timestamp() - env.created),
+    );
+}
+
+/// A recipient's reply as the scheduler's outcome.
+fn outcome_of(reply: &Reply) -> Outcome {
+    let text = reply.to_string();
+    if reply.is_positive() {
+        Outcome::Ok(text)
+    } else if reply.is_permanent() {
+        Outcome::PermFail(text)
+    } else {
+        Outcome::TempFail(text)
+    }
+}

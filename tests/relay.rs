@@ -1,0 +1,387 @@
+//! Relaying out, end to end and all on loopback: a dnsmasq serves a
+//! test zone (MX, A, AAAA, null MX, missing domains) on 127.0.0.53, the
+//! "remote" MX hosts and smarthosts are further wasmtpd instances on
+//! their own 127.0.0.x addresses, and the sender is a wasmtpd whose
+//! resolver and MX port point at them. Nothing leaves the machine.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+
+/// dnsmasq answering for `*.test` from its command line records.
+struct Zone {
+    child: Child,
+    port: u16,
+}
+
+impl Zone {
+    fn start(site: &Site, records: &[String]) -> Zone {
+        let port = free_port();
+        let log = site.path("dns.log");
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args([
+            "-k",
+            "--conf-file=/dev/null",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.53",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--local=/test/",
+            "--log-queries",
+            &format!("--log-facility={}", log.display()),
+        ]);
+        cmd.args(records);
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        wait_for("dnsmasq to start", || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("cleared cache"))
+        });
+        Zone { child, port }
+    }
+
+    fn arg(&self) -> String {
+        format!("--nameserver=127.0.0.53:{}", self.port)
+    }
+}
+
+impl Drop for Zone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mx(domain: &str, host: &str, pref: u16) -> String {
+    format!("--mx-host={domain},{host},{pref}")
+}
+
+fn a(name: &str, addr: &str) -> String {
+    format!("--host-record={name},{addr}")
+}
+
+/// A receiving wasmtpd: listens on 127.0.0.1:{port} (for the harness)
+/// and on `addr`:`mx_port`; mail for `domain` goes to
+/// `mail/USER/Maildir`, other recipients are refused (550).
+fn mx_host(addr: &str, mx_port: u16, domain: &str) -> (Site, Daemon) {
+    let site = Site::new();
+    site.config(&format!(
+        r#"
+table users {{ "@" = "root" }}
+listen on 127.0.0.1 port {{port}}
+listen on {addr} port {mx_port}
+action "md" maildir "{{dir}}/mail/%{{dest.user:lowercase}}/Maildir" virtual <users>
+match from any for rcpt-to regex "^(alice|bob|carol)@" action "md"
+"#
+    ));
+    let _ = domain;
+    let daemon = site.start(&[]);
+    (site, daemon)
+}
+
+/// The sending wasmtpd: mail for `sender.test` is local (bounces land in
+/// `mail/alice/Maildir`); `rules` route the rest.
+fn sender(zone: &Zone, mx_port: u16, rules: &str, extra: &[&str]) -> (Site, Daemon) {
+    let site = Site::new();
+    site.config(&format!(
+        r#"
+table users {{ "@" = "root" }}
+listen on 127.0.0.1 port {{port}} hostname out.sender.test
+action "md" maildir "{{dir}}/mail/%{{dest.user:lowercase}}/Maildir" virtual <users>
+match from any for domain "sender.test" action "md"
+{rules}
+"#
+    ));
+    let mut args = vec![
+        zone.arg(),
+        format!("--mx-port={mx_port}"),
+        "--retry-min=1".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = site.start(&args);
+    (site, daemon)
+}
+
+fn send(port: u16, to: &[&str], subject: &str) {
+    let msg =
+        format!("From: alice@sender.test\r\nSubject: {subject}\r\n\r\nHello over the wire.\r\n");
+    let out = smtplib_send(port, "alice@sender.test", to, msg.as_bytes());
+    assert!(
+        out.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
+#[test]
+fn primary_mx_down_the_secondary_takes_the_mail() {
+    let mx_port = free_port();
+    let zone_site = Site::new();
+    let zone = Zone::start(
+        &zone_site,
+        &[
+            mx("one.test", "mx1.one.test", 10),
+            mx("one.test", "mx2.one.test", 20),
+            // Nothing listens on .21.
+            a("mx1.one.test", "127.0.0.21"),
+            a("mx2.one.test", "127.0.0.22"),
+        ],
+    );
+    let (mx2, _mx2d) = mx_host("127.0.0.22", mx_port, "one.test");
+    let (_s, out) = sender(
+        &zone,
+        mx_port,
+        "action \"out\" relay\nmatch from any for domain \"one.test\" action \"out\"",
+        &[],
+    );
+    send(
+        out.port,
+        &["bob@one.test", "carol@one.test"],
+        "via secondary",
+    );
+    let bob = wait_maildir(&mx2.path("mail/bob/Maildir"), 1);
+    let carol = wait_maildir(&mx2.path("mail/carol/Maildir"), 1);
+    assert!(text(&bob[0]).contains("Subject: via secondary"));
+    assert!(text(&carol[0]).contains("Hello over the wire."));
+    out.wait_log("relay: Ok for");
+    let log = out.log();
+    assert!(
+        log.contains("smtp-out: Connecting to smtp://127.0.0.21:"),
+        "{log}"
+    );
+    let ok: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("relay: Ok for"))
+        .collect();
+    assert_eq!(ok.len(), 2, "{log}");
+    for line in &ok {
+        assert!(line.contains("relay=127.0.0.22 (mx2.one.test)"), "{line}");
+        assert!(line.contains("from=<alice@sender.test>"), "{line}");
+        assert!(line.contains("stat=250 "), "{line}");
+    }
+    // Both recipients went in one transaction: one session on mx2.
+    let mx2_log = _mx2d.log();
+    assert_eq!(
+        mx2_log.matches("smtp-in: Accepted message").count(),
+        1,
+        "{mx2_log}"
+    );
+}
+
+#[test]
+fn unreachable_mail_is_retried_warned_about_then_bounced_after_expiry() {
+    let mx_port = free_port();
+    let zone_site = Site::new();
+    let zone = Zone::start(
+        &zone_site,
+        &[
+            mx("down.test", "mx.down.test", 10),
+            a("mx.down.test", "127.0.0.31"),
+        ],
+    );
+    let (s, out) = sender(
+        &zone,
+        mx_port,
+        "queue ttl 6s\nbounce warn-interval 2s\naction \"out\" relay\nmatch from any for domain \"down.test\" action \"out\"",
+        &[],
+    );
+    send(out.port, &["bob@down.test"], "never arrives");
+    let notes = wait_maildir(&s.path("mail/alice/Maildir"), 2);
+    let (warning, bounce) = (text(&notes[0]), text(&notes[1]));
+    assert!(
+        warning.contains("Subject: Delivery status notification: delay"),
+        "{warning}"
+    );
+    assert!(warning.contains("Action: delayed"), "{warning}");
+    assert!(
+        bounce.contains("Subject: Delivery status notification: error"),
+        "{bounce}"
+    );
+    assert!(bounce.contains("Content-Type: multipart/report; report-type=delivery-status"));
+    assert!(bounce.contains("Action: failed"), "{bounce}");
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; bob@down.test"),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains("Subject: never arrives"),
+        "original headers: {bounce}"
+    );
+    let log = out.log();
+    assert!(log.contains("relay: TempFail for"), "{log}");
+    assert!(log.contains("Envelope expired"), "{log}");
+}
+
+#[test]
+fn a_permanent_refusal_bounces_only_the_refused_recipient() {
+    let mx_port = free_port();
+    let zone_site = Site::new();
+    let zone = Zone::start(
+        &zone_site,
+        &[
+            mx("perm.test", "mx.perm.test", 10),
+            a("mx.perm.test", "127.0.0.32"),
+        ],
+    );
+    let (mx, _mxd) = mx_host("127.0.0.32", mx_port, "perm.test");
+    let (s, out) = sender(
+        &zone,
+        mx_port,
+        "action \"out\" relay\nmatch from any for domain \"perm.test\" action \"out\"",
+        &[],
+    );
+    send(
+        out.port,
+        &["bob@perm.test", "nobody@perm.test"],
+        "half of it",
+    );
+    wait_maildir(&mx.path("mail/bob/Maildir"), 1);
+    let bounce = text(&wait_maildir(&s.path("mail/alice/Maildir"), 1)[0]);
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; nobody@perm.test"),
+        "{bounce}"
+    );
+    assert!(
+        !bounce.contains("Final-Recipient: rfc822; bob@perm.test"),
+        "{bounce}"
+    );
+    assert!(bounce.contains("Status: 5."), "{bounce}");
+    assert!(bounce.contains("Diagnostic-Code: smtp; 550"), "{bounce}");
+    assert!(out.log().contains("relay: PermFail for"));
+}
+
+#[test]
+fn null_mx_and_missing_domains_bounce_at_once() {
+    let zone_site = Site::new();
+    let zone = Zone::start(&zone_site, &[mx("nullmx.test", ".", 0)]);
+    let (s, out) = sender(
+        &zone,
+        free_port(),
+        "action \"out\" relay\nmatch from any for domain \"nullmx.test\" action \"out\"\nmatch from any for domain \"missing.test\" action \"out\"",
+        &[],
+    );
+    send(out.port, &["bob@nullmx.test"], "null");
+    send(out.port, &["bob@missing.test"], "missing");
+    let notes = wait_maildir(&s.path("mail/alice/Maildir"), 2);
+    let all = notes.iter().map(|n| text(n)).collect::<Vec<_>>().join("\n");
+    assert!(all.contains("Domain does not accept mail"), "{all}");
+    assert!(all.contains("Status: 5.1.10"), "{all}");
+    assert!(all.contains("Status: 5.1.2"), "{all}");
+}
+
+/// A smarthost as users run one: STARTTLS required and AUTH, the
+/// receiving side a wasmtpd with a submission listener.
+#[test]
+fn smarthost_with_starttls_and_auth() {
+    let smart = Site::new();
+    make_cert(&smart, "smart.test", "ec");
+    let hash = Command::new(BIN)
+        .args(["encrypt", "s3cret"])
+        .output()
+        .unwrap();
+    smart.write("creds", &format!("relayuser {}", text(&hash.stdout)));
+    smart.config(&format!(
+        "{}table creds file:{{dir}}/creds\n\
+         table users {{ \"@\" = \"root\" }}\n\
+         listen on 127.0.0.1 port {{port}} hostname smart.test tls-require pki smart.test auth <creds>\n\
+         action \"md\" maildir \"{{dir}}/mail/%{{dest.user:lowercase}}/Maildir\" virtual <users>\n\
+         match from any auth for any action \"md\"\n",
+        pki_lines(&["smart.test"])
+    ));
+    let smart_d = smart.start(&[]);
+    let zone_site = Site::new();
+    let zone = Zone::start(&zone_site, &[]);
+    let (_s, out) = sender(
+        &zone,
+        free_port(),
+        &format!(
+            "table secrets {{ \"label\" = \"relayuser:s3cret\" }}\n\
+             action \"out\" relay host \"smtp+tls://label@127.0.0.1:{}\" auth <secrets>\n\
+             match from any for domain \"far.test\" action \"out\"",
+            smart_d.port
+        ),
+        &[],
+    );
+    send(out.port, &["bob@far.test"], "through the smarthost");
+    let got = text(&wait_maildir(&smart.path("mail/bob/Maildir"), 1)[0]);
+    assert!(got.contains("Subject: through the smarthost"));
+    out.wait_log("relay: Ok for");
+    let log = out.log();
+    assert!(log.contains("smtp-out: Started TLS on session"), "{log}");
+    // Self-signed: opportunistic verification fails, and says so.
+    assert!(
+        log.contains("smtp-out: Server certificate verification failed"),
+        "{log}"
+    );
+    assert!(
+        smart_d
+            .log()
+            .contains("Authentication succeeded for user \"relayuser\""),
+        "{}",
+        smart_d.log()
+    );
+}
+
+/// OpenSMTPD 5.x rules with the seed's `relay via` URL, and `as` to
+/// masquerade the envelope sender.
+#[test]
+fn legacy_relay_via_with_masquerade() {
+    let (peer, peer_d) = mx_host("127.0.0.33", free_port(), "far.test");
+    let zone_site = Site::new();
+    let zone = Zone::start(&zone_site, &[]);
+    let (_s, out) = sender(
+        &zone,
+        free_port(),
+        &format!(
+            "accept from any for domain \"far.test\" relay via \"smtp://127.0.0.1:{}\" as \"bounces@masq.test\"",
+            peer_d.port
+        ),
+        &[],
+    );
+    send(out.port, &["carol@far.test"], "masqueraded");
+    wait_maildir(&peer.path("mail/carol/Maildir"), 1);
+    let log = peer_d.log();
+    assert!(log.contains("from=<bounces@masq.test>"), "{log}");
+}
+
+/// We are the backup MX of bk.test: mail waits while the primary is
+/// down and goes to it once it is back.
+#[test]
+fn backup_mx_holds_mail_until_the_primary_returns() {
+    let mx_port = free_port();
+    let zone_site = Site::new();
+    let zone = Zone::start(
+        &zone_site,
+        &[
+            mx("bk.test", "primary.bk.test", 10),
+            mx("bk.test", "out.sender.test", 20),
+            a("primary.bk.test", "127.0.0.41"),
+            a("out.sender.test", "127.0.0.1"),
+        ],
+    );
+    let (_s, out) = sender(
+        &zone,
+        mx_port,
+        "action \"backup\" relay backup mx \"out.sender.test\"\nmatch from any for domain \"bk.test\" action \"backup\"",
+        &[],
+    );
+    send(out.port, &["alice@bk.test"], "held for the primary");
+    out.wait_log("relay: TempFail for");
+    let (primary, _pd) = mx_host("127.0.0.41", mx_port, "bk.test");
+    let got = text(&wait_maildir(&primary.path("mail/alice/Maildir"), 1)[0]);
+    assert!(got.contains("Subject: held for the primary"));
+    assert!(out.log().contains("relay=127.0.0.41 (primary.bk.test)"));
+}
