@@ -69,9 +69,9 @@ fn a(name: &str, addr: &str) -> String {
 }
 
 /// A receiving wasmtpd: listens on 127.0.0.1:{port} (for the harness)
-/// and on `addr`:`mx_port`; mail for `domain` goes to
-/// `mail/USER/Maildir`, other recipients are refused (550).
-fn mx_host(addr: &str, mx_port: u16, domain: &str) -> (Site, Daemon) {
+/// and on `addr`:`mx_port`; mail for alice, bob and carol (any domain)
+/// goes to `mail/USER/Maildir`, other recipients are refused (550).
+fn mx_host(addr: &str, mx_port: u16) -> (Site, Daemon) {
     let site = Site::new();
     site.config(&format!(
         r#"
@@ -82,7 +82,6 @@ action "md" maildir "{{dir}}/mail/%{{dest.user:lowercase}}/Maildir" virtual <use
 match from any for rcpt-to regex "^(alice|bob|carol)@" action "md"
 "#
     ));
-    let _ = domain;
     let daemon = site.start(&[]);
     (site, daemon)
 }
@@ -140,7 +139,7 @@ fn primary_mx_down_the_secondary_takes_the_mail() {
             a("mx2.one.test", "127.0.0.22"),
         ],
     );
-    let (mx2, _mx2d) = mx_host("127.0.0.22", mx_port, "one.test");
+    let (mx2, _mx2d) = mx_host("127.0.0.22", mx_port);
     let (_s, out) = sender(
         &zone,
         mx_port,
@@ -236,7 +235,7 @@ fn a_permanent_refusal_bounces_only_the_refused_recipient() {
             a("mx.perm.test", "127.0.0.32"),
         ],
     );
-    let (mx, _mxd) = mx_host("127.0.0.32", mx_port, "perm.test");
+    let (mx, _mxd) = mx_host("127.0.0.32", mx_port);
     let (s, out) = sender(
         &zone,
         mx_port,
@@ -339,7 +338,7 @@ fn smarthost_with_starttls_and_auth() {
 /// masquerade the envelope sender.
 #[test]
 fn legacy_relay_via_with_masquerade() {
-    let (peer, peer_d) = mx_host("127.0.0.33", free_port(), "far.test");
+    let (peer, peer_d) = mx_host("127.0.0.33", free_port());
     let zone_site = Site::new();
     let zone = Zone::start(&zone_site, &[]);
     let (_s, out) = sender(
@@ -380,8 +379,110 @@ fn backup_mx_holds_mail_until_the_primary_returns() {
     );
     send(out.port, &["alice@bk.test"], "held for the primary");
     out.wait_log("relay: TempFail for");
-    let (primary, _pd) = mx_host("127.0.0.41", mx_port, "bk.test");
+    let (primary, _pd) = mx_host("127.0.0.41", mx_port);
     let got = text(&wait_maildir(&primary.path("mail/alice/Maildir"), 1)[0]);
     assert!(got.contains("Subject: held for the primary"));
     assert!(out.log().contains("relay=127.0.0.41 (primary.bk.test)"));
+}
+
+/// An MX reachable over IPv6 only (AAAA ::1), reached from a source
+/// address and with a HELO name taken from the action.
+#[test]
+fn ipv6_mx_with_source_address_and_helo() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: skipped");
+        return;
+    }
+    let mx_port = free_port();
+    let zone_site = Site::new();
+    let zone = Zone::start(
+        &zone_site,
+        &[mx("six.test", "mx.six.test", 10), a("mx.six.test", "::1")],
+    );
+    let (mx6, mx6d) = mx_host("::1", mx_port);
+    let (_s, out) = sender(
+        &zone,
+        mx_port,
+        "table sources { \"::1\" }\n\
+         table helos { \"::1\" = \"six-out.sender.test\" }\n\
+         action \"out\" relay src <sources> helo-src <helos> helo \"fallback.sender.test\"\n\
+         match from any for domain \"six.test\" action \"out\"",
+        &[],
+    );
+    send(out.port, &["bob@six.test"], "over six");
+    let got = text(&wait_maildir(&mx6.path("mail/bob/Maildir"), 1)[0]);
+    assert!(
+        got.contains("six-out.sender.test"),
+        "HELO from helo-src: {got}"
+    );
+    assert!(mx6d.log().contains("[::1]"), "{}", mx6d.log());
+    assert!(
+        out.log().contains("relay=::1 (mx.six.test)"),
+        "{}",
+        out.log()
+    );
+}
+
+/// `tls` (verify): the smarthost's certificate is checked against the
+/// action's `ca`, and the log says it succeeded.
+#[test]
+fn smarthost_certificate_verified_against_the_ca() {
+    let smart = Site::new();
+    make_cert(&smart, "smart.test", "ec");
+    smart.config(&format!(
+        "{}table users {{ \"@\" = \"root\" }}\n\
+         listen on 127.0.0.1 port {{port}} hostname smart.test tls pki smart.test\n\
+         action \"md\" maildir \"{{dir}}/mail/%{{dest.user:lowercase}}/Maildir\" virtual <users>\n\
+         match from any for domain \"far.test\" action \"md\"\n",
+        pki_lines(&["smart.test"])
+    ));
+    let smart_d = smart.start(&[]);
+    let zone_site = Site::new();
+    let zone = Zone::start(&zone_site, &[a("smart.test", "127.0.0.1")]);
+    let (_s, out) = sender(
+        &zone,
+        free_port(),
+        &format!(
+            "ca smartca cert \"{}\"\n\
+             action \"out\" relay host \"smtp+tls://smart.test:{}\" tls ca smartca\n\
+             match from any for domain \"far.test\" action \"out\"",
+            smart.path("smart.test.crt").display(),
+            smart_d.port
+        ),
+        &[],
+    );
+    send(out.port, &["bob@far.test"], "verified");
+    wait_maildir(&smart.path("mail/bob/Maildir"), 1);
+    let log = out.log();
+    assert!(
+        log.contains("smtp-out: Server certificate verification succeeded"),
+        "{log}"
+    );
+}
+
+/// A message that went round more than 100 hosts is refused at DATA.
+#[test]
+fn a_looping_message_is_refused() {
+    let zone_site = Site::new();
+    let zone = Zone::start(&zone_site, &[]);
+    let (_s, out) = sender(&zone, free_port(), "", &[]);
+    let mut msg = String::new();
+    for i in 0..101 {
+        msg += &format!(
+            "Received: from hop{i}.test by hop{}.test; Tue, 24 Nov 2026 10:00:00 +0000\r\n",
+            i + 1
+        );
+    }
+    msg += "Subject: round and round\r\n\r\nagain\r\n";
+    let out_ = smtplib_send(
+        out.port,
+        "bob@sender.test",
+        &["alice@sender.test"],
+        msg.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out_.stderr);
+    assert!(
+        err.contains("554") && err.contains("Too many hops"),
+        "{err}"
+    );
 }
