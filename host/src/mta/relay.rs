@@ -32,8 +32,8 @@ use crate::table::Tables;
 const PER_DESTINATION: usize = 20;
 /// How long an idle connection is kept for the next message.
 const IDLE_FOR: Duration = Duration::from_secs(5);
-/// Idle connections kept per host.
-const IDLE_PER_HOST: usize = 8;
+/// Idle connections kept per host: as many as may be busy at once.
+const IDLE_PER_HOST: usize = PER_DESTINATION;
 
 pub struct RelayService {
     pub config: Arc<Config>,
@@ -229,7 +229,9 @@ impl RelayService {
                         .iter()
                         .any(|r| r.reply.is_positive() || r.reply.is_permanent());
                     if conn.is_usable() {
-                        self.put_idle(key, conn);
+                        if let Some(extra) = self.put_idle(key, conn) {
+                            extra.close().await;
+                        }
                     } else {
                         conn.close().await;
                     }
@@ -429,12 +431,16 @@ impl RelayService {
         None
     }
 
-    fn put_idle(&self, key: ConnKey, conn: Connection) {
+    /// Keeps `conn` for the next message; hands it back when the pool
+    /// is full, to be closed properly.
+    fn put_idle(&self, key: ConnKey, conn: Connection) -> Option<Connection> {
         let mut state = self.lock();
         let pool = state.idle.entry(key).or_default();
-        pool.retain(|(since, _)| since.elapsed() < IDLE_FOR);
         if pool.len() < IDLE_PER_HOST {
             pool.push((Instant::now(), conn));
+            None
+        } else {
+            Some(conn)
         }
     }
 
