@@ -345,7 +345,7 @@ fn legacy_relay_via_with_masquerade() {
         &zone,
         free_port(),
         &format!(
-            "accept from any for domain \"far.test\" relay via \"smtp://127.0.0.1:{}\" as \"bounces@masq.test\"",
+            "accept from any for domain \"far.test\" relay via \"smtp://127.0.0.1:{}\" as \"@masq.test\"",
             peer_d.port
         ),
         &[],
@@ -353,7 +353,7 @@ fn legacy_relay_via_with_masquerade() {
     send(out.port, &["carol@far.test"], "masqueraded");
     wait_maildir(&peer.path("mail/carol/Maildir"), 1);
     let log = peer_d.log();
-    assert!(log.contains("from=<bounces@masq.test>"), "{log}");
+    assert!(log.contains("from=<alice@masq.test>"), "{log}");
 }
 
 /// We are the backup MX of bk.test: mail waits while the primary is

@@ -1,6 +1,6 @@
 //! Checks that need the whole configuration: every name used is defined,
 //! pki entries are complete, auth listeners name a credentials table,
-//! filter chains are well formed.
+//! filter chains are well formed, relay actions can relay.
 
 use std::collections::HashSet;
 
@@ -67,6 +67,19 @@ impl Parser {
                 ));
             }
         }
+        for action in cfg.actions.values() {
+            if let Method::Relay(opts) = &action.method {
+                if let Some(why) = relay_problem(opts) {
+                    errors.push(ConfigError::new(
+                        action.origin.clone(),
+                        ErrorKind::BadRelay {
+                            action: action.name.clone(),
+                            why,
+                        },
+                    ));
+                }
+            }
+        }
         for f in cfg.filters.values() {
             if let FilterKind::Other(words) = &f.kind {
                 errors.push(ConfigError::new(
@@ -97,4 +110,19 @@ impl Parser {
         }
         self.errors.extend(errors);
     }
+}
+
+/// Why a relay action could never relay, if so.
+fn relay_problem(opts: &RelayOptions) -> Option<String> {
+    use crate::mta::route::Destination;
+    let destination = match Destination::from_options(opts) {
+        Ok(d) => d,
+        Err(e) => return Some(e.to_string()),
+    };
+    let labelled = matches!(&destination, Destination::Smarthost(url) if url.label.is_some());
+    // With `domain <t>` the hosts (and their labels) come from the table.
+    if opts.auth.is_some() && !labelled && opts.domain.is_none() {
+        return Some("auth needs a credentials label in the host (smtp+tls://label@host)".into());
+    }
+    None
 }

@@ -60,6 +60,8 @@ pub enum ErrorKind {
     IncompletePki(String, &'static str),
     #[error("auth needs a credentials table here (auth <table>): wasmtpd does not read the system password database")]
     AuthWithoutTable,
+    #[error("action \"{action}\": {why}")]
+    BadRelay { action: String, why: String },
     #[error("option \"{0}\" is only valid for relay actions")]
     RelayOnlyOption(String),
     #[error("option \"{0}\" is not valid for relay actions")]

@@ -237,11 +237,12 @@ fn relay_action_options() {
     let c = parse(
         "table h { 10.0.0.1 = mx.example.org }\ntable d { example.org }\ntable s { label = u:p }\ntable src { 10.0.0.1 }\n\
          pki p cert c\npki p key k\nca c cert ca.pem\n\
-         action r relay backup mx \"mx1.example.org\" helo out.example.org helo-src <h> domain <d> \
+         action r relay helo out.example.org helo-src <h> domain <d> \
          host \"smtp+tls://label@smarthost:587\" tls no-verify auth <s> mail-from \"bounce@example.org\" \
          src <src> pki p ca c srs protocols all ciphers secure ttl 1h\n\
          action r2 relay backup tls src 192.0.2.1\n\
-         action r3 relay\n",
+         action r3 relay\n\
+         action r4 relay backup mx \"mx1.example.org\"\n",
     );
     let Method::Relay(r) = &c.actions["r"].method else {
         panic!()
@@ -249,8 +250,6 @@ fn relay_action_options() {
     assert_eq!(
         **r,
         RelayOptions {
-            backup: true,
-            backup_mx: Some("mx1.example.org".into()),
             helo: Some("out.example.org".into()),
             helo_src: Some("h".into()),
             domain: Some("d".into()),
@@ -264,6 +263,7 @@ fn relay_action_options() {
             srs: true,
             protocols: Some("all".into()),
             ciphers: Some("secure".into()),
+            ..Default::default()
         }
     );
     assert_eq!(c.actions["r"].ttl, Some(Duration::from_secs(3600)));
@@ -274,6 +274,31 @@ fn relay_action_options() {
     assert_eq!(r.tls, Some(RelayTls::Verify));
     assert_eq!(r.src.as_deref(), Some("192.0.2.1"));
     assert_eq!(c.actions["r3"].method, Method::Relay(Box::default()));
+    let Method::Relay(r) = &c.actions["r4"].method else {
+        panic!()
+    };
+    assert!(r.backup && r.backup_mx.as_deref() == Some("mx1.example.org"));
+}
+
+#[test]
+fn relay_actions_that_cannot_work_are_refused() {
+    assert_eq!(
+        errors(
+            "table s { label = u:p }\n\
+             action a relay host \"smtpx://mx.example.org\"\n\
+             action b relay backup host \"smtp://mx.example.org\"\n\
+             action c relay host \"smtp+tls://mx.example.org:0\"\n\
+             action d relay host \"smtp+tls://mx.example.org\" auth <s>\n\
+             action e relay auth <s>\n"
+        ),
+        vec![
+            "t.conf:2: action \"a\": relay host: unknown scheme \"smtpx\" (smtp, smtp+tls, smtp+notls, smtps, lmtp)",
+            "t.conf:3: action \"b\": backup and host are mutually exclusive",
+            "t.conf:4: action \"c\": relay host: bad port \"0\"",
+            "t.conf:5: action \"d\": auth needs a credentials label in the host (smtp+tls://label@host)",
+            "t.conf:6: action \"e\": auth needs a credentials label in the host (smtp+tls://label@host)",
+        ]
+    );
 }
 
 #[test]
@@ -681,9 +706,9 @@ fn legacy_other_forms() {
          accept tagged ! Filtered from source <src> sender <snd> for recipient <rcpt> forward-only\n\
          accept from <src> for domain example.org deliver to maildir \"/var/mail/%{rcpt.user}\"\n\
          accept from \"192.0.2.1\" for ! local deliver to mda \"/usr/bin/procmail\" expire 1d\n\
-         accept from any for any relay via \"smtp+tls://l@smart:587\" backup mx1.example.org tls verify \
+         accept from any for any relay via \"smtp+tls://l@smart:587\" tls verify \
          auth <creds> as \"@example.org\" source <src> hostname out.example.org pki mx\n\
-         accept for any relay backup tls\n\
+         accept for any relay backup mx1.example.org tls\n\
          accept for local deliver to maildir\n\
          accept for local deliver to lmtp 127.0.0.1:24 rcpt-to\n\
          reject from any for any\n",
@@ -737,8 +762,6 @@ fn legacy_other_forms() {
     assert_eq!(
         **r,
         RelayOptions {
-            backup: true,
-            backup_mx: Some("mx1.example.org".into()),
             host: Some("smtp+tls://l@smart:587".into()),
             tls: Some(RelayTls::Verify),
             auth: Some("creds".into()),
@@ -752,7 +775,7 @@ fn legacy_other_forms() {
     let Method::Relay(r) = &c.actions["legacy-rule-17"].method else {
         panic!()
     };
-    assert!(r.backup && r.backup_mx.is_none());
+    assert!(r.backup && r.backup_mx.as_deref() == Some("mx1.example.org"));
     assert_eq!(r.tls, Some(RelayTls::NoVerify));
     assert_eq!(
         c.actions["legacy-rule-18"].method,

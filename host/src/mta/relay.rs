@@ -118,10 +118,7 @@ impl RelayService {
     ) -> Vec<Outcome> {
         let mut via = Via::default();
         let outcomes = self.attempt(action, opts, envs, content, &mut via).await;
-        let sender = match &opts.mail_from {
-            Some(addr) => MailAddr::parse(addr).ok(),
-            None => envs.first().and_then(|e| e.sender.clone()),
-        };
+        let sender = envelope_sender(envs.first().and_then(|e| e.sender.as_ref()), opts);
         for (env, outcome) in envs.iter().zip(&outcomes) {
             log(env, sender.as_ref(), &via, outcome);
         }
@@ -161,10 +158,7 @@ impl RelayService {
         let Ok(_permit) = limit.acquire().await else {
             return vec![Outcome::TempFail("relay is shutting down".into()); envs.len()];
         };
-        let sender = match &opts.mail_from {
-            Some(addr) => MailAddr::parse(addr).ok(),
-            None => first.sender.clone(),
-        };
+        let sender = envelope_sender(first.sender.as_ref(), opts);
         let tx = Transaction {
             sender: sender.clone(),
             rcpts: envs
@@ -499,6 +493,23 @@ fn log(env: &Envelope, sender: Option<&MailAddr>, via: &Via, outcome: &Outcome) 
     );
 }
 
+/// The MAIL FROM to relay with: `mail-from` (or 5.x `as`) rewrites the
+/// sender as `user@domain`, `@domain` (keeping the local part) or
+/// `user@` (keeping the domain). A bounce keeps its null sender: giving
+/// it one could make bounces bounce.
+fn envelope_sender(sender: Option<&MailAddr>, opts: &RelayOptions) -> Option<MailAddr> {
+    let sender = sender?;
+    let Some(spec) = opts.mail_from.as_deref() else {
+        return Some(sender.clone());
+    };
+    let rewritten = match spec.split_once('@') {
+        Some(("", domain)) => MailAddr::parse(&format!("{}@{domain}", sender.local)),
+        Some((local, "")) => MailAddr::parse(&format!("{local}@{}", sender.domain)),
+        _ => MailAddr::parse(spec),
+    };
+    Some(rewritten.unwrap_or_else(|_| sender.clone()))
+}
+
 /// A recipient's reply as the scheduler's outcome.
 fn outcome_of(reply: &Reply) -> Outcome {
     let text = reply.to_string();
@@ -508,5 +519,42 @@ fn outcome_of(reply: &Reply) -> Outcome {
         Outcome::PermFail(text)
     } else {
         Outcome::TempFail(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(spec: &str) -> RelayOptions {
+        RelayOptions {
+            mail_from: Some(spec.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn masquerade_forms() {
+        let alice = MailAddr::new("alice", "in.example.org");
+        let got = |spec: &str| envelope_sender(Some(&alice), &with(spec)).map(|a| a.to_string());
+        assert_eq!(
+            got("bounces@out.example.org").as_deref(),
+            Some("bounces@out.example.org")
+        );
+        assert_eq!(
+            got("@out.example.org").as_deref(),
+            Some("alice@out.example.org")
+        );
+        assert_eq!(got("relay@").as_deref(), Some("relay@in.example.org"));
+        // Unusable: the sender goes as it was.
+        assert_eq!(
+            got("not an address").as_deref(),
+            Some("alice@in.example.org")
+        );
+        assert_eq!(envelope_sender(None, &with("x@y.org")), None);
+        assert_eq!(
+            envelope_sender(Some(&alice), &RelayOptions::default()),
+            Some(alice.clone())
+        );
     }
 }
