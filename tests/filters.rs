@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HOSTILE: &str = concat!(env!("WASMTPD_FILTERS_DIR"), "/hostile.wasm");
@@ -104,66 +104,14 @@ fn spamscore_adds_its_headers_and_junk_goes_to_the_junk_folder() {
 
 /// dnsmasq serving a DNSBL test zone on 127.0.0.53: 127.0.0.2 is listed
 /// (with a reason), every other name in the zone does not exist.
-struct Dns {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Dns {
-    fn start(site: &Site) -> Dns {
-        let port = free_port();
-        let log = site.path("dns.log");
-        let mut cmd = Command::new("dnsmasq");
-        cmd.args([
-            "-k",
-            "--conf-file=/dev/null",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.53",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--pid-file=",
-            "--local=/zen.test/",
-            "--local=/flood.test/",
-            "--host-record=2.0.0.127.zen.test,127.0.0.2",
-            "--txt-record=2.0.0.127.zen.test,listed for testing",
-            "--log-queries",
-            &format!("--log-facility={}", log.display()),
-        ]);
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt-get install dnsmasq-base)");
-        let dns = Dns { child, port, log };
-        wait_for("dnsmasq to start", || {
-            std::fs::read_to_string(&dns.log).is_ok_and(|l| l.contains("cleared cache"))
-        });
-        dns
-    }
-
-    fn arg(&self) -> String {
-        format!("--nameserver=127.0.0.53:{}", self.port)
-    }
-
-    fn queries(&self, suffix: &str) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("query[") && l.contains(suffix))
-            .count()
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn dnsbl_zone(site: &Site) -> Dnsmasq {
+    let args = [
+        "--local=/zen.test/",
+        "--local=/flood.test/",
+        "--host-record=2.0.0.127.zen.test,127.0.0.2",
+        "--txt-record=2.0.0.127.zen.test,listed for testing",
+    ];
+    Dnsmasq::start(site, &args.map(String::from))
 }
 
 /// The greeting a client gets when it connects from `src`.
@@ -183,7 +131,7 @@ print(s.recv(1000).decode().strip())
 #[test]
 fn dnsbl_refuses_listed_clients_with_the_lists_reason() {
     let site = site_with(r#"filter "f" dnsbl zone zen.test check-local yes allow dns"#);
-    let dns = Dns::start(&site);
+    let dns = dnsbl_zone(&site);
     let d = site.start(&[&dns.arg()]);
     let listed = greeting_from(d.port, "127.0.0.2");
     assert_eq!(
@@ -199,7 +147,7 @@ fn a_filter_flooding_dns_is_stopped_at_its_query_budget() {
     let site = site_with(&format!(
         r#"filter "f" wasm "{HOSTILE}" mode dns-flood allow dns dns-queries 20"#
     ));
-    let dns = Dns::start(&site);
+    let dns = dnsbl_zone(&site);
     let d = site.start(&[&dns.arg()]);
     let refused = send(d.port, "alice@example.org", "hi", "hello");
     assert!(refused.contains("421"), "{refused}");

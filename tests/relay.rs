@@ -7,56 +7,20 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// dnsmasq answering for `*.test` from its command line records.
-struct Zone {
-    child: Child,
-    port: u16,
-}
+/// The test zone: everything under `.test` is ours, from `records`.
+struct Zone(Dnsmasq);
 
 impl Zone {
     fn start(site: &Site, records: &[String]) -> Zone {
-        let port = free_port();
-        let log = site.path("dns.log");
-        let mut cmd = Command::new("dnsmasq");
-        cmd.args([
-            "-k",
-            "--conf-file=/dev/null",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.53",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--pid-file=",
-            "--local=/test/",
-            "--log-queries",
-            &format!("--log-facility={}", log.display()),
-        ]);
-        cmd.args(records);
-        if is_root() {
-            cmd.arg("--user=root");
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (apt-get install dnsmasq-base)");
-        wait_for("dnsmasq to start", || {
-            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("cleared cache"))
-        });
-        Zone { child, port }
+        let mut args = vec!["--local=/test/".to_string()];
+        args.extend_from_slice(records);
+        Zone(Dnsmasq::start(site, &args))
     }
 
     fn arg(&self) -> String {
-        format!("--nameserver=127.0.0.53:{}", self.port)
-    }
-}
-
-impl Drop for Zone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.arg()
     }
 }
 
@@ -139,7 +103,7 @@ fn primary_mx_down_the_secondary_takes_the_mail() {
             a("mx2.one.test", "127.0.0.22"),
         ],
     );
-    let (mx2, _mx2d) = mx_host("127.0.0.22", mx_port);
+    let (mx2, mx2d) = mx_host("127.0.0.22", mx_port);
     let (_s, out) = sender(
         &zone,
         mx_port,
@@ -172,7 +136,7 @@ fn primary_mx_down_the_secondary_takes_the_mail() {
         assert!(line.contains("stat=250 "), "{line}");
     }
     // Both recipients went in one transaction: one session on mx2.
-    let mx2_log = _mx2d.log();
+    let mx2_log = mx2d.log();
     assert_eq!(
         mx2_log.matches("smtp-in: Accepted message").count(),
         1,

@@ -447,3 +447,67 @@ pub fn pki_lines(names: &[&str]) -> String {
         .map(|n| format!("pki {n} cert \"{{dir}}/{n}.crt\"\npki {n} key \"{{dir}}/{n}.key\"\n"))
         .collect()
 }
+
+/// dnsmasq on 127.0.0.53 (a free port), serving what `args` (its own
+/// command-line options: `--local=/zone/`, `--host-record=…`,
+/// `--mx-host=…`) say, logging every query; killed when dropped.
+pub struct Dnsmasq {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Dnsmasq {
+    pub fn start(site: &Site, args: &[String]) -> Dnsmasq {
+        let port = free_port();
+        let log = site.path("dns.log");
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args([
+            "-k",
+            "--conf-file=/dev/null",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.53",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--log-queries",
+            &format!("--log-facility={}", log.display()),
+        ]);
+        cmd.args(args);
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (apt-get install dnsmasq-base)");
+        let dns = Dnsmasq { child, port, log };
+        wait_for("dnsmasq to start", || {
+            std::fs::read_to_string(&dns.log).is_ok_and(|l| l.contains("cleared cache"))
+        });
+        dns
+    }
+
+    /// The daemon's flag pointing its resolver here.
+    pub fn arg(&self) -> String {
+        format!("--nameserver=127.0.0.53:{}", self.port)
+    }
+
+    /// How many queries for names ending in `suffix` it answered.
+    pub fn queries(&self, suffix: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("query[") && l.contains(suffix))
+            .count()
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
