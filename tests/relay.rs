@@ -10,17 +10,25 @@ use common::*;
 use std::process::Command;
 
 /// The test zone: everything under `.test` is ours, from `records`.
-struct Zone(Dnsmasq);
+struct Zone {
+    dns: Dnsmasq,
+    /// Holds dnsmasq's log.
+    _dir: Site,
+}
 
 impl Zone {
-    fn start(site: &Site, records: &[String]) -> Zone {
+    fn start(records: &[String]) -> Zone {
+        let dir = Site::new();
         let mut args = vec!["--local=/test/".to_string()];
         args.extend_from_slice(records);
-        Zone(Dnsmasq::start(site, &args))
+        Zone {
+            dns: Dnsmasq::start(&dir, &args),
+            _dir: dir,
+        }
     }
 
     fn arg(&self) -> String {
-        self.0.arg()
+        self.dns.arg()
     }
 }
 
@@ -92,17 +100,13 @@ fn text(m: &[u8]) -> String {
 #[test]
 fn primary_mx_down_the_secondary_takes_the_mail() {
     let mx_port = free_port();
-    let zone_site = Site::new();
-    let zone = Zone::start(
-        &zone_site,
-        &[
-            mx("one.test", "mx1.one.test", 10),
-            mx("one.test", "mx2.one.test", 20),
-            // Nothing listens on .21.
-            a("mx1.one.test", "127.0.0.21"),
-            a("mx2.one.test", "127.0.0.22"),
-        ],
-    );
+    let zone = Zone::start(&[
+        mx("one.test", "mx1.one.test", 10),
+        mx("one.test", "mx2.one.test", 20),
+        // Nothing listens on .21.
+        a("mx1.one.test", "127.0.0.21"),
+        a("mx2.one.test", "127.0.0.22"),
+    ]);
     let (mx2, mx2d) = mx_host("127.0.0.22", mx_port);
     let (_s, out) = sender(
         &zone,
@@ -147,14 +151,10 @@ fn primary_mx_down_the_secondary_takes_the_mail() {
 #[test]
 fn unreachable_mail_is_retried_warned_about_then_bounced_after_expiry() {
     let mx_port = free_port();
-    let zone_site = Site::new();
-    let zone = Zone::start(
-        &zone_site,
-        &[
-            mx("down.test", "mx.down.test", 10),
-            a("mx.down.test", "127.0.0.31"),
-        ],
-    );
+    let zone = Zone::start(&[
+        mx("down.test", "mx.down.test", 10),
+        a("mx.down.test", "127.0.0.31"),
+    ]);
     let (s, out) = sender(
         &zone,
         mx_port,
@@ -191,14 +191,10 @@ fn unreachable_mail_is_retried_warned_about_then_bounced_after_expiry() {
 #[test]
 fn a_permanent_refusal_bounces_only_the_refused_recipient() {
     let mx_port = free_port();
-    let zone_site = Site::new();
-    let zone = Zone::start(
-        &zone_site,
-        &[
-            mx("perm.test", "mx.perm.test", 10),
-            a("mx.perm.test", "127.0.0.32"),
-        ],
-    );
+    let zone = Zone::start(&[
+        mx("perm.test", "mx.perm.test", 10),
+        a("mx.perm.test", "127.0.0.32"),
+    ]);
     let (mx, _mxd) = mx_host("127.0.0.32", mx_port);
     let (s, out) = sender(
         &zone,
@@ -228,8 +224,7 @@ fn a_permanent_refusal_bounces_only_the_refused_recipient() {
 
 #[test]
 fn null_mx_and_missing_domains_bounce_at_once() {
-    let zone_site = Site::new();
-    let zone = Zone::start(&zone_site, &[mx("nullmx.test", ".", 0)]);
+    let zone = Zone::start(&[mx("nullmx.test", ".", 0)]);
     let (s, out) = sender(
         &zone,
         free_port(),
@@ -265,8 +260,7 @@ fn smarthost_with_starttls_and_auth() {
         pki_lines(&["smart.test"])
     ));
     let smart_d = smart.start(&[]);
-    let zone_site = Site::new();
-    let zone = Zone::start(&zone_site, &[]);
+    let zone = Zone::start(&[]);
     let (_s, out) = sender(
         &zone,
         free_port(),
@@ -303,8 +297,7 @@ fn smarthost_with_starttls_and_auth() {
 #[test]
 fn legacy_relay_via_with_masquerade() {
     let (peer, peer_d) = mx_host("127.0.0.33", free_port());
-    let zone_site = Site::new();
-    let zone = Zone::start(&zone_site, &[]);
+    let zone = Zone::start(&[]);
     let (_s, out) = sender(
         &zone,
         free_port(),
@@ -325,16 +318,12 @@ fn legacy_relay_via_with_masquerade() {
 #[test]
 fn backup_mx_holds_mail_until_the_primary_returns() {
     let mx_port = free_port();
-    let zone_site = Site::new();
-    let zone = Zone::start(
-        &zone_site,
-        &[
-            mx("bk.test", "primary.bk.test", 10),
-            mx("bk.test", "out.sender.test", 20),
-            a("primary.bk.test", "127.0.0.41"),
-            a("out.sender.test", "127.0.0.1"),
-        ],
-    );
+    let zone = Zone::start(&[
+        mx("bk.test", "primary.bk.test", 10),
+        mx("bk.test", "out.sender.test", 20),
+        a("primary.bk.test", "127.0.0.41"),
+        a("out.sender.test", "127.0.0.1"),
+    ]);
     let (_s, out) = sender(
         &zone,
         mx_port,
@@ -358,11 +347,7 @@ fn ipv6_mx_with_source_address_and_helo() {
         return;
     }
     let mx_port = free_port();
-    let zone_site = Site::new();
-    let zone = Zone::start(
-        &zone_site,
-        &[mx("six.test", "mx.six.test", 10), a("mx.six.test", "::1")],
-    );
+    let zone = Zone::start(&[mx("six.test", "mx.six.test", 10), a("mx.six.test", "::1")]);
     let (mx6, mx6d) = mx_host("::1", mx_port);
     let (_s, out) = sender(
         &zone,
@@ -401,8 +386,7 @@ fn smarthost_certificate_verified_against_the_ca() {
         pki_lines(&["smart.test"])
     ));
     let smart_d = smart.start(&[]);
-    let zone_site = Site::new();
-    let zone = Zone::start(&zone_site, &[a("smart.test", "127.0.0.1")]);
+    let zone = Zone::start(&[a("smart.test", "127.0.0.1")]);
     let (_s, out) = sender(
         &zone,
         free_port(),
@@ -427,8 +411,7 @@ fn smarthost_certificate_verified_against_the_ca() {
 /// A message that went round more than 100 hosts is refused at DATA.
 #[test]
 fn a_looping_message_is_refused() {
-    let zone_site = Site::new();
-    let zone = Zone::start(&zone_site, &[]);
+    let zone = Zone::start(&[]);
     let (_s, out) = sender(&zone, free_port(), "", &[]);
     let mut msg = String::new();
     for i in 0..101 {
