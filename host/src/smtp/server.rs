@@ -193,6 +193,7 @@ async fn upgrade(
     let tcp = match stream {
         Stream::Plain(tcp) => tcp,
         already @ Stream::Tls(_) => return Some(already),
+        Stream::Upgrading => return None,
     };
     let Some(acceptor) = acceptor else {
         // The session offers STARTTLS only on listeners with TLS set up.

@@ -1,5 +1,6 @@
-//! The connection a session runs over: plain TCP until STARTTLS (or from
-//! the start with `smtps`), TLS after.
+//! The connection a session runs over, either side (server sessions and
+//! the relay's client): plain TCP until STARTTLS (or from the start with
+//! `smtps`), TLS after.
 
 use std::io;
 use std::pin::Pin;
@@ -9,13 +10,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-pub enum Stream {
+/// `T` is the TLS stream of the side: tokio-rustls' server or client one.
+pub enum Stream<T = TlsStream<TcpStream>> {
     Plain(TcpStream),
     // Boxed: a TLS connection's state is large next to a TcpStream.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<T>),
+    /// The TCP stream is out for a TLS handshake; reads and writes fail.
+    Upgrading,
 }
 
-impl AsyncRead for Stream {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -24,11 +28,12 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
 }
 
-impl AsyncWrite for Stream {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -37,6 +42,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
 
@@ -44,6 +50,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
         }
     }
 
@@ -51,6 +58,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
         }
     }
 }
