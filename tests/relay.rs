@@ -220,6 +220,8 @@ fn a_permanent_refusal_bounces_only_the_refused_recipient() {
     assert!(bounce.contains("Status: 5."), "{bounce}");
     assert!(bounce.contains("Diagnostic-Code: smtp; 550"), "{bounce}");
     assert!(out.log().contains("relay: PermFail for"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(maildir_new(&s.path("mail/alice/Maildir")).len(), 1);
 }
 
 #[test]

@@ -77,7 +77,7 @@ impl Deliver for Delivery {
         env.kind == EnvelopeKind::Mta
     }
 
-    async fn bounce(&self, failed: &Envelope, notice: Notice) -> Result<Vec<Envelope>, String> {
+    async fn bounce(&self, failed: &[Envelope], notice: Notice) -> Result<Vec<Envelope>, String> {
         self.compose_bounce(failed, notice).await
     }
 
@@ -250,9 +250,12 @@ impl Delivery {
 
     async fn compose_bounce(
         &self,
-        failed: &Envelope,
+        all: &[Envelope],
         notice: Notice,
     ) -> Result<Vec<Envelope>, String> {
+        let Some(failed) = all.first() else {
+            return Ok(Vec::new());
+        };
         let Some(to) = failed.sender.clone() else {
             return Ok(Vec::new());
         };
@@ -266,7 +269,7 @@ impl Delivery {
         let content = bounce::compose(
             &self.hostname,
             notice,
-            &[failed],
+            &all.iter().collect::<Vec<_>>(),
             &original,
             rand::random(),
             now,
@@ -333,9 +336,13 @@ impl Delivery {
             Notice::Failed => "bounce",
             Notice::Delayed => "delay warning",
         };
+        let ids: Vec<String> = all.iter().map(|e| e.id.to_string()).collect();
         info!(
-            "bounce: Queued {what} {} for <{}> about envelope {}",
-            msgid, to, failed.id
+            "bounce: Queued {what} {} for <{}> about envelope{} {}",
+            msgid,
+            to,
+            if ids.len() == 1 { "" } else { "s" },
+            ids.join(", ")
         );
         Ok(envs)
     }

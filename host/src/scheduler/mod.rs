@@ -43,14 +43,15 @@ pub trait Deliver: Send + Sync + 'static {
             outcomes
         }
     }
-    /// Queue a bounce (or, for [`Notice::Delayed`], a delay warning) for
-    /// `failed`, whose sender is not null; returns the
-    /// new envelopes, already committed, for the scheduler to run. `Err`
-    /// means it could not be queued now (disk, lookups): the failed
-    /// envelope is kept and the bounce tried again later.
+    /// Queue one bounce (or, for [`Notice::Delayed`], one delay warning)
+    /// about `failed` (envelopes of one message, whose sender is not
+    /// null); returns the new envelopes, already committed, for the
+    /// scheduler to run. `Err` means it could not be queued now (disk,
+    /// lookups): the failed envelopes are kept and the bounce tried
+    /// again later.
     fn bounce(
         &self,
-        failed: &Envelope,
+        failed: &[Envelope],
         notice: Notice,
     ) -> impl Future<Output = Result<Vec<Envelope>, String>> + Send;
     /// Whether the delivery logs each outcome itself (the relay's
@@ -328,15 +329,39 @@ struct Attempt<D> {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
+/// What became of one envelope after an attempt.
+enum Settled {
+    /// Delivered: to be removed from the queue.
+    Delivered(EvpId),
+    /// To be tried again; `warn` when a delay warning is due now.
+    Retry { env: Envelope, warn: bool },
+    /// Failed for good: its sender is owed a bounce.
+    Failed(Envelope),
+}
+
 impl<D: Deliver> Attempt<D> {
+    /// Attempts the batch, then settles each envelope. The recipients
+    /// that failed (or are late) together get one notice, as OpenSMTPD
+    /// groups a message's bounces.
     async fn run(self, envs: Vec<Envelope>) {
         let outcomes = self.attempt(&envs).await;
-        let mut again = Vec::new();
+        let now = now();
+        let (mut again, mut late, mut failed) = (Vec::new(), Vec::new(), Vec::new());
         for (env, outcome) in envs.into_iter().zip(outcomes) {
-            if let Some(env) = self.settle(env, outcome).await {
+            match self.settle(env, outcome, now) {
+                Settled::Delivered(id) => self.remove(id).await,
+                Settled::Retry { env, warn: true } => late.push(env),
+                Settled::Retry { env, warn: false } => again.push(env),
+                Settled::Failed(env) => failed.push(env),
+            }
+        }
+        self.warn(&mut late).await;
+        for env in late.into_iter().chain(std::mem::take(&mut again)) {
+            if let Some(env) = self.store(env).await {
                 again.push(env);
             }
         }
+        again.extend(self.fail(failed, now).await);
         let _ = self.tx.send(Msg::Finished(again));
     }
 
@@ -355,11 +380,9 @@ impl<D: Deliver> Attempt<D> {
         outcomes
     }
 
-    /// Acts on one envelope's outcome; returns it when it is to be tried
-    /// again later.
-    async fn settle(&self, mut env: Envelope, outcome: Outcome) -> Option<Envelope> {
-        let id = env.id;
-        let now = now();
+    /// Applies one envelope's outcome to it (tries, errors, next try) and
+    /// logs it.
+    fn settle(&self, mut env: Envelope, outcome: Outcome, now: i64) -> Settled {
         env.tries += 1;
         env.last_try = now;
         let (outcome, expired) = match outcome {
@@ -372,76 +395,98 @@ impl<D: Deliver> Attempt<D> {
             self.log(&env, &outcome, now);
         }
         match outcome {
-            Outcome::Ok(_) => {
-                self.remove(id).await;
-                None
-            }
+            Outcome::Ok(_) => Settled::Delivered(env.id),
             Outcome::TempFail(e) => {
                 env.last_error = Some(e);
                 env.next_try = now + self.backoff.delay(env.tries).as_secs() as i64;
-                self.warn_if_due(&mut env, now).await;
-                match self.queue.update_envelope(&env).await {
-                    Ok(()) => Some(env),
-                    // Removed meanwhile (wasmtpctl remove): nothing to retry.
-                    Err(crate::queue::QueueError::NotFound(_)) => None,
-                    Err(err) => {
-                        // The on-disk envelope still holds the previous
-                        // state; keep trying from memory.
-                        warn!("queue: cannot update envelope {id}: {err}");
-                        Some(env)
-                    }
-                }
+                let warn = self
+                    .warn_after
+                    .get(env.warnings as usize)
+                    .is_some_and(|after| now - env.created >= after.as_secs() as i64);
+                Settled::Retry { env, warn }
             }
             Outcome::PermFail(e) => {
                 env.last_error = Some(e.clone());
                 env.bounce_reason = Some(e);
-                match self.bounce(&env, Notice::Failed).await {
-                    Ok(()) => {
-                        self.remove(id).await;
-                        None
-                    }
-                    Err(why) => {
-                        // The sender must hear of it: keep the envelope
-                        // until its bounce is safely queued.
-                        warn!("bounce: cannot queue the bounce for {id} yet: {why}");
-                        env.kind = EnvelopeKind::Bounce;
-                        env.next_try = now + self.backoff.delay(1).as_secs() as i64;
-                        if let Err(err) = self.queue.update_envelope(&env).await {
-                            warn!("queue: cannot update envelope {id}: {err}");
-                        }
-                        Some(env)
-                    }
-                }
+                Settled::Failed(env)
             }
         }
     }
 
-    /// Sends the next delay warning (`bounce warn-interval`) once the
-    /// envelope has waited that long. A warning that cannot be queued
-    /// now is tried at the next failure.
-    async fn warn_if_due(&self, env: &mut Envelope, now: i64) {
-        let Some(after) = self.warn_after.get(env.warnings as usize) else {
-            return;
-        };
-        if now - env.created < after.as_secs() as i64 {
-            return;
-        }
-        match self.bounce(env, Notice::Delayed).await {
-            Ok(()) => env.warnings += 1,
-            Err(why) => warn!(
-                "bounce: cannot queue the delay warning for {}: {why}",
-                env.id
-            ),
+    /// Sends the delay warnings (`bounce warn-interval`) now due; one
+    /// that cannot be queued is tried at the next failure.
+    async fn warn(&self, late: &mut [Envelope]) {
+        let wanted: Vec<Envelope> = late
+            .iter()
+            .filter(|e| Notice::Delayed.wanted(e.dsn.notify.as_deref()))
+            .cloned()
+            .collect();
+        let sent = wanted.is_empty() || self.notify(&wanted, Notice::Delayed).await.is_ok();
+        if sent {
+            for env in late.iter_mut() {
+                env.warnings += 1;
+            }
         }
     }
 
-    /// Queues the notice `env` owes its sender, if any: never for a
-    /// bounce, nor when the sender's NOTIFY (RFC 3461) declined it.
-    async fn bounce(&self, env: &Envelope, notice: Notice) -> Result<(), String> {
-        if env.sender.is_none() || !notice.wanted(env.dsn.notify.as_deref()) {
+    /// Writes a retried envelope's new state; returns it unless it was
+    /// removed meanwhile.
+    async fn store(&self, env: Envelope) -> Option<Envelope> {
+        match self.queue.update_envelope(&env).await {
+            Ok(()) => Some(env),
+            // Removed meanwhile (wasmtpctl remove): nothing to retry.
+            Err(crate::queue::QueueError::NotFound(_)) => None,
+            Err(err) => {
+                // The on-disk envelope still holds the previous state;
+                // keep trying from memory.
+                warn!("queue: cannot update envelope {}: {err}", env.id);
+                Some(env)
+            }
+        }
+    }
+
+    /// Bounces the envelopes that failed for good and removes them;
+    /// returns those whose bounce could not be queued yet, kept as
+    /// bounce envelopes to try again.
+    async fn fail(&self, failed: Vec<Envelope>, now: i64) -> Vec<Envelope> {
+        let owed: Vec<Envelope> = failed
+            .iter()
+            .filter(|e| e.sender.is_some() && Notice::Failed.wanted(e.dsn.notify.as_deref()))
+            .cloned()
+            .collect();
+        let queued = if owed.is_empty() {
+            Ok(())
+        } else {
+            self.notify(&owed, Notice::Failed).await
+        };
+        let mut kept = Vec::new();
+        for mut env in failed {
+            let owes = owed.iter().any(|o| o.id == env.id);
+            match &queued {
+                Err(why) if owes => {
+                    // The sender must hear of it: keep the envelope until
+                    // its bounce is safely queued.
+                    warn!("bounce: cannot queue the bounce for {} yet: {why}", env.id);
+                    env.kind = EnvelopeKind::Bounce;
+                    env.next_try = now + self.backoff.delay(1).as_secs() as i64;
+                    if let Err(err) = self.queue.update_envelope(&env).await {
+                        warn!("queue: cannot update envelope {}: {err}", env.id);
+                    }
+                    kept.push(env);
+                }
+                _ => self.remove(env.id).await,
+            }
+        }
+        kept
+    }
+
+    /// Queues one notice about `envs` (one message, a sender that is not
+    /// null) and hands the new envelopes to the scheduler.
+    async fn notify(&self, envs: &[Envelope], notice: Notice) -> Result<(), String> {
+        if envs.first().is_none_or(|e| e.sender.is_none()) {
             return Ok(());
         }
-        let bounces = self.deliver.bounce(env, notice).await?;
+        let bounces = self.deliver.bounce(envs, notice).await?;
         if !bounces.is_empty() {
             let _ = self.tx.send(Msg::Insert(bounces));
         }

@@ -48,11 +48,9 @@ impl Deliver for Recorder {
             .collect()
     }
 
-    async fn bounce(&self, failed: &Envelope, notice: Notice) -> Result<Vec<Envelope>, String> {
-        self.notices
-            .lock()
-            .unwrap()
-            .push((failed.rcpt.to_string(), notice));
+    async fn bounce(&self, failed: &[Envelope], notice: Notice) -> Result<Vec<Envelope>, String> {
+        let rcpts: Vec<String> = failed.iter().map(|e| e.rcpt.to_string()).collect();
+        self.notices.lock().unwrap().push((rcpts.join(","), notice));
         Ok(Vec::new())
     }
 
@@ -208,4 +206,29 @@ async fn a_delay_warning_goes_once_per_interval() {
         vec![("later@one.test".to_string(), Notice::Delayed)]
     );
     wait_for(|| q.load_all().unwrap().envelopes[0].warnings == 1).await;
+}
+
+#[tokio::test]
+async fn recipients_failing_together_get_one_bounce() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, envs) = queued(
+        dir.path(),
+        &[
+            ("never@one.test", EnvelopeKind::Mta),
+            ("nobody@one.test", EnvelopeKind::Mta),
+            ("ok@one.test", EnvelopeKind::Mta),
+        ],
+    )
+    .await;
+    let rec = Arc::new(Recorder {
+        permfail: vec!["never", "nobody"],
+        ..Default::default()
+    });
+    let _h = start(q.clone(), rec.clone(), SchedulerOptions::default(), envs);
+    wait_for(|| q.load_all().unwrap().envelopes.is_empty()).await;
+    let notices = rec.notices.lock().unwrap().clone();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let mut rcpts: Vec<&str> = notices[0].0.split(',').collect();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["never@one.test", "nobody@one.test"]);
 }

@@ -22,7 +22,7 @@ impl Deliver for NoDelivery {
     }
     async fn bounce(
         &self,
-        _failed: &Envelope,
+        _failed: &[Envelope],
         _notice: crate::scheduler::Notice,
     ) -> Result<Vec<Envelope>, String> {
         Ok(Vec::new())
