@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The test zone: everything under `.test` is ours, from `records`.
 struct Zone {
@@ -323,9 +323,14 @@ fn backup_mx_holds_mail_until_the_primary_returns() {
     let zone = Zone::start(&[
         mx("bk.test", "primary.bk.test", 10),
         mx("bk.test", "out.sender.test", 20),
+        mx("bk.test", "worse.bk.test", 30),
         a("primary.bk.test", "127.0.0.41"),
-        a("out.sender.test", "127.0.0.1"),
+        a("out.sender.test", "127.0.0.42"),
+        a("worse.bk.test", "127.0.0.43"),
     ]);
+    // Our own entry and a worse MX answer, and must never be used.
+    let (_ours, ours_d) = mx_host("127.0.0.42", mx_port);
+    let (_worse, worse_d) = mx_host("127.0.0.43", mx_port);
     let (_s, out) = sender(
         &zone,
         mx_port,
@@ -338,6 +343,14 @@ fn backup_mx_holds_mail_until_the_primary_returns() {
     let got = text(&wait_maildir(&primary.path("mail/alice/Maildir"), 1)[0]);
     assert!(got.contains("Subject: held for the primary"));
     assert!(out.log().contains("relay=127.0.0.41 (primary.bk.test)"));
+    let log = out.log();
+    assert!(
+        !log.contains("127.0.0.42") && !log.contains("127.0.0.43"),
+        "{log}"
+    );
+    for d in [&ours_d, &worse_d] {
+        assert!(!d.log().contains("Accepted message"), "{}", d.log());
+    }
 }
 
 /// An MX reachable over IPv6 only (AAAA ::1), reached from a source
@@ -409,6 +422,128 @@ fn smarthost_certificate_verified_against_the_ca() {
         "{log}"
     );
 }
+
+/// `tls` with a `ca` that did not sign the smarthost's certificate: the
+/// handshake is refused and the mail waits; nothing is delivered.
+#[test]
+fn strict_verification_refuses_a_certificate_the_ca_did_not_sign() {
+    let smart = Site::new();
+    make_cert(&smart, "smart.test", "ec");
+    make_cert(&smart, "other.test", "ec");
+    smart.config(&format!(
+        "{}table users {{ \"@\" = \"root\" }}\n\
+         listen on 127.0.0.1 port {{port}} hostname smart.test tls pki smart.test\n\
+         action \"md\" maildir \"{{dir}}/mail/%{{dest.user:lowercase}}/Maildir\" virtual <users>\n\
+         match from any for domain \"far.test\" action \"md\"\n",
+        pki_lines(&["smart.test"])
+    ));
+    let smart_d = smart.start(&[]);
+    let zone = Zone::start(&[a("smart.test", "127.0.0.1")]);
+    let (_s, out) = sender(
+        &zone,
+        free_port(),
+        &format!(
+            "ca wrongca cert \"{}\"\n\
+             action \"out\" relay host \"smtp+tls://smart.test:{}\" tls ca wrongca\n\
+             match from any for domain \"far.test\" action \"out\"",
+            smart.path("other.test.crt").display(),
+            smart_d.port
+        ),
+        &[],
+    );
+    send(out.port, &["bob@far.test"], "must not go");
+    out.wait_log("relay: TempFail for");
+    assert!(maildir_new(&smart.path("mail/bob/Maildir")).is_empty());
+    assert!(!smart_d.log().contains("Accepted message"));
+}
+
+/// A server that offers STARTTLS and then cannot do TLS (as old ones
+/// that speak only TLS 1.0 cannot with us): opportunistic TLS retries the
+/// host in plain text, as OpenSMTPD and Postfix do.
+#[test]
+fn opportunistic_tls_falls_back_to_plain_text() {
+    let mx_port = free_port();
+    let zone = Zone::start(&[
+        mx("old.test", "mx.old.test", 10),
+        a("mx.old.test", "127.0.0.44"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("got");
+    let _server = Killed(
+        Command::new("python3")
+            .args(["-c", BROKEN_TLS_SERVER, "127.0.0.44", &mx_port.to_string()])
+            .arg(&got)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the old server", || {
+        std::net::TcpStream::connect(("127.0.0.44", mx_port)).is_ok()
+    });
+    let (_s, out) = sender(
+        &zone,
+        mx_port,
+        "action \"out\" relay\nmatch from any for domain \"old.test\" action \"out\"",
+        &[],
+    );
+    send(out.port, &["bob@old.test"], "in the clear");
+    out.wait_log("relay: Ok for");
+    let data = std::fs::read_to_string(&got).unwrap();
+    assert!(data.contains("Subject: in the clear"), "{data}");
+    assert!(out.log().contains("without TLS"), "{}", out.log());
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Offers STARTTLS, answers 220, then sends garbage instead of a TLS
+/// handshake; in a plain session it takes the message and writes it to
+/// the file named by argv[3].
+const BROKEN_TLS_SERVER: &str = r#"
+import socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(8)
+while True:
+    c, _ = srv.accept()
+    f = c.makefile("rb")
+    c.sendall(b"220 old.test ESMTP\r\n")
+    data = None
+    for line in f:
+        cmd = line.strip().upper()
+        if data is not None:
+            if line == b".\r\n":
+                open(sys.argv[3], "ab").write(b"".join(data))
+                data = None
+                c.sendall(b"250 2.0.0 queued\r\n")
+            else:
+                data.append(line)
+        elif cmd.startswith(b"EHLO"):
+            c.sendall(b"250-old.test\r\n250 STARTTLS\r\n")
+        elif cmd == b"STARTTLS":
+            c.sendall(b"220 go ahead\r\n")
+            time.sleep(0.2)
+            c.sendall(b"this is not TLS at all\r\n")
+            break
+        elif cmd == b"DATA":
+            data = []
+            c.sendall(b"354 go on\r\n")
+        elif cmd == b"QUIT":
+            c.sendall(b"221 bye\r\n")
+            break
+        else:
+            c.sendall(b"250 ok\r\n")
+    c.close()
+"#;
 
 /// A message that went round more than 100 hosts is refused at DATA.
 #[test]

@@ -201,10 +201,16 @@ impl Daemon {
     }
 
     /// Waits until the log contains `needle` (or fails the test).
+    /// Waits up to 30 s for `needle` in the log; the failure shows the log.
     pub fn wait_log(&self, needle: &str) {
-        wait_for(&format!("log line {needle:?}"), || {
-            self.log().contains(needle)
-        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for log line {needle:?}:\n{}", self.log());
     }
 
     /// Kills the daemon as a crash would, and waits until its processes

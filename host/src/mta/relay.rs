@@ -14,7 +14,8 @@ use tokio::sync::Semaphore;
 use tracing::info;
 
 use super::client::{
-    ClientConfig, Credentials, Recipient, Reply, SessionFailure, Stage, TlsPolicy, Transaction,
+    ClientConfig, Credentials, FailureReason, Recipient, Reply, SessionFailure, Stage, TlsPolicy,
+    Transaction,
 };
 use super::route::{self, Destination, Hop, RouteError};
 use super::session::{local_failure, Connection, Target, Timeouts};
@@ -32,6 +33,8 @@ use crate::table::Tables;
 const PER_DESTINATION: usize = 20;
 /// How long an idle connection is kept for the next message.
 const IDLE_FOR: Duration = Duration::from_secs(5);
+/// The longest one attempt may take over all hosts of a destination.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(20 * 60);
 /// Idle connections kept per host: as many as may be busy at once.
 const IDLE_PER_HOST: usize = PER_DESTINATION;
 
@@ -63,15 +66,26 @@ struct Hold {
     why: String,
 }
 
-/// What makes a pooled connection fit for another message.
+/// What makes a pooled connection fit for another message: the same
+/// host under the same name (its certificate was checked for that name),
+/// the same TLS, HELO and credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ConnKey {
     addr: IpAddr,
     port: u16,
+    name: String,
     scheme: Scheme,
     helo: String,
     label: Option<String>,
     action: String,
+}
+
+/// How one host did.
+enum HopResult {
+    /// The transaction ran: each recipient's outcome.
+    Delivered(Vec<Outcome>),
+    /// No recipient got an answer from this host: try the next.
+    Failed(SessionFailure),
 }
 
 /// Where a batch goes, worked out from the action and the domain.
@@ -158,9 +172,13 @@ impl RelayService {
         let Ok(_permit) = limit.acquire().await else {
             return vec![Outcome::TempFail("relay is shutting down".into()); envs.len()];
         };
+        // Another attempt may have found it dead while this one waited.
+        if let Some(why) = self.held(&plan.destination) {
+            return vec![Outcome::TempFail(why); envs.len()];
+        }
         let sender = envelope_sender(first.sender.as_ref(), opts);
         let tx = Transaction {
-            sender: sender.clone(),
+            sender,
             rcpts: envs
                 .iter()
                 .map(|e| Recipient {
@@ -171,42 +189,110 @@ impl RelayService {
                 .collect(),
             ret: first.dsn.ret.clone(),
             envid: first.dsn.envid.clone(),
-            content: content.clone(),
+            content,
         };
-        let mut last_failure: Option<SessionFailure> = None;
-        for hop in &hops {
-            let source = self.source_address(opts, hop.addr);
-            let helo = self.helo_for(opts, source);
-            let key = ConnKey {
-                addr: hop.addr,
-                port: hop.port,
-                scheme: plan.scheme,
-                helo: helo.clone(),
-                label: plan.label.clone(),
-                action: action.to_string(),
+        let tries = async {
+            let mut failures = Vec::new();
+            for hop in &hops {
+                match self.try_hop(action, opts, &plan, hop, &tls, &tx, via).await {
+                    HopResult::Delivered(outcomes) => return Ok(outcomes),
+                    HopResult::Failed(failure) => failures.push(failure),
+                }
+            }
+            Err(failures)
+        };
+        let failures = match tokio::time::timeout(ATTEMPT_LIMIT, tries).await {
+            Ok(Ok(outcomes)) => {
+                self.clear_hold(&plan.destination);
+                return outcomes;
+            }
+            Ok(Err(failures)) => failures,
+            Err(_) => vec![local_failure(
+                Stage::Greeting,
+                format!(
+                    "Delivery attempt took longer than {}s",
+                    ATTEMPT_LIMIT.as_secs()
+                ),
+            )],
+        };
+        let why = failures
+            .last()
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| "No host could be reached".into());
+        // Only when every host refused for good is it permanent.
+        if !failures.is_empty() && failures.iter().all(|f| f.permanent) {
+            vec![Outcome::PermFail(why); envs.len()]
+        } else {
+            self.hold(&plan.destination, &why);
+            vec![Outcome::TempFail(why); envs.len()]
+        }
+    }
+
+    /// One host: an idle connection if there is one (a stale one is
+    /// replaced by a new connection once), else a new one; under
+    /// opportunistic TLS a failed handshake is retried in plain text, as
+    /// OpenSMTPD and Postfix do.
+    #[allow(clippy::too_many_arguments)]
+    async fn try_hop(
+        &self,
+        action: &str,
+        opts: &RelayOptions,
+        plan: &Plan,
+        hop: &Hop,
+        tls: &Arc<ClientTls>,
+        tx: &Transaction,
+        via: &mut Via,
+    ) -> HopResult {
+        let source = self.source_address(opts, hop.addr);
+        let helo = self.helo_for(opts, source);
+        let key = ConnKey {
+            addr: hop.addr,
+            port: hop.port,
+            name: hop.name.to_ascii_lowercase(),
+            scheme: plan.scheme,
+            helo: helo.clone(),
+            label: plan.label.clone(),
+            action: action.to_string(),
+        };
+        let mut config = match self.client_config(opts, plan, helo) {
+            Ok(c) => c,
+            Err(e) => return HopResult::Failed(local_failure(Stage::Greeting, e)),
+        };
+        let mut may_reuse = true;
+        loop {
+            let idle = if may_reuse {
+                self.take_idle(&key)
+            } else {
+                None
             };
-            let mut conn = match self.take_idle(&key) {
+            let reused = idle.is_some();
+            let mut conn = match idle {
                 Some(c) => c,
                 None => {
-                    let config = match self.client_config(opts, &plan, helo) {
-                        Ok(c) => c,
-                        Err(e) => return vec![Outcome::TempFail(e); envs.len()],
-                    };
                     let target = Target {
                         hop,
                         scheme: plan.scheme,
                         source,
                         tls: tls.clone(),
                     };
-                    match Connection::open(target, config, self.timeouts).await {
+                    match Connection::open(target, config.clone(), self.timeouts).await {
                         Ok(c) => c,
                         Err(failure) => {
                             info!(
                                 "smtp-out: Failed to connect to {} ({}): {failure}",
                                 hop.addr, hop.name
                             );
-                            last_failure = Some(failure);
-                            continue;
+                            let downgrade = config.tls == TlsPolicy::Opportunistic
+                                && config.auth.is_none()
+                                && matches!(failure.stage, Stage::StartTls | Stage::TlsHandshake)
+                                && matches!(failure.reason, FailureReason::Local(_));
+                            if downgrade {
+                                info!("smtp-out: Retrying {} ({}) without TLS", hop.addr, hop.name);
+                                config.tls = TlsPolicy::Never;
+                                may_reuse = false;
+                                continue;
+                            }
+                            return HopResult::Failed(failure);
                         }
                     }
                 }
@@ -216,47 +302,49 @@ impl RelayService {
                 source: conn.local.map(|a| a.ip()),
                 relay: Some((hop.addr, hop.name.clone())),
             };
-            match conn.send(tx.clone()).await {
+            let failure = match conn.send(tx.clone()).await {
                 Ok(result) => {
-                    let settled = result
+                    let answered = result
                         .rcpts
                         .iter()
                         .any(|r| r.reply.is_positive() || r.reply.is_permanent());
-                    if conn.is_usable() {
-                        if let Some(extra) = self.put_idle(key, conn) {
-                            extra.close().await;
+                    if answered || conn.is_usable() {
+                        // The server spoke for each recipient (a 4xx to
+                        // one of them is that recipient's, not the
+                        // host's): this is the attempt's result.
+                        if conn.is_usable() {
+                            if let Some(extra) = self.put_idle(key, conn) {
+                                extra.close().await;
+                            }
+                        } else {
+                            conn.close().await;
                         }
-                    } else {
-                        conn.close().await;
+                        return HopResult::Delivered(
+                            result.rcpts.iter().map(|r| outcome_of(&r.reply)).collect(),
+                        );
                     }
-                    // Nothing got a definite answer before the session
-                    // broke: the next host may do better.
-                    if !settled && hops.len() > 1 {
-                        if let Some(r) = result.rcpts.first() {
-                            last_failure = Some(local_failure(r.stage, r.reply.to_string()));
-                        }
-                        continue;
-                    }
-                    self.clear_hold(&plan.destination);
-                    return result.rcpts.iter().map(|r| outcome_of(&r.reply)).collect();
+                    // The session broke before anyone was answered.
+                    let first = result.rcpts.first();
+                    local_failure(
+                        first.map(|r| r.stage).unwrap_or(Stage::Mail),
+                        first
+                            .map(|r| r.reply.to_string())
+                            .unwrap_or_else(|| "session failed".into()),
+                    )
                 }
-                Err(failure) => {
-                    info!(
-                        "smtp-out: Session {} with {} failed: {failure}",
-                        conn.session_id, hop.name
-                    );
-                    last_failure = Some(failure);
-                    conn.close().await;
-                }
+                Err(failure) => failure,
+            };
+            info!(
+                "smtp-out: Session {} with {} failed: {failure}",
+                conn.session_id, hop.name
+            );
+            conn.close().await;
+            if reused {
+                // An idle connection the server had given up on.
+                may_reuse = false;
+                continue;
             }
-        }
-        let failure = last_failure
-            .unwrap_or_else(|| local_failure(Stage::Greeting, "No host could be reached"));
-        if failure.permanent {
-            vec![Outcome::PermFail(failure.to_string()); envs.len()]
-        } else {
-            self.hold(&plan.destination, &failure.to_string());
-            vec![Outcome::TempFail(failure.to_string()); envs.len()]
+            return HopResult::Failed(failure);
         }
     }
 
@@ -438,8 +526,9 @@ impl RelayService {
         }
     }
 
-    /// Closes idle connections that have waited long enough; run
-    /// periodically.
+    /// Closes idle connections that have waited long enough and forgets
+    /// expired holds and unused limits; run periodically, so the state
+    /// of destinations seen once does not pile up.
     pub async fn reap_idle(&self) {
         let stale: Vec<Connection> = {
             let mut state = self.lock();
@@ -451,6 +540,13 @@ impl RelayService {
                 *pool = keep;
                 out.extend(old.into_iter().map(|(_, c)| c));
             }
+            state.idle.retain(|_, pool| !pool.is_empty());
+            let now = Instant::now();
+            state.holds.retain(|_, hold| hold.until > now);
+            // Only the map holds it and nobody waits: unused.
+            state.limits.retain(|_, sem| {
+                Arc::strong_count(sem) > 1 || sem.available_permits() < PER_DESTINATION
+            });
             out
         };
         for conn in stale {

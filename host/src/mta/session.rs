@@ -46,6 +46,9 @@ impl Default for Timeouts {
 /// The relay's side of a connection.
 type Stream = crate::tls::stream::Stream<TlsStream<TcpStream>>;
 
+/// Bytes written under one write timeout.
+const WRITE_CHUNK: usize = 64 * 1024;
+
 /// Where and how to connect.
 pub struct Target<'a> {
     pub hop: &'a Hop,
@@ -201,9 +204,15 @@ impl Connection {
     /// failure is the error. I/O trouble is handed to the client
     /// (`abort`), which settles a transaction in flight before failing.
     async fn drive(&mut self, wait: Duration) -> Result<Event, SessionFailure> {
+        // One deadline per reply awaited: it starts again whenever a
+        // command goes out, so a server dribbling a reply cannot hold
+        // the session for ever.
+        let mut deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Err(why) = self.flush().await {
-                self.client.abort(&why);
+            match self.flush().await {
+                Ok(true) => deadline = tokio::time::Instant::now() + wait,
+                Ok(false) => {}
+                Err(why) => self.client.abort(&why),
             }
             let mut upgraded = false;
             while let Some(event) = self.client.poll_event() {
@@ -228,7 +237,7 @@ impl Connection {
             if upgraded {
                 continue;
             }
-            match timeout(wait, self.stream.read(&mut self.buf)).await {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut self.buf)).await {
                 Err(_) => self.client.abort("Read timeout"),
                 Ok(Err(e)) => self.client.abort(&format!("Read failed: {e}")),
                 Ok(Ok(0)) => self.client.abort("Connection closed by the server"),
@@ -237,17 +246,25 @@ impl Connection {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), String> {
+    /// Writes what the client has to say; true when it said something.
+    /// Each chunk has its own timeout: a large message on a slow link
+    /// takes as long as it takes, a stalled one does not.
+    async fn flush(&mut self) -> Result<bool, String> {
+        let mut wrote = false;
         while let Some(bytes) = self.client.poll_transmit() {
-            timeout(self.timeouts.reply, self.stream.write_all(&bytes))
-                .await
-                .map_err(|_| "Write timeout".to_string())?
-                .map_err(|e| format!("Write failed: {e}"))?;
+            for chunk in bytes.chunks(WRITE_CHUNK) {
+                timeout(self.timeouts.reply, self.stream.write_all(chunk))
+                    .await
+                    .map_err(|_| "Write timeout".to_string())?
+                    .map_err(|e| format!("Write failed: {e}"))?;
+            }
+            wrote = true;
         }
         timeout(self.timeouts.reply, self.stream.flush())
             .await
             .map_err(|_| "Write timeout".to_string())?
-            .map_err(|e| format!("Write failed: {e}"))
+            .map_err(|e| format!("Write failed: {e}"))?;
+        Ok(wrote)
     }
 
     async fn start_tls(&mut self) -> Result<(), String> {
