@@ -73,6 +73,17 @@ impl Deliver for Delivery {
         outcomes
     }
 
+    fn held_until(&self, env: &Envelope) -> Option<i64> {
+        if env.kind != EnvelopeKind::Mta {
+            return None;
+        }
+        let relay = self.relay.as_ref()?;
+        match &self.config.actions.get(&env.action)?.method {
+            Method::Relay(opts) => relay.held_until(opts, &env.dest.domain),
+            _ => None,
+        }
+    }
+
     fn logs_itself(&self, env: &Envelope) -> bool {
         env.kind == EnvelopeKind::Mta
     }

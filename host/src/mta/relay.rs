@@ -348,9 +348,22 @@ impl RelayService {
         }
     }
 
-    async fn plan(&self, opts: &RelayOptions, domain: &str) -> Result<Plan, Outcome> {
+    /// Until when mail for `domain` through this action is held (unix
+    /// seconds), if it is: the scheduler then waits without trying.
+    pub fn held_until(&self, opts: &RelayOptions, domain: &str) -> Option<i64> {
+        let key = match self.destination(opts, domain).ok()? {
+            Destination::Smarthost(url) => url.to_string(),
+            Destination::Mx { .. } => domain.to_ascii_lowercase(),
+        };
+        let until = self.lock().holds.get(&key)?.until;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(chrono::Utc::now().timestamp() + left.as_secs() as i64 + 1)
+    }
+
+    /// The smarthost or MX route of `domain` through this action.
+    fn destination(&self, opts: &RelayOptions, domain: &str) -> Result<Destination, Outcome> {
         // `domain <t>`: the table names the host for each domain.
-        let destination = match &opts.domain {
+        Ok(match &opts.domain {
             Some(t) => {
                 let table = self
                     .tables
@@ -366,7 +379,11 @@ impl RelayService {
             }
             None => Destination::from_options(opts)
                 .map_err(|e| Outcome::TempFail(format!("bad relay options: {e}")))?,
-        };
+        })
+    }
+
+    async fn plan(&self, opts: &RelayOptions, domain: &str) -> Result<Plan, Outcome> {
+        let destination = self.destination(opts, domain)?;
         let hops = route::route(
             &self.dns,
             &destination,

@@ -54,6 +54,12 @@ pub trait Deliver: Send + Sync + 'static {
         failed: &[Envelope],
         notice: Notice,
     ) -> impl Future<Output = Result<Vec<Envelope>, String>> + Send;
+    /// When the envelope's destination is held (every host failed a
+    /// moment ago), until when: it then waits without an attempt, so no
+    /// try is counted against it.
+    fn held_until(&self, _env: &Envelope) -> Option<i64> {
+        None
+    }
     /// Whether the delivery logs each outcome itself (the relay's
     /// `relay: Ok for …` lines); the scheduler then logs only what it
     /// changes (an expiry).
@@ -289,10 +295,18 @@ impl<D: Deliver> Scheduler<D> {
             if at > now {
                 break;
             }
-            let Some(env) = self.take(id) else {
+            let Some(mut env) = self.take(id) else {
                 self.due.pop_first();
                 continue;
             };
+            // An expired envelope goes through, to be bounced.
+            if env.kind != EnvelopeKind::Bounce && now < env.expire {
+                if let Some(until) = self.deliver.held_until(&env).filter(|&t| t > now) {
+                    env.next_try = until.min(env.expire);
+                    self.add(vec![env]);
+                    continue;
+                }
+            }
             let batch = self.batch_for(env, now);
             self.running += 1;
             let attempt = Attempt {

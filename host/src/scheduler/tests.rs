@@ -17,6 +17,8 @@ struct Recorder {
     /// Recipients (by local part) that fail for now / for good.
     tempfail: Vec<&'static str>,
     permfail: Vec<&'static str>,
+    /// Domains whose destination is held.
+    held: Vec<&'static str>,
 }
 
 impl Deliver for Recorder {
@@ -24,6 +26,12 @@ impl Deliver for Recorder {
         self.deliver_batch(std::slice::from_ref(env))
             .await
             .remove(0)
+    }
+
+    fn held_until(&self, env: &Envelope) -> Option<i64> {
+        self.held
+            .contains(&env.dest.domain.as_str())
+            .then(|| now() + 3600)
     }
 
     fn batch_key(&self, env: &Envelope) -> Option<String> {
@@ -231,4 +239,30 @@ async fn recipients_failing_together_get_one_bounce() {
     let mut rcpts: Vec<&str> = notices[0].0.split(',').collect();
     rcpts.sort();
     assert_eq!(rcpts, vec!["never@one.test", "nobody@one.test"]);
+}
+
+#[tokio::test]
+async fn a_held_destination_waits_without_a_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, envs) = queued(
+        dir.path(),
+        &[
+            ("a@held.test", EnvelopeKind::Mta),
+            ("b@open.test", EnvelopeKind::Mta),
+        ],
+    )
+    .await;
+    let rec = Arc::new(Recorder {
+        held: vec!["held.test"],
+        ..Default::default()
+    });
+    let _h = start(q.clone(), rec.clone(), SchedulerOptions::default(), envs);
+    wait_for(|| q.load_all().unwrap().envelopes.len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        *rec.attempts.lock().unwrap(),
+        vec![vec!["b@open.test".to_string()]]
+    );
+    let left = q.load_all().unwrap().envelopes;
+    assert_eq!((left[0].rcpt.local.as_str(), left[0].tries), ("a", 0));
 }
