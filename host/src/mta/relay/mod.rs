@@ -5,16 +5,25 @@
 //! while, so the queue does not hammer a dead host) and keeps a few idle
 //! connections per host for the next message.
 
+mod destinations;
+mod pool;
+mod report;
+mod sender;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tracing::info;
 
+use destinations::Destinations;
+use pool::{ConnKey, Pool};
+use report::{log, outcome_of, Via};
+use sender::envelope_sender;
+
 use super::client::{
-    ClientConfig, Credentials, FailureReason, Recipient, Reply, SessionFailure, Stage, TlsPolicy,
+    ClientConfig, Credentials, FailureReason, Recipient, SessionFailure, Stage, TlsPolicy,
     Transaction,
 };
 use super::route::{self, Destination, Hop, RouteError};
@@ -24,19 +33,15 @@ use super::url::Scheme;
 use crate::config::model::{Config, RelayOptions};
 use crate::dns::Dns;
 use crate::envelope::Envelope;
-use crate::mailaddr::{display_sender, MailAddr};
 use crate::mda::Outcome;
 use crate::table::Tables;
 
 /// Connections open at once to one destination (Postfix's
-/// default_destination_concurrency_limit).
+/// default_destination_concurrency_limit); as many are kept idle per
+/// host for the next messages.
 const PER_DESTINATION: usize = 20;
-/// How long an idle connection is kept for the next message.
-const IDLE_FOR: Duration = Duration::from_secs(5);
 /// The longest one attempt may take over all hosts of a destination.
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(20 * 60);
-/// Idle connections kept per host: as many as may be busy at once.
-const IDLE_PER_HOST: usize = PER_DESTINATION;
 
 pub struct RelayService {
     pub config: Arc<Config>,
@@ -47,37 +52,9 @@ pub struct RelayService {
     pub hostname: String,
     /// Port of MX hosts: 25, but tests run their MX hosts elsewhere.
     pub mx_port: u16,
-    /// How long a destination is held after every host failed.
-    pub hold_for: Duration,
     pub timeouts: Timeouts,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    holds: HashMap<String, Hold>,
-    limits: HashMap<String, Arc<Semaphore>>,
-    idle: HashMap<ConnKey, Vec<(Instant, Connection)>>,
-}
-
-struct Hold {
-    until: Instant,
-    failures: u32,
-    why: String,
-}
-
-/// What makes a pooled connection fit for another message: the same
-/// host under the same name (its certificate was checked for that name),
-/// the same TLS, HELO and credentials.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ConnKey {
-    addr: IpAddr,
-    port: u16,
-    name: String,
-    scheme: Scheme,
-    helo: String,
-    label: Option<String>,
-    action: String,
+    destinations: Destinations,
+    pool: Pool,
 }
 
 /// How one host did.
@@ -114,9 +91,9 @@ impl RelayService {
             tls,
             hostname,
             mx_port,
-            hold_for,
             timeouts: Timeouts::default(),
-            state: Mutex::new(State::default()),
+            destinations: Destinations::new(hold_for, PER_DESTINATION),
+            pool: Pool::new(PER_DESTINATION),
         }
     }
 
@@ -154,7 +131,7 @@ impl RelayService {
             Ok(plan) => plan,
             Err(outcome) => return vec![outcome; envs.len()],
         };
-        if let Some(why) = self.held(&plan.destination) {
+        if let Some(why) = self.destinations.held(&plan.destination) {
             return vec![Outcome::TempFail(why); envs.len()];
         }
         let hops = match std::mem::replace(&mut plan.hops, Ok(Vec::new())) {
@@ -168,12 +145,12 @@ impl RelayService {
                 envs.len()
             ];
         };
-        let limit = self.limit(&plan.destination);
+        let limit = self.destinations.limit(&plan.destination);
         let Ok(_permit) = limit.acquire().await else {
             return vec![Outcome::TempFail("relay is shutting down".into()); envs.len()];
         };
         // Another attempt may have found it dead while this one waited.
-        if let Some(why) = self.held(&plan.destination) {
+        if let Some(why) = self.destinations.held(&plan.destination) {
             return vec![Outcome::TempFail(why); envs.len()];
         }
         let sender = envelope_sender(first.sender.as_ref(), opts);
@@ -203,7 +180,7 @@ impl RelayService {
         };
         let failures = match tokio::time::timeout(ATTEMPT_LIMIT, tries).await {
             Ok(Ok(outcomes)) => {
-                self.clear_hold(&plan.destination);
+                self.destinations.clear(&plan.destination);
                 return outcomes;
             }
             Ok(Err(failures)) => failures,
@@ -223,7 +200,7 @@ impl RelayService {
         if !failures.is_empty() && failures.iter().all(|f| f.permanent) {
             vec![Outcome::PermFail(why); envs.len()]
         } else {
-            self.hold(&plan.destination, &why);
+            self.destinations.hold(&plan.destination, &why);
             vec![Outcome::TempFail(why); envs.len()]
         }
     }
@@ -261,7 +238,7 @@ impl RelayService {
         let mut may_reuse = true;
         loop {
             let idle = if may_reuse {
-                self.take_idle(&key)
+                self.pool.take(&key)
             } else {
                 None
             };
@@ -313,7 +290,7 @@ impl RelayService {
                         // one of them is that recipient's, not the
                         // host's): this is the attempt's result.
                         if conn.is_usable() {
-                            if let Some(extra) = self.put_idle(key, conn) {
+                            if let Some(extra) = self.pool.put(key, conn) {
                                 extra.close().await;
                             }
                         } else {
@@ -355,8 +332,7 @@ impl RelayService {
             Destination::Smarthost(url) => url.to_string(),
             Destination::Mx { .. } => domain.to_ascii_lowercase(),
         };
-        let until = self.lock().holds.get(&key)?.until;
-        let left = until.checked_duration_since(Instant::now())?;
+        let left = self.destinations.held_for(&key)?;
         Some(chrono::Utc::now().timestamp() + left.as_secs() as i64 + 1)
     }
 
@@ -478,196 +454,12 @@ impl RelayService {
         opts.helo.clone().unwrap_or_else(|| self.hostname.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn held(&self, destination: &str) -> Option<String> {
-        let state = self.lock();
-        let hold = state.holds.get(destination)?;
-        (hold.until > Instant::now()).then(|| {
-            format!(
-                "Destination {destination} held after {} failed attempt{}: {}",
-                hold.failures,
-                if hold.failures == 1 { "" } else { "s" },
-                hold.why
-            )
-        })
-    }
-
-    fn hold(&self, destination: &str, why: &str) {
-        let mut state = self.lock();
-        let hold = state.holds.entry(destination.to_string()).or_insert(Hold {
-            until: Instant::now(),
-            failures: 0,
-            why: String::new(),
-        });
-        hold.failures += 1;
-        hold.until = Instant::now() + self.hold_for;
-        hold.why = why.to_string();
-    }
-
-    fn clear_hold(&self, destination: &str) {
-        self.lock().holds.remove(destination);
-    }
-
-    fn limit(&self, destination: &str) -> Arc<Semaphore> {
-        self.lock()
-            .limits
-            .entry(destination.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_DESTINATION)))
-            .clone()
-    }
-
-    fn take_idle(&self, key: &ConnKey) -> Option<Connection> {
-        let mut state = self.lock();
-        let pool = state.idle.get_mut(key)?;
-        while let Some((since, conn)) = pool.pop() {
-            if since.elapsed() < IDLE_FOR && !conn.is_stale() {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    /// Keeps `conn` for the next message; hands it back when the pool
-    /// is full, to be closed properly.
-    fn put_idle(&self, key: ConnKey, conn: Connection) -> Option<Connection> {
-        let mut state = self.lock();
-        let pool = state.idle.entry(key).or_default();
-        if pool.len() < IDLE_PER_HOST {
-            pool.push((Instant::now(), conn));
-            None
-        } else {
-            Some(conn)
-        }
-    }
-
     /// Closes idle connections that have waited long enough and forgets
-    /// expired holds and unused limits; run periodically, so the state
-    /// of destinations seen once does not pile up.
+    /// expired holds and unused limits; run periodically.
     pub async fn reap_idle(&self) {
-        let stale: Vec<Connection> = {
-            let mut state = self.lock();
-            let mut out = Vec::new();
-            for pool in state.idle.values_mut() {
-                let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(pool)
-                    .into_iter()
-                    .partition(|(since, _)| since.elapsed() >= IDLE_FOR);
-                *pool = keep;
-                out.extend(old.into_iter().map(|(_, c)| c));
-            }
-            state.idle.retain(|_, pool| !pool.is_empty());
-            let now = Instant::now();
-            state.holds.retain(|_, hold| hold.until > now);
-            // Only the map holds it and nobody waits: unused.
-            state.limits.retain(|_, sem| {
-                Arc::strong_count(sem) > 1 || sem.available_permits() < PER_DESTINATION
-            });
-            out
-        };
-        for conn in stale {
+        self.destinations.prune();
+        for conn in self.pool.expired() {
             conn.close().await;
         }
-    }
-}
-
-/// The connection an attempt used, for its log lines.
-#[derive(Default)]
-struct Via {
-    session: Option<String>,
-    source: Option<IpAddr>,
-    relay: Option<(IpAddr, String)>,
-}
-
-fn log(env: &Envelope, sender: Option<&MailAddr>, via: &Via, outcome: &Outcome) {
-    let (result, stat) = match outcome {
-        Outcome::Ok(s) => ("Ok", s),
-        Outcome::TempFail(s) => ("TempFail", s),
-        Outcome::PermFail(s) => ("PermFail", s),
-    };
-    let rcpt = if env.rcpt == env.dest {
-        "<->".to_string()
-    } else {
-        format!("<{}>", env.rcpt)
-    };
-    let relay = match &via.relay {
-        Some((addr, name)) => format!("{addr} ({name})"),
-        None => "-".into(),
-    };
-    info!(
-        "relay: {result} for {}: session={}, from=<{}>, to=<{}>, rcpt={rcpt}, source={}, relay={relay}, delay={}, stat={stat}",
-        env.id,
-        via.session.as_deref().unwrap_or("-"),
-        display_sender(sender),
-        env.dest,
-        via.source.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-        crate::scheduler::human_delay(chrono::Utc::now().timestamp() - env.created),
-    );
-}
-
-/// The MAIL FROM to relay with: `mail-from` (or 5.x `as`) rewrites the
-/// sender as `user@domain`, `@domain` (keeping the local part) or
-/// `user@` (keeping the domain). A bounce keeps its null sender: giving
-/// it one could make bounces bounce.
-fn envelope_sender(sender: Option<&MailAddr>, opts: &RelayOptions) -> Option<MailAddr> {
-    let sender = sender?;
-    let Some(spec) = opts.mail_from.as_deref() else {
-        return Some(sender.clone());
-    };
-    let rewritten = match spec.split_once('@') {
-        Some(("", domain)) => MailAddr::parse(&format!("{}@{domain}", sender.local)),
-        Some((local, "")) => MailAddr::parse(&format!("{local}@{}", sender.domain)),
-        _ => MailAddr::parse(spec),
-    };
-    Some(rewritten.unwrap_or_else(|_| sender.clone()))
-}
-
-/// A recipient's reply as the scheduler's outcome.
-fn outcome_of(reply: &Reply) -> Outcome {
-    let text = reply.to_string();
-    if reply.is_positive() {
-        Outcome::Ok(text)
-    } else if reply.is_permanent() {
-        Outcome::PermFail(text)
-    } else {
-        Outcome::TempFail(text)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with(spec: &str) -> RelayOptions {
-        RelayOptions {
-            mail_from: Some(spec.into()),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn masquerade_forms() {
-        let alice = MailAddr::new("alice", "in.example.org");
-        let got = |spec: &str| envelope_sender(Some(&alice), &with(spec)).map(|a| a.to_string());
-        assert_eq!(
-            got("bounces@out.example.org").as_deref(),
-            Some("bounces@out.example.org")
-        );
-        assert_eq!(
-            got("@out.example.org").as_deref(),
-            Some("alice@out.example.org")
-        );
-        assert_eq!(got("relay@").as_deref(), Some("relay@in.example.org"));
-        // Unusable: the sender goes as it was.
-        assert_eq!(
-            got("not an address").as_deref(),
-            Some("alice@in.example.org")
-        );
-        assert_eq!(envelope_sender(None, &with("x@y.org")), None);
-        assert_eq!(
-            envelope_sender(Some(&alice), &RelayOptions::default()),
-            Some(alice.clone())
-        );
     }
 }
