@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod envelope;
@@ -23,5 +24,6 @@ pub mod privsep;
 pub mod queue;
 pub mod scheduler;
 pub mod smtp;
+pub mod stats;
 pub mod table;
 pub mod tls;

@@ -1,0 +1,1 @@
+//! smtpctl(8) output formats.

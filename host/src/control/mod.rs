@@ -1,0 +1,3 @@
+//! The control side (OpenSMTPD's control process, smtpctl(8)).
+
+pub mod format;

@@ -1,0 +1,1 @@
+//! Counters and gauges of the daemon (smtpctl show stats, Prometheus).
