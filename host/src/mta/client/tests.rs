@@ -778,3 +778,70 @@ fn refused_rset_ends_the_session_and_settles_the_queued_transaction() {
     assert_eq!(f.stage, Stage::Rset);
     assert!(!f.permanent);
 }
+
+/// Random server bytes at every stage (CVE-2020-8794 was an
+/// out-of-bounds read in OpenSMTPD's client reply parser): the client
+/// never panics, never buffers more than a reply's limit, and every
+/// transaction it accepted ends in exactly one `Done` with one reply per
+/// recipient.
+#[test]
+fn random_server_bytes_never_break_the_client() {
+    // xorshift64*: deterministic, so a failure can be replayed.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    const ALPHABET: &[u8] = b"0123456789 -.\r\n\r\n250354221421550ABCDEFGHIJ\x00\xff";
+    for round in 0..2000 {
+        let mut c = if round % 2 == 0 {
+            Client::new(cfg()).unwrap()
+        } else {
+            ready(cfg(), EHLO_FULL)
+        };
+        let mut sent = 0;
+        let mut done_events = 0;
+        for step in 0..40 {
+            if step % 7 == 3
+                && c.is_idle()
+                && c.send(tx(&["a@x.org", "b@x.org"], b"hi\r\n")).is_ok()
+            {
+                sent += 1;
+            }
+            let len = (next() % 64) as usize;
+            let chunk: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 5 == 0 {
+                        (r >> 8) as u8
+                    } else {
+                        ALPHABET[(r >> 16) as usize % ALPHABET.len()]
+                    }
+                })
+                .collect();
+            c.receive(&chunk);
+            while let Some(bytes) = c.poll_transmit() {
+                assert!(bytes.len() <= 1 << 20);
+            }
+            while let Some(ev) = c.poll_event() {
+                if let Event::Done(result) = ev {
+                    assert_eq!(result.rcpts.len(), 2, "round {round}");
+                    done_events += 1;
+                }
+            }
+        }
+        c.abort("end of test");
+        while let Some(ev) = c.poll_event() {
+            if let Event::Done(result) = ev {
+                assert_eq!(result.rcpts.len(), 2, "round {round}");
+                done_events += 1;
+            }
+        }
+        assert_eq!(
+            done_events, sent,
+            "round {round}: every transaction ends once"
+        );
+    }
+}
