@@ -90,6 +90,8 @@ pub struct QueueEntry {
     pub expire: i64,
     pub last_try: i64,
     pub tries: u32,
+    /// The precise state (`suspended`, `held` too), where the text line
+    /// has `pending` plus a flag.
     pub runstate: RunState,
     /// `None` when offline.
     pub delay: Option<i64>,
