@@ -1,1 +1,0 @@
-//! smtpctl(8) output formats.
