@@ -387,10 +387,10 @@ fn ipv6_mx_with_source_address_and_helo() {
     );
 }
 
-/// `tls` (verify): the smarthost's certificate is checked against the
-/// action's `ca`, and the log says it succeeded.
-#[test]
-fn smarthost_certificate_verified_against_the_ca() {
+/// A smarthost `smart.test` (on 127.0.0.1, STARTTLS with a self-signed
+/// certificate `smart.test.crt` in its site) taking mail for far.test,
+/// and a zone where its name resolves.
+fn tls_smarthost() -> (Site, Daemon, Zone) {
     let smart = Site::new();
     make_cert(&smart, "smart.test", "ec");
     smart.config(&format!(
@@ -402,6 +402,14 @@ fn smarthost_certificate_verified_against_the_ca() {
     ));
     let smart_d = smart.start(&[]);
     let zone = Zone::start(&[a("smart.test", "127.0.0.1")]);
+    (smart, smart_d, zone)
+}
+
+/// `tls` (verify): the smarthost's certificate is checked against the
+/// action's `ca`, and the log says it succeeded.
+#[test]
+fn smarthost_certificate_verified_against_the_ca() {
+    let (smart, smart_d, zone) = tls_smarthost();
     let (_s, out) = sender(
         &zone,
         free_port(),
@@ -427,18 +435,8 @@ fn smarthost_certificate_verified_against_the_ca() {
 /// handshake is refused and the mail waits; nothing is delivered.
 #[test]
 fn strict_verification_refuses_a_certificate_the_ca_did_not_sign() {
-    let smart = Site::new();
-    make_cert(&smart, "smart.test", "ec");
+    let (smart, smart_d, zone) = tls_smarthost();
     make_cert(&smart, "other.test", "ec");
-    smart.config(&format!(
-        "{}table users {{ \"@\" = \"root\" }}\n\
-         listen on 127.0.0.1 port {{port}} hostname smart.test tls pki smart.test\n\
-         action \"md\" maildir \"{{dir}}/mail/%{{dest.user:lowercase}}/Maildir\" virtual <users>\n\
-         match from any for domain \"far.test\" action \"md\"\n",
-        pki_lines(&["smart.test"])
-    ));
-    let smart_d = smart.start(&[]);
-    let zone = Zone::start(&[a("smart.test", "127.0.0.1")]);
     let (_s, out) = sender(
         &zone,
         free_port(),
