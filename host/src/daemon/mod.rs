@@ -186,6 +186,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
     if !config.bounce_warn_interval.is_empty() {
         sched.warn_after = config.bounce_warn_interval.clone();
     }
+    let stats = sched.stats.clone();
     let scheduler = scheduler::start(queue.clone(), delivery, sched, report.envelopes);
     let services = Arc::new(Services {
         expire: config.queue.ttl.unwrap_or(DEFAULT_EXPIRE),
@@ -195,6 +196,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         scheduler,
         local_domains,
         filters: filters.clone(),
+        stats,
     });
 
     let sessions = Arc::new(Semaphore::new(config.smtp.max_sessions));

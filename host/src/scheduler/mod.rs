@@ -81,6 +81,8 @@ pub struct SchedulerOptions {
     /// `bounce warn-interval`: how long an envelope waits before each
     /// delay warning to its sender.
     pub warn_after: Vec<Duration>,
+    /// Where deliveries are counted (`scheduler.delivery.*`).
+    pub stats: crate::stats::Stats,
 }
 
 impl Default for SchedulerOptions {
@@ -90,6 +92,7 @@ impl Default for SchedulerOptions {
             max_batch: 100,
             backoff: Backoff::default(),
             warn_after: vec![DEFAULT_WARN_AFTER],
+            stats: crate::stats::Stats::new(std::time::Instant::now()),
         }
     }
 }

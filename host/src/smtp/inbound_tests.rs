@@ -81,6 +81,7 @@ impl Submission {
             local_domains: vec!["localhost".into()],
             expire: Duration::from_secs(3600),
             filters: None,
+            stats: crate::stats::Stats::new(std::time::Instant::now()),
         });
         let listener = ListenerInfo {
             auth_table: Some("creds".into()),

@@ -25,4 +25,6 @@ pub struct Services {
     pub expire: Duration,
     /// The compiled filters, when the configuration defines any.
     pub filters: Option<std::sync::Arc<crate::filter::Registry>>,
+    /// The daemon's statistics (`wasmtpctl show stats`, Prometheus).
+    pub stats: crate::stats::Stats,
 }
