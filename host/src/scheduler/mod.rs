@@ -8,19 +8,21 @@
 
 pub mod backoff;
 pub mod bounce;
+pub mod control;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn, Instrument};
 
 use crate::envelope::{Envelope, EnvelopeKind, EvpId, MsgId};
 pub use crate::mda::Outcome;
 use crate::queue::Queue;
 use backoff::Backoff;
+pub use control::{Activity, Class, Listed, Paused, Selector};
 
 /// What the scheduler needs from the rest of the daemon.
 pub trait Deliver: Send + Sync + 'static {
@@ -128,9 +130,13 @@ impl Notice {
 
 enum Msg {
     Insert(Vec<Envelope>),
-    /// An attempt finished; the envelopes to try again later.
-    Finished(Vec<Envelope>),
-    ScheduleAll,
+    /// An attempt finished: the envelopes it carried, and those of them
+    /// to try again later.
+    Finished {
+        batch: Vec<EvpId>,
+        again: Vec<Envelope>,
+    },
+    Control(control::Request),
 }
 
 /// Handle to the running scheduler; cheap to clone.
@@ -145,9 +151,55 @@ impl SchedulerHandle {
         let _ = self.tx.send(Msg::Insert(envs));
     }
 
-    /// Makes every waiting envelope due now (`wasmtpctl schedule all`).
-    pub fn schedule_all(&self) {
-        let _ = self.tx.send(Msg::ScheduleAll);
+    /// Makes the selected waiting envelopes due now (`wasmtpctl
+    /// schedule`); how many.
+    pub async fn schedule(&self, sel: Selector) -> usize {
+        self.ask(|tx| control::Request::Schedule(sel, tx))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Every envelope the scheduler knows, waiting or in flight, by id.
+    pub async fn list(&self) -> Vec<Listed> {
+        self.ask(control::Request::List).await.unwrap_or_default()
+    }
+
+    /// Takes the selected envelopes out of the schedule (those in flight
+    /// are not retried) and returns their ids: the caller removes them
+    /// from the queue.
+    pub async fn remove(&self, sel: Selector) -> Vec<EvpId> {
+        self.ask(|tx| control::Request::Remove(sel, tx))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Suspends (`pause envelope`) or resumes the selected envelopes;
+    /// how many changed.
+    pub async fn suspend(&self, sel: Selector, on: bool) -> usize {
+        self.ask(|tx| control::Request::Suspend(sel, on, tx))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Pauses or resumes local delivery or relaying as a whole.
+    pub async fn pause(&self, class: Class, on: bool) -> Paused {
+        self.ask(|tx| control::Request::PauseClass(class, on, tx))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Which classes of delivery are paused.
+    pub async fn status(&self) -> Paused {
+        self.ask(control::Request::Status).await.unwrap_or_default()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> control::Request,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Control(make(tx))).ok()?;
+        rx.await.ok()
     }
 }
 
@@ -160,6 +212,7 @@ pub fn start<D: Deliver>(
 ) -> SchedulerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = SchedulerHandle { tx: tx.clone() };
+    let opts_stats = opts.stats.clone();
     let sched = Scheduler {
         queue,
         deliver,
@@ -168,7 +221,10 @@ pub fn start<D: Deliver>(
         envs: HashMap::new(),
         due: BTreeSet::new(),
         by_msg: HashMap::new(),
+        inflight: HashMap::new(),
+        operator: control::OperatorState::default(),
         running: 0,
+        gauges: QueueGauges::new(&opts_stats),
     };
     tokio::spawn(sched.run(rx, recovered));
     handle
@@ -185,7 +241,28 @@ struct Scheduler<D> {
     due: BTreeSet<(i64, EvpId)>,
     /// The waiting envelopes of each message, to find batch mates.
     by_msg: HashMap<MsgId, BTreeSet<EvpId>>,
+    /// Envelopes whose attempt is running, as they were when it began.
+    inflight: HashMap<EvpId, Envelope>,
+    /// Suspensions, pauses and holds (see [`control`]).
+    operator: control::OperatorState,
     running: usize,
+    gauges: QueueGauges,
+}
+
+/// `scheduler.envelope` (envelopes in the queue) and
+/// `scheduler.envelope.inflight` (in an attempt now).
+struct QueueGauges {
+    queued: crate::stats::Gauge,
+    inflight: crate::stats::Gauge,
+}
+
+impl QueueGauges {
+    fn new(stats: &crate::stats::Stats) -> QueueGauges {
+        QueueGauges {
+            queued: stats.gauge("scheduler.envelope"),
+            inflight: stats.gauge("scheduler.envelope.inflight"),
+        }
+    }
 }
 
 impl<D: Deliver> Scheduler<D> {
@@ -193,6 +270,9 @@ impl<D: Deliver> Scheduler<D> {
         self.add(recovered);
         loop {
             self.dispatch_due();
+            let inflight = self.inflight.len() as i64;
+            self.gauges.inflight.set(inflight);
+            self.gauges.queued.set(self.envs.len() as i64 + inflight);
             let wait = self.next_wakeup();
             tokio::select! {
                 msg = rx.recv() => match msg {
@@ -207,27 +287,32 @@ impl<D: Deliver> Scheduler<D> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Insert(envs) => self.add(envs),
-            Msg::Finished(again) => {
+            Msg::Finished { batch, again } => {
                 self.running -= 1;
+                for id in &batch {
+                    self.inflight.remove(id);
+                }
+                let doomed = &mut self.operator.doomed;
+                let again: Vec<Envelope> = again
+                    .into_iter()
+                    .filter(|e| !doomed.remove(&e.id))
+                    .collect();
+                for id in &batch {
+                    doomed.remove(id);
+                }
                 self.add(again);
             }
-            Msg::ScheduleAll => {
-                let now = now();
-                let ids: Vec<EvpId> = self.envs.keys().copied().collect();
-                self.due.clear();
-                for id in ids {
-                    if let Some(env) = self.envs.get_mut(&id) {
-                        env.next_try = now;
-                        self.due.insert((now, id));
-                    }
-                }
-            }
+            Msg::Control(req) => self.answer(req),
         }
     }
 
+    /// Puts envelopes in the schedule: due at their next try unless the
+    /// operator parked them.
     fn add(&mut self, envs: Vec<Envelope>) {
         for env in envs {
-            self.due.insert((env.next_try, env.id));
+            if self.runnable(&env) {
+                self.due.insert((env.next_try, env.id));
+            }
             self.by_msg.entry(env.msgid()).or_default().insert(env.id);
             self.envs.insert(env.id, env);
         }
@@ -236,6 +321,7 @@ impl<D: Deliver> Scheduler<D> {
     /// Takes a waiting envelope out of the schedule.
     fn take(&mut self, id: EvpId) -> Option<Envelope> {
         let env = self.envs.remove(&id)?;
+        self.operator.held.remove(&id);
         self.due.remove(&(env.next_try, id));
         if let Some(mates) = self.by_msg.get_mut(&id.msgid()) {
             mates.remove(&id);
@@ -267,6 +353,7 @@ impl<D: Deliver> Scheduler<D> {
             }
             let fits = self.envs.get(&id).is_some_and(|env| {
                 env.next_try <= now
+                    && self.runnable(env)
                     && env.kind != EnvelopeKind::Bounce
                     && self.deliver.batch_key(env).as_ref() == Some(&key)
             });
@@ -307,11 +394,15 @@ impl<D: Deliver> Scheduler<D> {
                 if let Some(until) = self.deliver.held_until(&env).filter(|&t| t > now) {
                     env.next_try = until.min(env.expire);
                     self.add(vec![env]);
+                    self.operator.held.insert(id);
                     continue;
                 }
             }
             let batch = self.batch_for(env, now);
             self.running += 1;
+            for env in &batch {
+                self.inflight.insert(env.id, env.clone());
+            }
             let attempt = Attempt {
                 queue: self.queue.clone(),
                 deliver: self.deliver.clone(),
@@ -330,7 +421,11 @@ impl<D: Deliver> Scheduler<D> {
                     for env in &mut retry {
                         env.next_try = now + backoff.delay(env.tries.max(1)).as_secs() as i64;
                     }
-                    let _ = tx.send(Msg::Finished(retry));
+                    let batch = retry.iter().map(|e| e.id).collect();
+                    let _ = tx.send(Msg::Finished {
+                        batch,
+                        again: retry,
+                    });
                 }
             });
         }
@@ -361,6 +456,7 @@ impl<D: Deliver> Attempt<D> {
     /// that failed (or are late) together get one notice, as OpenSMTPD
     /// groups a message's bounces.
     async fn run(self, envs: Vec<Envelope>) {
+        let batch: Vec<EvpId> = envs.iter().map(|e| e.id).collect();
         let outcomes = self.attempt(&envs).await;
         let now = now();
         let (mut again, mut late, mut failed) = (Vec::new(), Vec::new(), Vec::new());
@@ -379,7 +475,7 @@ impl<D: Deliver> Attempt<D> {
             }
         }
         again.extend(self.fail(failed, now).await);
-        let _ = self.tx.send(Msg::Finished(again));
+        let _ = self.tx.send(Msg::Finished { batch, again });
     }
 
     async fn attempt(&self, envs: &[Envelope]) -> Vec<Outcome> {
