@@ -43,6 +43,11 @@ struct Cli {
     /// The name server to use instead of /etc/resolv.conf's (testing).
     #[arg(long, hide = true, value_name = "IP:PORT")]
     nameserver: Option<std::net::SocketAddr>,
+    /// The control socket for wasmtpctl and sendmail (default:
+    /// /run/wasmtpd.sock for the system spool, else run/wasmtpd.sock
+    /// beside the spool).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
     /// The port MX hosts listen on (testing: MX hosts on 127.0.0.x).
     #[arg(long, hide = true, value_name = "PORT", default_value_t = 25)]
     mx_port: u16,
@@ -141,7 +146,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let max_message = broker_message_limit(cfg.smtp.max_message_size);
     // Everything below up to the runtime runs single-threaded: a root
     // start forks in the middle of it.
-    let prepared = daemon::prepare(cfg)?;
+    let control = cli
+        .control
+        .clone()
+        .unwrap_or_else(|| wasmtpd::control::socket::daemon_default(&spool));
+    let prepared = daemon::prepare(cfg, Some(&control))?;
     let mut broker_socket = None;
     let mut spool = spool;
     if nix::unistd::geteuid().is_root() {
@@ -226,7 +235,7 @@ fn broker_message_limit(max_message_size: u64) -> u64 {
 fn default_spool(cwd: &Path) -> PathBuf {
     let root = nix::unistd::geteuid().is_root();
     if root && std::env::args().any(|a| a == "-f") {
-        PathBuf::from("/var/spool/wasmtpd")
+        PathBuf::from(wasmtpd::control::socket::SYSTEM_SPOOL)
     } else {
         cwd.join("var/spool")
     }

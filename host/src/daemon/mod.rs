@@ -48,6 +48,8 @@ pub enum DaemonError {
     Filter(#[from] crate::filter::FilterError),
     #[error("action \"{0}\": {1}")]
     RelayTls(String, Box<crate::mta::tls::MtaTlsError>),
+    #[error(transparent)]
+    Control(#[from] crate::control::socket::SocketError),
 }
 
 pub struct DaemonOptions {
@@ -74,6 +76,9 @@ pub struct Prepared {
     /// Client TLS (trust anchors, client certificate) per relay action,
     /// built while the key files can still be read.
     pub relay_tls: HashMap<String, Arc<ClientTls>>,
+    /// The control socket (`wasmtpctl`, `sendmail`), bound where only
+    /// root may create it.
+    pub control: Option<std::os::unix::net::UnixListener>,
 }
 
 /// The system's hostname, lowercase, as announced when a listener has none.
@@ -88,7 +93,7 @@ pub fn system_hostname() -> String {
 /// Loads the tables and the listeners' certificates and keys, and binds
 /// the listening sockets. Blocking; starts no thread, so it can run
 /// before a fork — and as root, which key files usually need.
-pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
+pub fn prepare(config: Config, control: Option<&std::path::Path>) -> Result<Prepared, DaemonError> {
     let tables = Tables::load_all(&config).map_err(|errs| {
         DaemonError::Tables(
             errs.iter()
@@ -105,6 +110,7 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
     if listeners.is_empty() {
         return Err(DaemonError::NoListener);
     }
+    let control = control.map(crate::control::socket::bind).transpose()?;
     Ok(Prepared {
         config: Arc::new(config),
         tables: Arc::new(tables),
@@ -112,6 +118,7 @@ pub fn prepare(config: Config) -> Result<Prepared, DaemonError> {
         tls,
         filters,
         relay_tls,
+        control,
     })
 }
 
@@ -136,6 +143,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         tls,
         filters,
         relay_tls,
+        control,
     } = prepared;
     let hostname = config.hostname.clone().unwrap_or_else(system_hostname);
 
@@ -180,7 +188,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         hostname: hostname.clone(),
         local_domains: local_domains.clone(),
         runner: opts.runner,
-        relay,
+        relay: relay.clone(),
     });
     let mut sched = opts.scheduler;
     if !config.bounce_warn_interval.is_empty() {
@@ -197,6 +205,7 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         local_domains,
         filters: filters.clone(),
         stats,
+        intake: Default::default(),
     });
 
     let sessions = Arc::new(Semaphore::new(config.smtp.max_sessions));
@@ -260,6 +269,9 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
             sessions.clone(),
             per_client.clone(),
         ));
+    }
+    if let Some(socket) = control {
+        start_control(socket, services.clone(), relay)?;
     }
     info!("wasmtpd: ready");
     if let Some(registry) = filters {
@@ -351,6 +363,31 @@ fn start_relay(
         }
     });
     Some(relay)
+}
+
+/// Serves `wasmtpctl` on the socket bound by [`prepare`].
+fn start_control(
+    socket: std::os::unix::net::UnixListener,
+    services: Arc<Services>,
+    relay: Option<Arc<RelayService>>,
+) -> Result<(), DaemonError> {
+    use crate::control::{socket::SocketError, Controller};
+    let adopt = socket
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(socket));
+    let listener = adopt.map_err(|source| SocketError::Io {
+        what: "listen",
+        path: "control socket".into(),
+        source,
+    })?;
+    let controller = Arc::new(Controller {
+        owner: crate::control::peer::Owner::current(),
+        services,
+        relay,
+        enqueue: None,
+    });
+    tokio::spawn(crate::control::server::serve(listener, controller));
+    Ok(())
 }
 
 /// SIGHUP re-reads and recompiles the filters' components: sessions that

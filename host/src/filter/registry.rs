@@ -217,13 +217,18 @@ impl Registry {
     /// version, and the reason is logged. Returns how many were
     /// replaced and the failures.
     pub fn reload(&self) -> (usize, Vec<FilterError>) {
+        self.reload_only(None)
+    }
+
+    /// [`Registry::reload`] for one filter (`Some(name)`) or all.
+    pub fn reload_only(&self, only: Option<&str>) -> (usize, Vec<FilterError>) {
         let old = self.current.load_full();
         let mut set = FilterSet {
             filters: old.filters.clone(),
         };
         let (mut replaced, mut failures) = (0, Vec::new());
         for (name, def) in &self.defs {
-            if matches!(def.source, WasmSource::Bundled(_)) {
+            if matches!(def.source, WasmSource::Bundled(_)) || only.is_some_and(|o| o != name) {
                 continue;
             }
             let outcome = read(&def.source)

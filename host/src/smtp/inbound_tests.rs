@@ -82,6 +82,7 @@ impl Submission {
             expire: Duration::from_secs(3600),
             filters: None,
             stats: crate::stats::Stats::new(std::time::Instant::now()),
+            intake: Default::default(),
         });
         let listener = ListenerInfo {
             auth_table: Some("creds".into()),

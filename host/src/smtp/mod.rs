@@ -27,4 +27,34 @@ pub struct Services {
     pub filters: Option<std::sync::Arc<crate::filter::Registry>>,
     /// The daemon's statistics (`wasmtpctl show stats`, Prometheus).
     pub stats: crate::stats::Stats,
+    /// Whether listeners take new sessions (`wasmtpctl pause smtp`).
+    pub intake: Intake,
+}
+
+/// Whether the listeners accept new sessions. Paused, they stop calling
+/// accept(2), as OpenSMTPD's `pause smtp` does: clients wait in the
+/// kernel's backlog, sessions already open go on.
+#[derive(Clone, Debug)]
+pub struct Intake(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Intake {
+    fn default() -> Self {
+        Intake(std::sync::Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Intake {
+    pub fn pause(&self, paused: bool) {
+        self.0.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once new sessions may be accepted.
+    pub async fn open(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|paused| !*paused).await;
+    }
 }

@@ -44,6 +44,7 @@ pub async fn serve(
     per_client: Arc<PerClient>,
 ) {
     loop {
+        services.intake.open().await;
         let (stream, peer) = match listener.socket.accept().await {
             Ok(conn) => conn,
             Err(err) => {

@@ -20,6 +20,20 @@ struct State {
     limits: HashMap<String, Arc<Semaphore>>,
 }
 
+/// One destination as `wasmtpctl show relays` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DestinationReport {
+    /// The smarthost or the domain.
+    pub destination: String,
+    /// Connections open (or being opened) now.
+    pub connections: usize,
+    pub limit: usize,
+    /// Seconds the destination stays held, when it is.
+    pub held_for: Option<u64>,
+    pub failures: u32,
+    pub error: Option<String>,
+}
+
 pub(super) struct Destinations {
     hold_for: Duration,
     per_destination: usize,
@@ -83,6 +97,32 @@ impl Destinations {
             .entry(destination.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(per)))
             .clone()
+    }
+
+    /// Each known destination's connections and hold, by name.
+    pub fn report(&self) -> Vec<DestinationReport> {
+        let state = self.lock();
+        let now = Instant::now();
+        let mut names: Vec<&String> = state.holds.keys().chain(state.limits.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let hold = state.holds.get(name).filter(|h| h.until > now);
+                DestinationReport {
+                    destination: name.clone(),
+                    connections: state.limits.get(name).map_or(0, |sem| {
+                        self.per_destination
+                            .saturating_sub(sem.available_permits())
+                    }),
+                    limit: self.per_destination,
+                    held_for: hold.map(|h| h.until.duration_since(now).as_secs()),
+                    failures: hold.map_or(0, |h| h.failures),
+                    error: hold.map(|h| h.why.clone()),
+                }
+            })
+            .collect()
     }
 
     /// Forgets expired holds and limits nobody uses, so destinations

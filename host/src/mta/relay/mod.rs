@@ -18,6 +18,8 @@ use std::time::Duration;
 use tracing::info;
 
 use destinations::Destinations;
+pub use destinations::DestinationReport;
+pub use pool::IdleReport;
 use pool::{ConnKey, Pool};
 use report::{log, outcome_of, Via};
 use sender::envelope_sender;
@@ -327,6 +329,11 @@ impl RelayService {
 
     /// Until when mail for `domain` through this action is held (unix
     /// seconds), if it is: the scheduler then waits without trying.
+    /// The destinations the relay knows, and its idle connections.
+    pub fn report(&self) -> (Vec<DestinationReport>, Vec<IdleReport>) {
+        (self.destinations.report(), self.pool.report())
+    }
+
     pub fn held_until(&self, opts: &RelayOptions, domain: &str) -> Option<i64> {
         let key = match self.destination(opts, domain).ok()? {
             Destination::Smarthost(url) => url.to_string(),

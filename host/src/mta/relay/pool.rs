@@ -26,6 +26,19 @@ pub(super) struct ConnKey {
     pub action: String,
 }
 
+/// Idle connections kept for one host under one set of settings.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdleReport {
+    pub addr: String,
+    pub port: u16,
+    /// The host's name (MX name or smarthost).
+    pub name: String,
+    pub scheme: String,
+    pub helo: String,
+    pub action: String,
+    pub idle: usize,
+}
+
 pub(super) struct Pool {
     per_host: usize,
     idle: Mutex<HashMap<ConnKey, Vec<(Instant, Connection)>>>,
@@ -68,6 +81,26 @@ impl Pool {
         } else {
             Some(conn)
         }
+    }
+
+    /// Idle connections per host, for `wasmtpctl show hosts|routes`.
+    pub fn report(&self) -> Vec<IdleReport> {
+        let idle = self.lock();
+        let mut out: Vec<IdleReport> = idle
+            .iter()
+            .filter(|(_, conns)| !conns.is_empty())
+            .map(|(key, conns)| IdleReport {
+                addr: key.addr.to_string(),
+                port: key.port,
+                name: key.name.clone(),
+                scheme: key.scheme.as_str().to_string(),
+                helo: key.helo.clone(),
+                action: key.action.clone(),
+                idle: conns.len(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.addr, a.port, &a.action).cmp(&(&b.addr, b.port, &b.action)));
+        out
     }
 
     /// Takes out the connections that have waited long enough, for the
