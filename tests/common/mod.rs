@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasmtpd");
+pub const CTL: &str = env!("CARGO_BIN_EXE_wasmtpctl");
 
 /// A port nobody uses right now, below Linux's ephemeral range
 /// (32768–60999): a port the kernel picked could be taken a moment later
@@ -241,6 +242,33 @@ impl Daemon {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The control socket of a daemon started by [`Site::start`]: beside
+    /// its spool.
+    pub fn control(&self) -> PathBuf {
+        self.dir.join("run/wasmtpd.sock")
+    }
+
+    /// Runs `wasmtpctl ARGS` against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(CTL)
+            .arg("-s")
+            .arg(self.control())
+            .args(args)
+            .output()
+            .expect("wasmtpctl")
+    }
+
+    /// `wasmtpctl ARGS`, which must succeed; its standard output.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "wasmtpctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
     }
 }
 
