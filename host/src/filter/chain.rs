@@ -253,7 +253,7 @@ impl SessionFilters {
                 member.state = State::Failed;
                 return Err(Failure::Quarantined);
             }
-            match Instance::start(&member.filter, &self.session_id, self.tenant.clone()).await {
+            match Instance::start_for(&member.filter, &self.session_id, self.tenant.clone()).await {
                 Ok(instance) => member.state = State::Live(Box::new(instance)),
                 Err(failure) => return Err(failure),
             }

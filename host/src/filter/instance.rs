@@ -50,9 +50,14 @@ pub struct Instance {
 
 impl Instance {
     /// Instantiates the filter for a session and asks what it wants to
-    /// see (`init`). Calls are counted in the filter's statistics and,
-    /// when given, the session's tenant's.
-    pub async fn start(
+    /// see (`init`).
+    pub async fn start(filter: &Arc<LoadedFilter>, session_id: &str) -> Result<Instance, Failure> {
+        Instance::start_for(filter, session_id, None).await
+    }
+
+    /// [`Instance::start`], with the calls and fuel also counted for the
+    /// session's tenant.
+    pub async fn start_for(
         filter: &Arc<LoadedFilter>,
         session_id: &str,
         tenant: Option<Arc<TenantStats>>,
