@@ -75,6 +75,7 @@ async fn main() {
         engine,
         None,
         Arc::new(wasmtpd::table::Tables::load_all(&cfg).expect("tables")),
+        wasmtpd::stats::Stats::new(std::time::Instant::now()),
     )
     .expect("registry");
     let session = session();

@@ -51,6 +51,9 @@ struct Cli {
     /// The port MX hosts listen on (testing: MX hosts on 127.0.0.x).
     #[arg(long, hide = true, value_name = "PORT", default_value_t = 25)]
     mx_port: u16,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -190,6 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 runner,
                 nameserver: cli.nameserver,
                 mx_port: cli.mx_port,
+                metrics: cli.metrics,
             },
         )
         .await

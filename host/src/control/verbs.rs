@@ -217,10 +217,12 @@ impl Controller {
                 Err(e) => warn!("control: cannot remove envelope {evpid}: {e}"),
             }
         }
-        self.services
-            .stats
-            .counter(super::format::monitor::keys::ENVELOPE_REMOVED)
-            .add(removed as u64);
+        let keys = (
+            super::format::monitor::keys::ENVELOPE_REMOVED,
+            super::format::monitor::keys::ENVELOPE_DEQUEUED,
+        );
+        self.services.stats.counter(keys.0).add(removed as u64);
+        self.services.stats.counter(keys.1).add(removed as u64);
         Ok(Response::ok(Done::counted(
             removed,
             format!("{removed} envelope(s) removed"),

@@ -7,6 +7,7 @@
 
 pub mod deliver;
 pub mod listen;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,6 +51,11 @@ pub enum DaemonError {
     RelayTls(String, Box<crate::mta::tls::MtaTlsError>),
     #[error(transparent)]
     Control(#[from] crate::control::socket::SocketError),
+    #[error("metrics: cannot listen on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct DaemonOptions {
@@ -62,6 +68,8 @@ pub struct DaemonOptions {
     pub nameserver: Option<std::net::SocketAddr>,
     /// The port of MX hosts (25; tests run theirs elsewhere).
     pub mx_port: u16,
+    /// `--metrics ADDR`: where Prometheus scrapes the statistics.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// What [`prepare`] readies before the runtime starts.
@@ -208,6 +216,16 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         intake: Default::default(),
     });
 
+    if let Some(addr) = opts.metrics {
+        // Bound here, after privileges are dropped: a metrics port is a
+        // high one, and nothing of it needs root.
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Metrics { addr, source })?;
+        info!("metrics: listening on {addr}");
+        tokio::spawn(metrics::serve(listener, services.stats.clone()));
+    }
+
     let sessions = Arc::new(Semaphore::new(config.smtp.max_sessions));
 
     let per_client = crate::smtp::limits::PerClient::new(crate::smtp::limits::DEFAULT_PER_CLIENT);
@@ -316,7 +334,8 @@ fn start_filters(
             None
         }
     };
-    let registry = Registry::new(config, sources, engine, dns, tables)?;
+    let stats = opts.scheduler.stats.clone();
+    let registry = Registry::new(config, sources, engine, dns, tables, stats)?;
     for name in registry.current().filters.keys() {
         info!("filter {name}: loaded");
     }
@@ -342,15 +361,18 @@ fn start_relay(
             return None;
         }
     };
-    let relay = Arc::new(RelayService::new(
-        config.clone(),
-        tables.clone(),
-        dns,
-        tls,
-        hostname.to_string(),
-        opts.mx_port,
-        opts.scheduler.backoff.min,
-    ));
+    let relay = Arc::new(
+        RelayService::new(
+            config.clone(),
+            tables.clone(),
+            dns,
+            tls,
+            hostname.to_string(),
+            opts.mx_port,
+            opts.scheduler.backoff.min,
+        )
+        .with_stats(&opts.scheduler.stats),
+    );
     let reaper = Arc::downgrade(&relay);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));

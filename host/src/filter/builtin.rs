@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::bindings::{Decision, Phase, Reply, Session};
 use super::chain::{phase_name, ALL_PHASES};
+use super::stats::FilterStats;
 use crate::config::model::{BuiltinDecision, BuiltinFilter, Condition};
 use crate::lka::rules::{conditions_hold, MatchContext};
 use crate::mailaddr::MailAddr;
@@ -18,6 +19,8 @@ pub struct Builtin {
     conditions: Vec<Condition>,
     decision: BuiltinDecision,
     tables: Arc<Tables>,
+    /// `filter.<name>.calls` and `.rejects`.
+    stats: FilterStats,
 }
 
 impl Builtin {
@@ -28,7 +31,18 @@ impl Builtin {
             conditions: def.conditions.clone(),
             decision: def.decision.clone(),
             tables,
+            stats: FilterStats::default(),
         })
+    }
+
+    pub fn stats(&self) -> &FilterStats {
+        &self.stats
+    }
+
+    /// Counts this filter's evaluations and rejections in `stats`.
+    pub fn with_stats(mut self, stats: FilterStats) -> Builtin {
+        self.stats = stats;
+        self
     }
 
     /// The decision when this is its phase and every condition holds.
@@ -37,6 +51,7 @@ impl Builtin {
         if !same_phase {
             return None;
         }
+        self.stats.calls.inc();
         let src = session
             .remote_address
             .parse::<SocketAddr>()

@@ -12,6 +12,7 @@ use super::builtin::Builtin;
 use super::instance::{Failure, Instance};
 use super::registry::LoadedFilter;
 use super::reply;
+use super::stats::{FilterStats, TenantStats};
 use crate::config::model::OnError;
 use crate::smtp::proto::Reply;
 
@@ -67,6 +68,8 @@ struct Member {
 pub struct SessionFilters {
     members: Vec<Slot>,
     session_id: String,
+    /// The session's tenant, when its listener has a tag.
+    tenant: Option<Arc<TenantStats>>,
 }
 
 impl SessionFilters {
@@ -84,7 +87,14 @@ impl SessionFilters {
                 })
                 .collect(),
             session_id: session_id.to_string(),
+            tenant: None,
         }
+    }
+
+    /// Counts the session's filter work for a tenant as well.
+    pub fn with_tenant(mut self, tenant: TenantStats) -> SessionFilters {
+        self.tenant = Some(Arc::new(tenant));
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -243,7 +253,7 @@ impl SessionFilters {
                 member.state = State::Failed;
                 return Err(Failure::Quarantined);
             }
-            match Instance::start(&member.filter, &self.session_id).await {
+            match Instance::start_for(&member.filter, &self.session_id, self.tenant.clone()).await {
                 Ok(instance) => member.state = State::Live(Box::new(instance)),
                 Err(failure) => return Err(failure),
             }
@@ -268,6 +278,7 @@ impl SessionFilters {
             member.failure = Some(failure.clone());
         }
         if was_live && failure != Failure::Quarantined {
+            count_failure(&filter.stats, self.tenant.as_deref(), &failure);
             warn!(
                 "filter {}: session {}: failed in {phase}: {failure} (on-error {})",
                 filter.name,
@@ -275,6 +286,7 @@ impl SessionFilters {
                 policy_name(filter.on_error)
             );
             if filter.quarantine.record_failure(Instant::now()) {
+                filter.stats.quarantines.inc();
                 warn!(
                     "filter {}: quarantined for {}s after {} failures",
                     filter.name,
@@ -297,7 +309,15 @@ impl SessionFilters {
         }
     }
 
+    fn member_stats(&self, i: usize) -> &FilterStats {
+        match &self.members[i] {
+            Slot::Wasm(m) => &m.filter.stats,
+            Slot::Builtin(b) => b.stats(),
+        }
+    }
+
     fn log_decision(&self, i: usize, phase: Phase, what: &str, r: &Reply) {
+        self.member_stats(i).rejects.inc();
         info!(
             "filter {}: session {}: {what} in {}: {} {}",
             self.member_name(i),
@@ -306,6 +326,31 @@ impl SessionFilters {
             r.code,
             r.text
         );
+    }
+}
+
+/// A failure that set the policy going; traps (limits included) are
+/// told apart from answers the host refused and failed starts.
+fn count_failure(stats: &FilterStats, tenant: Option<&TenantStats>, failure: &Failure) {
+    stats.errors.inc();
+    let trapped = matches!(
+        failure,
+        Failure::Fuel
+            | Failure::SessionFuel
+            | Failure::Deadline
+            | Failure::Memory
+            | Failure::Stack
+            | Failure::Budget(_)
+            | Failure::Trap(_)
+    );
+    if trapped {
+        stats.traps.inc();
+        if let Some(t) = tenant {
+            t.traps.inc();
+        }
+    }
+    if *failure == Failure::Deadline {
+        stats.timeouts.inc();
     }
 }
 

@@ -11,6 +11,7 @@ use super::engine::TICK;
 use super::host::{BudgetExceeded, FilterHost};
 use super::limits::{Limits, YIELD_INTERVAL};
 use super::registry::LoadedFilter;
+use super::stats::{FilterStats, TenantStats};
 
 /// Why a filter's call did not give an answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,12 +44,24 @@ pub struct Instance {
     limits: Limits,
     session_fuel_left: u64,
     pub subscriptions: Subscriptions,
+    stats: Arc<FilterStats>,
+    tenant: Option<Arc<TenantStats>>,
 }
 
 impl Instance {
     /// Instantiates the filter for a session and asks what it wants to
     /// see (`init`).
     pub async fn start(filter: &Arc<LoadedFilter>, session_id: &str) -> Result<Instance, Failure> {
+        Instance::start_for(filter, session_id, None).await
+    }
+
+    /// [`Instance::start`], with the calls and fuel also counted for the
+    /// session's tenant.
+    pub async fn start_for(
+        filter: &Arc<LoadedFilter>,
+        session_id: &str,
+        tenant: Option<Arc<TenantStats>>,
+    ) -> Result<Instance, Failure> {
         let limits = filter.limits.clone();
         let host = FilterHost::new(
             filter.shared.clone(),
@@ -84,6 +97,8 @@ impl Instance {
                 data_lines: false,
                 reports: false,
             },
+            stats: filter.stats.clone(),
+            tenant,
         };
         let subs = instance
             .call(|b, s| Box::pin(async move { b.wasmtpd_filter_filter().call_init(s).await }))
@@ -165,9 +180,14 @@ impl Instance {
             tokio::time::timeout(self.limits.timeout + TICK * 2, f(bindings, &mut self.store)).await
         };
         let left = self.store.get_fuel().unwrap_or(0);
-        self.session_fuel_left = self
-            .session_fuel_left
-            .saturating_sub(given.saturating_sub(left));
+        let burnt = given.saturating_sub(left);
+        self.session_fuel_left = self.session_fuel_left.saturating_sub(burnt);
+        self.stats.calls.inc();
+        self.stats.fuel.add(burnt);
+        if let Some(t) = &self.tenant {
+            t.calls.inc();
+            t.fuel.add(burnt);
+        }
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(e, self.session_fuel_left == 0)),

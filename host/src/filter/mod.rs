@@ -14,6 +14,7 @@
 //!   the operator's grants and the instance's budget.
 //! - [`regex`]: pattern sets compiled once per filter (`host-regex`).
 //! - [`bundled`]: dnsbl, regex and spamscore, built from `filters/`.
+//! - [`stats`]: calls, fuel, traps, quarantines per filter and tenant.
 //!
 //! A filter gets only what the `mail-filter` world imports; anything
 //! else it imports (WASI files, sockets, clocks, environment) is linked
@@ -31,11 +32,13 @@ pub mod quarantine;
 pub mod regex;
 pub mod registry;
 mod reply;
+pub mod stats;
 
 pub use bindings::{Outcome, Phase, Report, Session as FilterSession, TxAddress};
 pub use chain::{ChainMember, SessionFilters, Verdict};
 pub use engine::{EngineOptions, FilterEngine};
 pub use registry::{read_sources, Registry, Source};
+pub use stats::{FilterStats, TenantStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {

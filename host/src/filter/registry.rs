@@ -17,9 +17,11 @@ use super::engine::FilterEngine;
 use super::host::{FilterHost, FilterShared, Kv};
 use super::limits::Limits;
 use super::quarantine::Quarantine;
+use super::stats::{FilterStats, TenantStats};
 use super::FilterError;
 use crate::config::model::{Config, FilterKind, OnError, WasmFilter, WasmSource};
 use crate::dns::Dns;
+use crate::stats::Stats;
 use crate::table::Tables;
 
 /// One filter, compiled and linked.
@@ -30,6 +32,8 @@ pub struct LoadedFilter {
     pub on_error: OnError,
     pub shared: Arc<FilterShared>,
     pub quarantine: Quarantine,
+    /// `filter.<name>.*`: the same handles across reloads.
+    pub stats: Arc<FilterStats>,
 }
 
 impl LoadedFilter {
@@ -92,6 +96,7 @@ pub struct Registry {
     /// Each filter's shared state (kv store, compiled patterns) by name:
     /// it outlives reloads, it is the filter's memory.
     shared: Mutex<BTreeMap<String, Arc<FilterShared>>>,
+    stats: Stats,
 }
 
 impl Registry {
@@ -103,6 +108,7 @@ impl Registry {
         engine: FilterEngine,
         dns: Option<Arc<Dns>>,
         tables: Arc<Tables>,
+        stats: Stats,
     ) -> Result<Registry, FilterError> {
         let mut chains = BTreeMap::new();
         let mut builtins = BTreeMap::new();
@@ -117,6 +123,7 @@ impl Registry {
                 FilterKind::Builtin(def) => {
                     chains.insert(f.name.clone(), vec![f.name.clone()]);
                     if let Some(b) = Builtin::new(&f.name, def, tables.clone()) {
+                        let b = b.with_stats(FilterStats::new(&stats, &f.name));
                         builtins.insert(f.name.clone(), Arc::new(b));
                     }
                 }
@@ -140,6 +147,7 @@ impl Registry {
             current: ArcSwap::from_pointee(FilterSet::default()),
             builtins,
             shared: Mutex::new(BTreeMap::new()),
+            stats,
         };
         let mut set = FilterSet::default();
         for s in sources {
@@ -186,6 +194,7 @@ impl Registry {
             on_error: def.on_error,
             shared,
             quarantine: Quarantine::default(),
+            stats: Arc::new(FilterStats::new(&self.stats, name)),
         })
     }
 
@@ -251,6 +260,12 @@ impl Registry {
         }
         self.current.store(Arc::new(set));
         (replaced, failures)
+    }
+
+    /// `tenant.<tag>.filter.*` for a session of a listener tagged `tag`:
+    /// looked up once per session, then atomics only.
+    pub fn tenant_stats(&self, tag: &str) -> TenantStats {
+        TenantStats::new(&self.stats, tag)
     }
 
     pub fn current(&self) -> Arc<FilterSet> {

@@ -14,6 +14,10 @@ fn filters_dir() -> &'static str {
 }
 
 fn registry(conf: &str) -> Registry {
+    registry_with(conf, crate::stats::Stats::new(Instant::now()))
+}
+
+fn registry_with(conf: &str, stats: crate::stats::Stats) -> Registry {
     let conf = conf.replace("@DIR@", filters_dir());
     let cfg = config::parse_str(&conf, Path::new("t.conf")).unwrap();
     let engine = FilterEngine::new(EngineOptions {
@@ -28,6 +32,7 @@ fn registry(conf: &str) -> Registry {
         engine,
         None,
         Arc::new(crate::table::Tables::load_all(&cfg).unwrap()),
+        stats,
     )
     .unwrap()
 }
@@ -249,4 +254,52 @@ async fn reload_keeps_sessions_on_their_version() {
         .await;
     assert!(matches!(v, Verdict::Reject(_)), "{v:?}");
     let _ = Arc::clone(&reg.current());
+}
+
+#[tokio::test]
+async fn calls_fuel_rejects_and_traps_are_counted_per_filter_and_tenant() {
+    use crate::stats::{Stats, Value};
+    let counter = |stats: &Stats, k: &str| match stats.snapshot().get(k) {
+        Some(Value::Counter(n)) => *n,
+        _ => 0,
+    };
+    let stats = Stats::new(Instant::now());
+    let reg = registry_with(&hostile("reject", ""), stats.clone());
+    let mut f =
+        SessionFilters::new(reg.chain("h"), "1").with_tenant(reg.tenant_stats("acme.example"));
+    let v = f
+        .phase(&session(), Phase::MailFrom, "joe@example.org")
+        .await;
+    assert!(matches!(v, Verdict::Reject(_)), "{v:?}");
+    // init and mail-from.
+    assert_eq!(counter(&stats, "filter.h.calls"), 2);
+    assert_eq!(counter(&stats, "tenant.acme.example.filter.calls"), 2);
+    assert!(counter(&stats, "filter.h.fuel") > 0);
+    assert_eq!(
+        counter(&stats, "filter.h.fuel"),
+        counter(&stats, "tenant.acme.example.filter.fuel")
+    );
+    assert_eq!(counter(&stats, "filter.h.rejects"), 1);
+    assert_eq!(counter(&stats, "filter.h.traps"), 0);
+
+    let stats = Stats::new(Instant::now());
+    let reg = registry_with(
+        &hostile(
+            "loop",
+            "fuel 100000000000 session-fuel 100000000000 timeout 200ms",
+        ),
+        stats.clone(),
+    );
+    let mut f = SessionFilters::new(reg.chain("h"), "1").with_tenant(reg.tenant_stats("t"));
+    f.phase(&session(), Phase::MailFrom, "joe@example.org")
+        .await;
+    assert_eq!(counter(&stats, "filter.h.errors"), 1);
+    assert_eq!(counter(&stats, "filter.h.traps"), 1);
+    assert_eq!(counter(&stats, "filter.h.timeouts"), 1);
+    assert_eq!(counter(&stats, "tenant.t.filter.traps"), 1);
+    let prom = stats.render_prometheus();
+    assert!(
+        prom.contains("wasmtpd_filter_traps_total{filter=\"h\"} 1"),
+        "{prom}"
+    );
 }

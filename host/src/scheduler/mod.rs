@@ -409,6 +409,7 @@ impl<D: Deliver> Scheduler<D> {
                 backoff: self.opts.backoff,
                 warn_after: self.opts.warn_after.clone(),
                 tx: self.tx.clone(),
+                stats: self.opts.stats.clone(),
             };
             let span = tracing::info_span!("delivery", evpid = %id);
             let (tx, backoff, mut retry) = (self.tx.clone(), self.opts.backoff, batch.clone());
@@ -439,6 +440,24 @@ struct Attempt<D> {
     backoff: Backoff,
     warn_after: Vec<Duration>,
     tx: mpsc::UnboundedSender<Msg>,
+    /// Outcomes, expiries, dequeues, notices (monitor's keys), the
+    /// delivery delay and the envelopes in flight.
+    stats: crate::stats::Stats,
+}
+
+/// Whether a permanent failure is a mail loop (`5.4.6`, RFC 3463's
+/// routing loop status, or the words for it).
+fn is_loop(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("5.4.6")
+        || [
+            "mail loop",
+            "routing loop",
+            "loop detected",
+            "too many hops",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 /// What became of one envelope after an attempt.
@@ -507,6 +526,11 @@ impl<D: Deliver> Attempt<D> {
         if expired || !self.deliver.logs_itself(&env) {
             self.log(&env, &outcome, now);
         }
+        // A bounce-kind envelope failed earlier and was counted then; its
+        // outcome here only stands for the notice still owed.
+        if env.kind != EnvelopeKind::Bounce {
+            self.count(&env, &outcome, expired, now);
+        }
         match outcome {
             Outcome::Ok(_) => Settled::Delivered(env.id),
             Outcome::TempFail(e) => {
@@ -524,6 +548,33 @@ impl<D: Deliver> Attempt<D> {
                 Settled::Failed(env)
             }
         }
+    }
+
+    /// Counts one attempt's outcome for an envelope; an expiry counts as
+    /// the temporary failure it was, plus the expiry.
+    fn count(&self, env: &Envelope, outcome: &Outcome, expired: bool, now: i64) {
+        use crate::control::format::monitor::keys;
+        let key = match outcome {
+            Outcome::Ok(_) => {
+                let delay = (now - env.created).max(0) as f64;
+                self.stats
+                    .histogram("scheduler.delivery.delay", crate::stats::DELAY_BUCKETS)
+                    .observe(delay);
+                keys::DELIVERY_OK
+            }
+            Outcome::TempFail(_) => keys::DELIVERY_TEMPFAIL,
+            Outcome::PermFail(_) if expired => {
+                self.stats.counter(keys::ENVELOPE_EXPIRED).inc();
+                keys::DELIVERY_TEMPFAIL
+            }
+            Outcome::PermFail(e) => {
+                if is_loop(e) {
+                    self.stats.counter(keys::DELIVERY_LOOP).inc();
+                }
+                keys::DELIVERY_PERMFAIL
+            }
+        };
+        self.stats.counter(key).inc();
     }
 
     /// Sends the delay warnings (`bounce warn-interval`) now due; one
@@ -601,14 +652,25 @@ impl<D: Deliver> Attempt<D> {
         }
         let bounces = self.deliver.bounce(envs, notice).await?;
         if !bounces.is_empty() {
+            use crate::control::format::monitor::keys;
+            self.stats.counter(keys::BOUNCE).inc();
+            self.stats
+                .counter(keys::ENVELOPE_ENQUEUED)
+                .add(bounces.len() as u64);
             let _ = self.tx.send(Msg::Insert(bounces));
         }
         Ok(())
     }
 
+    /// Takes a settled envelope out of the queue. One already gone (the
+    /// operator removed it meanwhile) was counted as removed then.
     async fn remove(&self, id: EvpId) {
-        if let Err(err) = self.queue.remove_envelope(id).await {
-            warn!("queue: cannot remove envelope {id}: {err}");
+        match self.queue.remove_envelope(id).await {
+            Ok(()) => self
+                .stats
+                .counter(crate::control::format::monitor::keys::ENVELOPE_DEQUEUED)
+                .inc(),
+            Err(err) => warn!("queue: cannot remove envelope {id}: {err}"),
         }
     }
 

@@ -348,3 +348,57 @@ async fn suspended_envelopes_wait_and_removed_ones_leave_the_schedule() {
     h.schedule(Selector::Envelope(a)).await;
     wait_for(|| rec.attempts.lock().unwrap().len() == 2).await;
 }
+
+#[tokio::test]
+async fn outcomes_are_counted_for_show_stats() {
+    use crate::stats::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let (q, mut envs) = queued(
+        dir.path(),
+        &[
+            ("ok@one.test", EnvelopeKind::Mta),
+            ("later@one.test", EnvelopeKind::Mta),
+            ("never@one.test", EnvelopeKind::Mta),
+            ("late@two.test", EnvelopeKind::Mta),
+        ],
+    )
+    .await;
+    // Delivered 90 s after it was queued.
+    envs[0].created -= 90;
+    // Out of time: its temporary failure expires it.
+    envs[3].expire = now() - 1;
+    let rec = Arc::new(Recorder {
+        tempfail: vec!["later", "late"],
+        permfail: vec!["never"],
+        ..Default::default()
+    });
+    let opts = SchedulerOptions::default();
+    let stats = opts.stats.clone();
+    let _h = start(q.clone(), rec.clone(), opts, envs);
+    let counter = |k: &str| match stats.snapshot().get(k) {
+        Some(Value::Counter(n)) => *n,
+        _ => 0,
+    };
+    wait_for(|| counter("queue.envelope.dequeued") == 3).await;
+    assert_eq!(counter("scheduler.delivery.ok"), 1);
+    assert_eq!(counter("scheduler.delivery.tempfail"), 2);
+    assert_eq!(counter("scheduler.delivery.permfail"), 1);
+    assert_eq!(counter("scheduler.envelope.expired"), 1);
+    assert_eq!(counter("scheduler.delivery.loop"), 0);
+    assert_eq!(counter("scheduler.delivery.delay.count"), 1);
+    match stats.snapshot().get("scheduler.delivery.delay.sum") {
+        Some(Value::Sum(s)) => assert!((90.0..100.0).contains(s), "{s}"),
+        other => panic!("{other:?}"),
+    }
+    wait_for(|| stats.snapshot().get("scheduler.envelope.inflight") == Some(&Value::Gauge(0)))
+        .await;
+}
+
+#[test]
+fn loops_are_told_by_their_status_or_words() {
+    assert!(is_loop("554 5.4.6 Mail loop detected"));
+    assert!(is_loop("550 Routing loop detected"));
+    assert!(is_loop("554 Too many hops"));
+    assert!(!is_loop("550 5.1.1 no such user"));
+    assert!(!is_loop("connection refused by loopback.example"));
+}

@@ -23,6 +23,7 @@ use crate::lka::rules::MatchContext;
 use crate::mailaddr::{display_sender, MailAddr};
 use crate::smtp::proto::{Decision, Event, MailParams, Password, RcptParams, Reply, Session};
 use crate::smtp::Services;
+use crate::stats::{Counter, Gauge, Stats};
 
 /// Per-listener facts the event handler needs.
 #[derive(Clone, Debug)]
@@ -96,6 +97,52 @@ pub struct Inbound {
     session_junk: bool,
     /// "TLSv1.3:cipher:bits" once TLS is on, for the filters.
     tls_info: Option<String>,
+    stats: SessionStats,
+}
+
+/// The statistics a session moves, looked up once when it starts.
+struct SessionStats {
+    disconnect: Counter,
+    /// Sessions open now: up when one starts, down when it is dropped.
+    open: Gauge,
+    tls: Counter,
+    auth_ok: Counter,
+    auth_fail: Counter,
+    enqueued: Counter,
+    rejected: Counter,
+}
+
+impl SessionStats {
+    /// Counts the new session (`smtp.session.connect`, by address family)
+    /// and returns the handles for the rest of it.
+    fn start(stats: &Stats, peer: &SocketAddr) -> SessionStats {
+        use crate::control::format::monitor::keys;
+        stats.counter(keys::SESSION_CONNECT).inc();
+        // An IPv4 client of a dual-stack socket shows as v4-mapped v6.
+        let family = match peer.ip().to_canonical() {
+            std::net::IpAddr::V4(_) => "smtp.session.inet4",
+            std::net::IpAddr::V6(_) => "smtp.session.inet6",
+        };
+        stats.counter(family).inc();
+        let open = stats.gauge("smtp.session");
+        open.inc();
+        SessionStats {
+            disconnect: stats.counter(keys::SESSION_DISCONNECT),
+            open,
+            tls: stats.counter("smtp.tls"),
+            auth_ok: stats.counter("smtp.auth.ok"),
+            auth_fail: stats.counter("smtp.auth.fail"),
+            enqueued: stats.counter(keys::ENVELOPE_ENQUEUED),
+            rejected: stats.counter("smtp.message.rejected"),
+        }
+    }
+}
+
+impl Drop for SessionStats {
+    fn drop(&mut self) {
+        self.disconnect.inc();
+        self.open.dec();
+    }
 }
 
 impl Inbound {
@@ -106,6 +153,7 @@ impl Inbound {
         (peer, local): (SocketAddr, SocketAddr),
         peer_name: String,
     ) -> Inbound {
+        let stats = SessionStats::start(&services.stats, &peer);
         Inbound {
             services,
             listener,
@@ -118,6 +166,7 @@ impl Inbound {
             filters: None,
             session_junk: false,
             tls_info: None,
+            stats,
         }
     }
 
@@ -229,11 +278,13 @@ impl Inbound {
                     "smtp-in: Authentication succeeded for user \"{shown}\" on session {}",
                     self.session_id
                 );
+                self.stats.auth_ok.inc();
                 self.report_auth(session, &user, "pass").await;
                 Decision::Accept(None)
             }
             Ok(Ok(false)) => {
                 self.auth_failures += 1;
+                self.stats.auth_fail.inc();
                 info!(
                     "smtp-in: Authentication failed for user \"{shown}\" on session {}",
                     self.session_id
@@ -373,6 +424,7 @@ impl Inbound {
         };
         if crate::loops::too_many_hops(&content) {
             self.services.queue.release_msgid(tx.msgid);
+            self.stats.rejected.inc();
             info!(
                 "smtp-in: Rejected message on session {}: too many hops",
                 self.session_id
@@ -384,6 +436,7 @@ impl Inbound {
             Ok(content) => content,
             Err(refusal) => {
                 self.services.queue.release_msgid(tx.msgid);
+                self.stats.rejected.inc();
                 return refusal;
             }
         };
@@ -410,6 +463,7 @@ impl Inbound {
                 .await;
             return Decision::Reject(reply(451, "4.3.0", "Temporary failure, try again later"));
         }
+        self.stats.enqueued.add(envelopes.len() as u64);
         let to: Vec<String> = tx.rcpts.iter().map(|r| r.rcpt.to_string()).collect();
         info!(
             "smtp-in: Accepted message {} on session {}: from=<{}>, to=<{}>, size={}, ndest={}, proto={}",

@@ -15,14 +15,18 @@ impl Inbound {
     /// a reload later does not touch this session) and asks them about
     /// the connection.
     pub(super) async fn start_filters(&mut self, session: &Session) -> Decision {
-        let chain = match (&self.services.filters, &self.listener.filter) {
-            (Some(registry), Some(name)) => registry.chain(name),
-            _ => Vec::new(),
+        let (Some(registry), Some(name)) = (&self.services.filters, &self.listener.filter) else {
+            return Decision::Accept(None);
         };
+        let chain = registry.chain(name);
         if chain.is_empty() {
             return Decision::Accept(None);
         }
-        self.filters = Some(SessionFilters::new(chain, &self.session_id));
+        let mut filters = SessionFilters::new(chain, &self.session_id);
+        if let Some(tag) = &self.listener.tag {
+            filters = filters.with_tenant(registry.tenant_stats(tag));
+        }
+        self.filters = Some(filters);
         self.report(session, Report::LinkConnect).await;
         let ip = self.peer.ip().to_string();
         match self.filter_phase(session, Phase::Connect, &ip).await {
@@ -229,6 +233,7 @@ impl Inbound {
 
     /// TLS is on: the filters see it from now on.
     pub async fn tls_started(&mut self, session: &Session, description: String) {
+        self.stats.tls.inc();
         self.tls_info = Some(description.clone());
         self.report(session, Report::LinkTls(description)).await;
     }

@@ -283,3 +283,37 @@ async fn masquerade_rewrites_the_from_header() {
     );
     assert!(!text.contains("ceo@"), "{text}");
 }
+
+#[tokio::test]
+async fn a_session_is_counted_from_connect_to_drop() {
+    use crate::stats::Value;
+    let mut s = Submission::ready().await;
+    let stats = s.inbound.services.stats.clone();
+    let get = |k: &str| stats.snapshot().get(k).cloned();
+    assert_eq!(get("smtp.session.connect"), Some(Value::Counter(1)));
+    assert_eq!(get("smtp.session.inet4"), Some(Value::Counter(1)));
+    assert_eq!(get("smtp.session"), Some(Value::Gauge(1)));
+    assert_eq!(s.cmd(&plain("joe", "wrong")).await, FAILED);
+    assert_eq!(s.cmd(&plain("joe", "s3cret")).await, OK);
+    assert_eq!(get("smtp.auth.fail"), Some(Value::Counter(1)));
+    assert_eq!(get("smtp.auth.ok"), Some(Value::Counter(1)));
+    s.cmd("MAIL FROM:<joe@example.org>").await;
+    s.cmd("RCPT TO:<someone@example.com>").await;
+    s.cmd("RCPT TO:<other@example.com>").await;
+    s.cmd("DATA").await;
+    let r = s.cmd("Subject: hi\r\n\r\nhello\r\n.").await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert_eq!(get("queue.envelope.enqueued"), Some(Value::Counter(2)));
+    // A message with a looping trace is refused.
+    s.cmd("MAIL FROM:<joe@example.org>").await;
+    s.cmd("RCPT TO:<someone@example.com>").await;
+    s.cmd("DATA").await;
+    let hops = "Received: from x\r\n".repeat(120);
+    let r = s.cmd(&format!("{hops}Subject: hi\r\n\r\nhello\r\n.")).await;
+    assert!(r.starts_with("554 5.4.6"), "{r}");
+    assert_eq!(get("smtp.message.rejected"), Some(Value::Counter(1)));
+    assert_eq!(get("smtp.session.disconnect"), Some(Value::Counter(0)));
+    drop(s);
+    assert_eq!(get("smtp.session.disconnect"), Some(Value::Counter(1)));
+    assert_eq!(get("smtp.session"), Some(Value::Gauge(0)));
+}

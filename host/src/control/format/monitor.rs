@@ -42,6 +42,9 @@ pub mod keys {
     pub const ENVELOPE_EXPIRED: &str = "scheduler.envelope.expired";
     pub const ENVELOPE_REMOVED: &str = "scheduler.envelope.removed";
     pub const BOUNCE: &str = "queue.bounce";
+    /// Levels, when the daemon has them.
+    pub const SESSIONS: &str = "smtp.session";
+    pub const ENVELOPES: &str = "scheduler.envelope";
 }
 
 /// smtpctl repeats the header every 25 rows.
@@ -84,10 +87,15 @@ impl MonitorRow {
             }
         };
         MonitorRow {
-            sessions: get(cur, keys::SESSION_CONNECT) - get(cur, keys::SESSION_DISCONNECT),
+            sessions: cur.get(keys::SESSIONS).copied().unwrap_or_else(|| {
+                get(cur, keys::SESSION_CONNECT) - get(cur, keys::SESSION_DISCONNECT)
+            }),
             connects: delta(keys::SESSION_CONNECT),
             disconnects: delta(keys::SESSION_DISCONNECT),
-            envelopes: get(cur, keys::ENVELOPE_ENQUEUED) - get(cur, keys::ENVELOPE_DEQUEUED),
+            // The scheduler's count includes what was recovered at start.
+            envelopes: cur.get(keys::ENVELOPES).copied().unwrap_or_else(|| {
+                get(cur, keys::ENVELOPE_ENQUEUED) - get(cur, keys::ENVELOPE_DEQUEUED)
+            }),
             enqueued: delta(keys::ENVELOPE_ENQUEUED),
             dequeued: delta(keys::ENVELOPE_DEQUEUED),
             ok: delta(keys::DELIVERY_OK),

@@ -9,6 +9,7 @@ mod destinations;
 mod pool;
 mod report;
 mod sender;
+mod stats;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +24,7 @@ pub use pool::IdleReport;
 use pool::{ConnKey, Pool};
 use report::{log, outcome_of, Via};
 use sender::envelope_sender;
+use stats::RelayStats;
 
 use super::client::{
     ClientConfig, Credentials, FailureReason, Recipient, SessionFailure, Stage, TlsPolicy,
@@ -57,6 +59,7 @@ pub struct RelayService {
     pub timeouts: Timeouts,
     destinations: Destinations,
     pool: Pool,
+    stats: RelayStats,
 }
 
 /// How one host did.
@@ -96,7 +99,14 @@ impl RelayService {
             timeouts: Timeouts::default(),
             destinations: Destinations::new(hold_for, PER_DESTINATION),
             pool: Pool::new(PER_DESTINATION),
+            stats: RelayStats::default(),
         }
+    }
+
+    /// Counts connections and messages (`mta.*`) in `stats`.
+    pub fn with_stats(mut self, stats: &crate::stats::Stats) -> RelayService {
+        self.stats = RelayStats::new(stats);
+        self
     }
 
     /// One attempt for `envs` (one message, one destination domain):
@@ -246,7 +256,10 @@ impl RelayService {
             };
             let reused = idle.is_some();
             let mut conn = match idle {
-                Some(c) => c,
+                Some(c) => {
+                    self.stats.reused.inc();
+                    c
+                }
                 None => {
                     let target = Target {
                         hop,
@@ -255,8 +268,12 @@ impl RelayService {
                         tls: tls.clone(),
                     };
                     match Connection::open(target, config.clone(), self.timeouts).await {
-                        Ok(c) => c,
+                        Ok(c) => {
+                            self.stats.connect.inc();
+                            c
+                        }
                         Err(failure) => {
+                            self.stats.connect_fail.inc();
                             info!(
                                 "smtp-out: Failed to connect to {} ({}): {failure}",
                                 hop.addr, hop.name
@@ -288,6 +305,9 @@ impl RelayService {
                         .iter()
                         .any(|r| r.reply.is_positive() || r.reply.is_permanent());
                     if answered || conn.is_usable() {
+                        if result.rcpts.iter().any(|r| r.reply.is_positive()) {
+                            self.stats.sent.inc();
+                        }
                         // The server spoke for each recipient (a 4xx to
                         // one of them is that recipient's, not the
                         // host's): this is the attempt's result.
