@@ -72,4 +72,4 @@ fn local_config(cfg: Arc<SessionConfig>) -> Arc<SessionConfig> {
 
 #[cfg(test)]
 #[path = "local_tests.rs"]
-mod tests;
+pub(crate) mod tests;

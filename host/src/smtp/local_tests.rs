@@ -33,7 +33,8 @@ impl Deliver for NoDelivery {
     }
 }
 
-fn services(rules: &str, spool: &Path) -> Arc<Services> {
+/// Services whose config is `action "out" relay` and `rules`, queue in `spool`.
+pub(crate) fn services(rules: &str, spool: &Path) -> Arc<Services> {
     let text = format!("action \"out\" relay\n{rules}");
     let cfg = Arc::new(config::parse_str(&text, Path::new("test")).unwrap());
     let tables = Arc::new(Tables::load_all(&cfg).unwrap());
