@@ -110,8 +110,7 @@ pub fn parse(program: &str, args: &[String]) -> Result<Options, UsageError> {
             opts.recipients.push(word.clone());
             break;
         };
-        let mut chars = flags.char_indices();
-        while let Some((i, flag)) = chars.next() {
+        for (i, flag) in flags.char_indices() {
             if flag == 'q' {
                 return Err(UsageError::QueueRun);
             }

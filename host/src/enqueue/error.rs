@@ -35,7 +35,7 @@ pub enum EnqueueError {
     Protocol { stage: Stage, line: String },
     #[error("cannot read the message: {0}")]
     Input(io::Error),
-    #[error("no recipients")]
+    #[error("no recipients given (on the command line, or with -t in To, Cc or Bcc)")]
     NoRecipients,
     #[error("bad address {0:?}")]
     BadAddress(String),

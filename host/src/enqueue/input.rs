@@ -1,5 +1,5 @@
 //! The message as sendmail reads it from stdin: lines ended by LF or
-//! CRLF, made CRLF; without `-i`, a line holding a single dot ends it
+//! CRLF, made CRLF (stray CRs dropped); without `-i`, a line holding a single dot ends it
 //! (what mail(1) and old scripts send); and its wire form, dot-stuffed
 //! for DATA.
 
@@ -19,7 +19,9 @@ pub fn read_message(mut input: impl BufRead, ignore_dots: bool) -> io::Result<Ve
         if !ignore_dots && text == b"." {
             return Ok(out);
         }
-        out.extend_from_slice(text);
+        // A CR that ends no line (`\r\r\n` from some scripts) would get
+        // the message refused as a bare CR: it is dropped.
+        out.extend(text.iter().filter(|&&b| b != b'\r'));
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -60,6 +62,11 @@ mod tests {
     fn line_ends_become_crlf() {
         assert_eq!(read("a\nb\r\nc", false), "a\r\nb\r\nc\r\n");
         assert_eq!(read("", false), "");
+    }
+
+    #[test]
+    fn stray_carriage_returns_are_dropped() {
+        assert_eq!(read("a\r\r\nb\rc\n", false), "a\r\nbc\r\n");
     }
 
     #[test]

@@ -61,7 +61,7 @@ async fn t_message_is_queued_from_local_without_bcc() {
         .unwrap();
     assert_eq!(reply.code, 250);
     let mut envs = svc.queue.load_all().unwrap().envelopes;
-    envs.sort_by(|a, b| a.rcpt.to_string().cmp(&b.rcpt.to_string()));
+    envs.sort_by_key(|e| e.rcpt.to_string());
     let rcpts: Vec<String> = envs.iter().map(|e| e.rcpt.to_string()).collect();
     assert_eq!(rcpts, ["bob@example.net", "hidden@example.org"]);
     assert!(envs.iter().all(|e| e.peer.is_none()), "source is local");
