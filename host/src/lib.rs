@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod enqueue;
 pub mod envelope;
 pub mod filter;
 pub mod lka;

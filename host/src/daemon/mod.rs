@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
-use crate::config::model::{AuthMode, Config, TlsMode};
+use crate::config::model::{AuthMode, Config, Listener, TlsMode};
 use crate::mta::relay::RelayService;
 use crate::mta::tls::{ClientTls, VerifyMode};
 use crate::privsep::JobRunner;
@@ -233,32 +233,8 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         let Some(l) = config.listeners.get(bound.index) else {
             continue;
         };
-        // Error and AUTH-failure limits keep the protocol's defaults.
-        let session_cfg = Arc::new(SessionConfig {
-            max_message_size: config.smtp.max_message_size,
-            max_rcpt: config.smtp.max_rcpt,
-            max_mails: config.smtp.max_mails,
-            max_commands: config.smtp.max_commands,
-            starttls: matches!(l.tls, TlsMode::StartTls | TlsMode::StartTlsRequire),
-            tls_required: l.tls == TlsMode::StartTlsRequire,
-            dsn: !l.no_dsn,
-            auth: !matches!(l.auth, AuthMode::None),
-            auth_required: matches!(l.auth, AuthMode::Required(_)),
-            ..SessionConfig::new(l.hostname.clone().unwrap_or_else(|| hostname.clone()))
-        });
-        let info = Arc::new(ListenerInfo {
-            hostname: session_cfg.hostname.clone(),
-            tag: l.tag.clone(),
-            mask_src: l.mask_src,
-            auth_table: match &l.auth {
-                AuthMode::Required(t) | AuthMode::Optional(t) => t.clone(),
-                AuthMode::None => None,
-            },
-            senders: l.senders.clone(),
-            masquerade: l.masquerade,
-            auth_failure_delay: AUTH_FAILURE_DELAY,
-            filter: l.filter.clone(),
-        });
+        let session_cfg = Arc::new(session_config(&config, l, &hostname));
+        let info = Arc::new(listener_info(l, &session_cfg.hostname));
         let addr = bound.addr;
         let adopt = bound
             .socket
@@ -289,7 +265,8 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
         ));
     }
     if let Some(socket) = control {
-        start_control(socket, services.clone(), relay)?;
+        let local = local_enqueue(&config, &hostname, services.clone());
+        start_control(socket, services.clone(), relay, local)?;
     }
     info!("wasmtpd: ready");
     if let Some(registry) = filters {
@@ -387,11 +364,94 @@ fn start_relay(
     Some(relay)
 }
 
+/// The SMTP settings of a listener's sessions. Error and AUTH-failure
+/// limits keep the protocol's defaults.
+fn session_config(config: &Config, l: &Listener, hostname: &str) -> SessionConfig {
+    SessionConfig {
+        max_message_size: config.smtp.max_message_size,
+        max_rcpt: config.smtp.max_rcpt,
+        max_mails: config.smtp.max_mails,
+        max_commands: config.smtp.max_commands,
+        starttls: matches!(l.tls, TlsMode::StartTls | TlsMode::StartTlsRequire),
+        tls_required: l.tls == TlsMode::StartTlsRequire,
+        dsn: !l.no_dsn,
+        auth: !matches!(l.auth, AuthMode::None),
+        auth_required: matches!(l.auth, AuthMode::Required(_)),
+        ..SessionConfig::new(l.hostname.clone().unwrap_or_else(|| hostname.to_string()))
+    }
+}
+
+/// What the inbound side needs of a listener's options.
+fn listener_info(l: &Listener, hostname: &str) -> ListenerInfo {
+    ListenerInfo {
+        hostname: hostname.to_string(),
+        tag: l.tag.clone(),
+        mask_src: l.mask_src,
+        auth_table: match &l.auth {
+            AuthMode::Required(t) | AuthMode::Optional(t) => t.clone(),
+            AuthMode::None => None,
+        },
+        senders: l.senders.clone(),
+        masquerade: l.masquerade,
+        auth_failure_delay: AUTH_FAILURE_DELAY,
+        filter: l.filter.clone(),
+    }
+}
+
+/// Runs the SMTP sessions `sendmail` opens through the control socket,
+/// with the options of `listen on socket` (tag, filter, hostname…) when
+/// the configuration has one, as OpenSMTPD's enqueue socket does.
+fn local_enqueue(
+    config: &Arc<Config>,
+    hostname: &str,
+    services: Arc<Services>,
+) -> crate::control::EnqueueHook {
+    use crate::config::model::ListenTarget;
+    let socket = config
+        .listeners
+        .iter()
+        .find(|l| l.target == ListenTarget::Socket);
+    let (session_cfg, info) = match socket {
+        Some(l) => {
+            let cfg = session_config(config, l, hostname);
+            let info = listener_info(l, &cfg.hostname);
+            (cfg, info)
+        }
+        None => (
+            SessionConfig {
+                max_message_size: config.smtp.max_message_size,
+                max_rcpt: config.smtp.max_rcpt,
+                max_mails: config.smtp.max_mails,
+                max_commands: config.smtp.max_commands,
+                ..SessionConfig::new(hostname.to_string())
+            },
+            ListenerInfo::new(hostname),
+        ),
+    };
+    let (session_cfg, info) = (Arc::new(session_cfg), Arc::new(info));
+    Arc::new(move |stream, peer: crate::control::peer::Peer| {
+        let peer = crate::smtp::local::LocalPeer {
+            uid: peer.uid,
+            gid: peer.gid,
+            pid: peer.pid,
+            user: crate::control::peer::user_name(peer.uid),
+        };
+        tokio::spawn(crate::smtp::local::serve_local(
+            stream,
+            peer,
+            services.clone(),
+            session_cfg.clone(),
+            info.clone(),
+        ));
+    })
+}
+
 /// Serves `wasmtpctl` on the socket bound by [`prepare`].
 fn start_control(
     socket: std::os::unix::net::UnixListener,
     services: Arc<Services>,
     relay: Option<Arc<RelayService>>,
+    enqueue: crate::control::EnqueueHook,
 ) -> Result<(), DaemonError> {
     use crate::control::{socket::SocketError, Controller};
     let adopt = socket
@@ -406,7 +466,7 @@ fn start_control(
         owner: crate::control::peer::Owner::current(),
         services,
         relay,
-        enqueue: None,
+        enqueue: Some(enqueue),
     });
     tokio::spawn(crate::control::server::serve(listener, controller));
     Ok(())

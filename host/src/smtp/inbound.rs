@@ -21,6 +21,7 @@ use crate::envelope::{DsnParams, Envelope, EnvelopeKind, EvpId, MsgId};
 use crate::lka::resolve::{Resolved, Resolver};
 use crate::lka::rules::MatchContext;
 use crate::mailaddr::{display_sender, MailAddr};
+use crate::smtp::local::LocalPeer;
 use crate::smtp::proto::{Decision, Event, MailParams, Password, RcptParams, Reply, Session};
 use crate::smtp::Services;
 use crate::stats::{Counter, Gauge, Stats};
@@ -98,6 +99,9 @@ pub struct Inbound {
     /// "TLSv1.3:cipher:bits" once TLS is on, for the filters.
     tls_info: Option<String>,
     stats: SessionStats,
+    /// A local enqueue (sendmail): there is no peer address and the
+    /// session is `from local` and `from socket`.
+    enqueue: Option<LocalPeer>,
 }
 
 /// The statistics a session moves, looked up once when it starts.
@@ -115,14 +119,9 @@ struct SessionStats {
 impl SessionStats {
     /// Counts the new session (`smtp.session.connect`, by address family)
     /// and returns the handles for the rest of it.
-    fn start(stats: &Stats, peer: &SocketAddr) -> SessionStats {
+    fn start(stats: &Stats, family: &str) -> SessionStats {
         use crate::control::format::monitor::keys;
         stats.counter(keys::SESSION_CONNECT).inc();
-        // An IPv4 client of a dual-stack socket shows as v4-mapped v6.
-        let family = match peer.ip().to_canonical() {
-            std::net::IpAddr::V4(_) => "smtp.session.inet4",
-            std::net::IpAddr::V6(_) => "smtp.session.inet6",
-        };
         stats.counter(family).inc();
         let open = stats.gauge("smtp.session");
         open.inc();
@@ -153,7 +152,24 @@ impl Inbound {
         (peer, local): (SocketAddr, SocketAddr),
         peer_name: String,
     ) -> Inbound {
-        let stats = SessionStats::start(&services.stats, &peer);
+        Inbound::build(services, listener, session_id, (peer, local), peer_name, None)
+    }
+
+    fn build(
+        services: Arc<Services>,
+        listener: Arc<ListenerInfo>,
+        session_id: String,
+        (peer, local): (SocketAddr, SocketAddr),
+        peer_name: String,
+        enqueue: Option<LocalPeer>,
+    ) -> Inbound {
+        let family = match (&enqueue, peer.ip().to_canonical()) {
+            (Some(_), _) => "smtp.session.local",
+            // An IPv4 client of a dual-stack socket shows as v4-mapped v6.
+            (None, std::net::IpAddr::V4(_)) => "smtp.session.inet4",
+            (None, std::net::IpAddr::V6(_)) => "smtp.session.inet6",
+        };
+        let stats = SessionStats::start(&services.stats, family);
         Inbound {
             services,
             listener,
@@ -167,17 +183,64 @@ impl Inbound {
             session_junk: false,
             tls_info: None,
             stats,
+            enqueue,
         }
+    }
+
+    /// A session of the local enqueue socket: `peer` is who connected.
+    pub fn new_local(
+        services: Arc<Services>,
+        listener: Arc<ListenerInfo>,
+        session_id: String,
+        peer: LocalPeer,
+    ) -> Inbound {
+        // The addresses are never shown: `peer_ip` and `peer_text` answer
+        // for a local session.
+        let none = SocketAddr::from(([0, 0, 0, 0], 0));
+        Inbound::build(
+            services,
+            listener,
+            session_id,
+            (none, none),
+            "localhost".to_string(),
+            Some(peer),
+        )
+    }
+
+    /// The client's IP; `None` for a local enqueue.
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.enqueue.is_none().then(|| self.peer.ip())
+    }
+
+    /// The client's address as logs, headers and filters show it: the IP,
+    /// or `local` as OpenSMTPD writes for its enqueue socket.
+    fn peer_text(&self) -> String {
+        match self.peer_ip() {
+            Some(ip) => ip.to_string(),
+            None => "local".to_string(),
+        }
+    }
+
+    /// Loopback and the local socket count as forward-confirmed.
+    fn peer_confirmed(&self) -> bool {
+        self.peer_ip().is_none_or(|ip| ip.is_loopback())
     }
 
     pub async fn on_event(&mut self, event: Event, session: &Session) -> Decision {
         match event {
             Event::Connect => {
+                // A local sender can claim any MAIL FROM: the log says
+                // who it really was.
+                let who = self
+                    .enqueue
+                    .as_ref()
+                    .map(|p| format!(" uid={} user={}", p.uid, printable(&p.user)))
+                    .unwrap_or_default();
                 info!(
-                    "smtp-in: New session {} from host {} [{}]",
+                    "smtp-in: New session {} from host {} [{}]{who}",
                     self.session_id,
                     self.peer_name,
-                    self.peer.ip()
+                    self.peer_text()
                 );
                 self.start_filters(session).await
             }
@@ -378,14 +441,15 @@ impl Inbound {
     }
 
     fn on_rcpt(&mut self, rcpt: MailAddr, params: RcptParams, session: &Session) -> Decision {
+        let (src, fcrdns) = (self.peer_ip(), self.peer_confirmed());
         let Some(tx) = self.tx.as_mut() else {
             return Decision::Reject(reply(503, "5.5.1", "Need MAIL before RCPT"));
         };
         let ctx = MatchContext {
-            src: Some(self.peer.ip()),
-            socket: false,
+            src,
+            socket: self.enqueue.is_some(),
             rdns: Some(self.peer_name.as_str()),
-            fcrdns: self.peer.ip().is_loopback(),
+            fcrdns,
             helo: session.helo(),
             auth_user: session.auth_user(),
             tls: session.tls_active(),
@@ -512,7 +576,7 @@ impl Inbound {
                     },
                     tag: self.listener.tag.clone(),
                     helo: session.helo().unwrap_or_default().to_string(),
-                    peer: Some(self.peer),
+                    peer: self.enqueue.is_none().then_some(self.peer),
                     peer_name: self.peer_name.clone(),
                     hostname: self.listener.hostname.clone(),
                     auth_user: session.auth_user().map(str::to_string),
@@ -542,7 +606,7 @@ impl Inbound {
         let from = if self.listener.mask_src {
             format!("from {helo} (masked)")
         } else {
-            format!("from {helo} ({} [{}])", self.peer_name, self.peer.ip())
+            format!("from {helo} ({} [{}])", self.peer_name, self.peer_text())
         };
         let mut h = format!(
             "Received: {from}\r\n\tby {} (wasmtpd) with {} id {}",

@@ -28,7 +28,7 @@ impl Inbound {
         }
         self.filters = Some(filters);
         self.report(session, Report::LinkConnect).await;
-        let ip = self.peer.ip().to_string();
+        let ip = self.peer_text();
         match self.filter_phase(session, Phase::Connect, &ip).await {
             Ok(_) => Decision::Accept(None),
             Err(refusal) => refusal,
@@ -257,10 +257,16 @@ impl Inbound {
         FilterSession {
             id: self.session_id.clone(),
             tenant: self.listener.tag.clone(),
-            local_address: self.local.to_string(),
-            remote_address: self.peer.to_string(),
+            local_address: match self.enqueue {
+                Some(_) => "local".to_string(),
+                None => self.local.to_string(),
+            },
+            remote_address: match self.enqueue {
+                Some(_) => "local".to_string(),
+                None => self.peer.to_string(),
+            },
             rdns: (self.peer_name != "<unknown>").then(|| self.peer_name.clone()),
-            fcrdns: self.peer.ip().is_loopback(),
+            fcrdns: self.peer_confirmed(),
             helo: session.helo().map(str::to_string),
             tls: self.tls_info.clone(),
             auth_user: session.auth_user().map(str::to_string),

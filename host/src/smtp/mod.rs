@@ -1,8 +1,10 @@
 //! Inbound SMTP: the sans-IO protocol (`proto`), the daemon's answers to
-//! its events (`inbound`) and the tokio driver (`server`).
+//! its events (`inbound`), the tokio driver (`server`) and the sessions
+//! of the local enqueue socket (`local`).
 
 pub mod inbound;
 pub mod limits;
+pub mod local;
 pub mod proto;
 pub mod server;
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -120,22 +120,63 @@ async fn run(
     let peer_name = peer_name(peer);
     let mut inbound = Inbound::new(services, info, session_id.clone(), (peer, local), peer_name);
     let mut session = Session::new(session_cfg, tls.smtps);
-    let mut out: Vec<u8> = Vec::with_capacity(512);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut closing = false;
-    let mut timed_out = false;
     if let (true, Stream::Tls(tls_stream)) = (tls.smtps, &stream) {
         inbound
             .tls_started(&session, tls::describe(tls_stream.as_ref()))
             .await;
     }
+    let timed_out = loop {
+        match converse(&mut stream, &mut session, &mut inbound).await {
+            Ended::Closed { timed_out } => break timed_out,
+            Ended::StartTls => {
+                // Whatever the client pipelined after STARTTLS was fed to
+                // the session, which dropped it (CVE-2011-0411); nothing
+                // of it is kept here, so the handshake reads only fresh
+                // bytes.
+                stream = match upgrade(stream, tls.acceptor.as_ref(), &session_id).await {
+                    Some(s) => s,
+                    None => return,
+                };
+                session.tls_established();
+                if let Stream::Tls(tls_stream) = &stream {
+                    inbound
+                        .tls_started(&session, tls::describe(tls_stream.as_ref()))
+                        .await;
+                }
+            }
+        }
+    };
+    close(stream, &session, &mut inbound, timed_out).await;
+}
+
+/// Why [`converse`] returned.
+pub(crate) enum Ended {
+    /// The session is over: closed by either side, or idle too long.
+    Closed { timed_out: bool },
+    /// The client asked for STARTTLS and got its 220: the caller upgrades
+    /// the stream (or ends the session) and calls `converse` again.
+    StartTls,
+}
+
+/// The per-connection loop over any byte stream (TCP, TLS, the local
+/// enqueue socket): feeds the session, writes its replies and hands its
+/// events to `inbound`.
+pub(crate) async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut Session,
+    inbound: &mut Inbound,
+) -> Ended {
+    let mut out: Vec<u8> = Vec::with_capacity(512);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut closing = false;
+    let mut timed_out = false;
     loop {
         let mut starttls = false;
         while let Some(output) = session.poll() {
             match output {
                 Output::Write(bytes) => out.extend_from_slice(&bytes),
                 Output::Event(event) => {
-                    let decision = inbound.on_event(event, &session).await;
+                    let decision = inbound.on_event(event, session).await;
                     session.decide(decision);
                 }
                 Output::StartTls => starttls = true,
@@ -146,42 +187,40 @@ async fn run(
             // A client that stops reading must not hold its slot forever.
             let written = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await;
             if !matches!(written, Ok(Ok(()))) {
-                break;
+                return Ended::Closed { timed_out };
             }
             out.clear();
         }
         if closing {
-            break;
+            return Ended::Closed { timed_out };
         }
         if starttls {
-            // Whatever the client pipelined after STARTTLS was fed to the
-            // session, which dropped it (CVE-2011-0411); nothing of it is
-            // kept here, so the handshake reads only fresh bytes.
-            stream = match upgrade(stream, tls.acceptor.as_ref(), &session_id).await {
-                Some(s) => s,
-                None => return,
-            };
-            session.tls_established();
-            if let Stream::Tls(tls_stream) = &stream {
-                inbound
-                    .tls_started(&session, tls::describe(tls_stream.as_ref()))
-                    .await;
-            }
-            continue;
+            return Ended::StartTls;
         }
         match tokio::time::timeout(session.idle_timeout(), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed { timed_out },
             Ok(Ok(n)) => session.feed(&buf[..n]),
             Err(_) => {
-                info!("smtp-in: session {session_id}: timeout");
+                info!("smtp-in: session {}: timeout", inbound.session_id);
+                // The session writes its 421 and closes on the next turn.
                 timed_out = true;
                 session.timed_out();
             }
         }
     }
+}
+
+/// The end of a session, whatever the stream: shutdown, the filters'
+/// last reports, the log line.
+pub(crate) async fn close<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    session: &Session,
+    inbound: &mut Inbound,
+    timed_out: bool,
+) {
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await;
-    inbound.finish(&session, timed_out).await;
-    info!("smtp-in: Closing session {session_id}");
+    inbound.finish(session, timed_out).await;
+    info!("smtp-in: Closing session {}", inbound.session_id);
 }
 
 /// The TLS handshake on a plain stream. A failure ends this session only:

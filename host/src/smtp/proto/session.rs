@@ -565,6 +565,7 @@ impl Session {
             }
             LineStatus::Line { len, consumed } => {
                 let line = &self.buf[self.pos..self.pos + len];
+                trace_command(line);
                 let forbidden = command::is_forbidden(line);
                 let parsed = command::parse(line);
                 self.pos += consumed;
@@ -1129,6 +1130,11 @@ impl Session {
 
     fn write(&mut self, reply: &Reply) {
         let bytes = reply.encode();
+        if tracing::enabled!(tracing::Level::TRACE) {
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                tracing::trace!("smtp: >>> {line}");
+            }
+        }
         if let Some(Output::Write(w)) = self.out.back_mut() {
             w.extend_from_slice(&bytes);
         } else {
@@ -1180,3 +1186,20 @@ fn sanitize(reply: Reply) -> Reply {
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+/// `trace smtp`: each command line as received, with AUTH's initial
+/// response hidden (it carries the password).
+fn trace_command(line: &[u8]) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.splitn(3, ' ');
+    let shown = match (words.next(), words.next(), words.next()) {
+        (Some(verb), Some(mech), Some(_)) if verb.eq_ignore_ascii_case("AUTH") => {
+            format!("{verb} {mech} ********")
+        }
+        _ => text.escape_debug().to_string(),
+    };
+    tracing::trace!("smtp: <<< {shown}");
+}
