@@ -63,6 +63,8 @@ impl Builtin {
         };
         let ctx = MatchContext {
             src,
+            // The enqueue socket's sessions show `local` as their address.
+            socket: session.remote_address == "local",
             rdns: session.rdns.as_deref(),
             fcrdns: session.fcrdns,
             helo: session.helo.as_deref().or(match phase {
