@@ -57,10 +57,7 @@ fn the_queue_is_shown_and_steered_envelope_by_envelope() {
     assert_eq!(json.lines().count(), 3);
 
     // `remove ID` removes exactly that envelope.
-    assert_eq!(
-        d.ctl_ok(&["remove", &carol_id]),
-        "1 envelope(s) removed\n"
-    );
+    assert_eq!(d.ctl_ok(&["remove", &carol_id]), "1 envelope(s) removed\n");
     let left: Vec<String> = queue(&d).iter().map(|l| l[5].clone()).collect();
     assert_eq!(left.len(), 2);
     assert!(!left.contains(&"carol@localhost".to_string()), "{left:?}");
@@ -122,7 +119,10 @@ match from any for domain "far.test" action "out"
     wait_for("the relayed envelope queued", || queue(&d).len() == 1);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let held = queue(&d);
-    assert_eq!((held[0][2].as_str(), held[0][11].as_str()), ("mta", "pending"));
+    assert_eq!(
+        (held[0][2].as_str(), held[0][11].as_str()),
+        ("mta", "pending")
+    );
     assert!(maildir_new(&far.path("mail/bob/Maildir")).is_empty());
 
     d.ctl_ok(&["resume", "mta"]);
@@ -173,7 +173,12 @@ fn stats_and_monitor_follow_the_traffic() {
             .contains("scheduler.delivery.ok=2\n")
     });
     let stats = d.ctl_ok(&["show", "stats"]);
-    for key in ["smtp.session.connect=", "queue.envelope.enqueued=2\n", "uptime=", "uptime.human="] {
+    for key in [
+        "smtp.session.connect=",
+        "queue.envelope.enqueued=2\n",
+        "uptime=",
+        "uptime.human=",
+    ] {
         assert!(stats.contains(key), "{key} missing:\n{stats}");
     }
     let json: serde_json::Value =
@@ -273,4 +278,48 @@ match from any for local action "local"
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown subsystem"));
     d.ctl_ok(&["untrace", "all"]);
     assert!(d.ctl_ok(&["show", "status"]).contains("log brief"));
+}
+
+#[test]
+fn filters_are_shown_and_reloaded_by_name() {
+    let site = Site::new();
+    let filter = site.path("f.wasm");
+    std::fs::copy(
+        concat!(env!("WASMTPD_FILTERS_DIR"), "/hostile.wasm"),
+        &filter,
+    )
+    .unwrap();
+    site.config(&format!(
+        r#"
+table users {{ "@" = "root" }}
+filter "f" wasm "{}" mode proceed header "^Subject: after"
+listen on 127.0.0.1 port {{port}} filter "f"
+action "md" maildir "{{dir}}/mail/%{{dest.user:lowercase}}/Maildir" virtual <users>
+match from any for local action "md"
+"#,
+        filter.display()
+    ));
+    let d = site.start(&[]);
+    let after = b"Subject: after\r\n\r\nx\r\n";
+    let out = smtplib_send(site.port, "alice@example.org", &["bob@localhost"], after);
+    assert!(out.status.success(), "{out:?}");
+    let shown = d.ctl_ok(&["show", "filters"]);
+    assert!(shown.starts_with("f active "), "{shown}");
+    let calls: u64 = shown
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("calls="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(calls > 0, "{shown}");
+
+    // The regex filter under the same name refuses "after".
+    std::fs::copy(concat!(env!("WASMTPD_FILTERS_DIR"), "/regex.wasm"), &filter).unwrap();
+    assert_eq!(
+        d.ctl_ok(&["reload", "filter", "f"]),
+        "1 filter(s) reloaded\n"
+    );
+    let out = smtplib_send(site.port, "alice@example.org", &["bob@localhost"], after);
+    assert!(!out.status.success(), "{out:?}");
+    let bad = d.ctl(&["reload", "filter", "nosuch"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no such filter"));
 }

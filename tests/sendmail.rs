@@ -59,12 +59,18 @@ fn sendmail_t_delivers_to_the_header_recipients_without_bcc() {
         let text = String::from_utf8_lossy(&got[0]).to_string();
         assert!(text.contains("Subject: nightly report\r\n"), "{text}");
         assert!(!text.contains("Bcc:"), "Bcc leaked to {user}:\n{text}");
-        assert!(text.contains("From: \"Cron Daemon\" <") || text.contains("From: Cron Daemon <"), "{text}");
+        assert!(
+            text.contains("From: \"Cron Daemon\" <") || text.contains("From: Cron Daemon <"),
+            "{text}"
+        );
         assert!(text.contains("\r\nDate: "), "{text}");
         assert!(text.contains("\r\nMessage-ID: <"), "{text}");
         assert!(text.contains("\r\n.\r\nthis line is still"), "{text}");
         // A local session: no network address in the trace header.
-        assert!(text.starts_with("Received: from localhost (localhost [local])"), "{text}");
+        assert!(
+            text.starts_with("Received: from localhost (localhost [local])"),
+            "{text}"
+        );
     }
     d.wait_log("[local] uid=0 user=root");
 }
@@ -91,7 +97,12 @@ fn local_rules_apply_to_sendmail_only() {
     let site = site();
     let d = site.start(&[]);
     // Over the network, far.test is not ours to relay.
-    let out = smtplib_send(site.port, "eve@example.org", &["dave@far.test"], b"Subject: x\r\n\r\nx\r\n");
+    let out = smtplib_send(
+        site.port,
+        "eve@example.org",
+        &["dave@far.test"],
+        b"Subject: x\r\n\r\nx\r\n",
+    );
     assert!(!out.status.success(), "relayed for a network client");
     let out = sendmail(&d, &["dave@far.test"], b"Subject: from cron\n\nhello\n");
     assert!(out.status.success(), "{out:?}");
@@ -114,13 +125,20 @@ fn mailq_lists_the_queue_and_a_down_daemon_is_a_temporary_failure() {
     let listing = String::from_utf8_lossy(&out.stdout);
     let fields: Vec<&str> = listing.trim_end().split('|').collect();
     assert_eq!(fields.len(), 14, "{listing}");
-    assert_eq!((fields[1], fields[5]), ("local", "bob@localhost"), "{listing}");
+    assert_eq!(
+        (fields[1], fields[5]),
+        ("local", "bob@localhost"),
+        "{listing}"
+    );
 
     d.kill9();
     let out = sendmail(&d, &["bob@localhost"], b"Subject: lost?\n\nno\n");
     assert_eq!(out.status.code(), Some(75), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach wasmtpd") && err.contains("nothing was sent"), "{err}");
+    assert!(
+        err.contains("cannot reach wasmtpd") && err.contains("nothing was sent"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -40,7 +40,12 @@ pub fn init(foreground: bool, verbose: bool) {
             .boxed(),
     };
     // A second init (tests, the mda child) keeps the first subscriber.
-    if Registry::default().with(filter).with(format).try_init().is_ok() {
+    if Registry::default()
+        .with(filter)
+        .with(format)
+        .try_init()
+        .is_ok()
+    {
         let _ = CONTROL.set(LogControl {
             handle,
             state: Mutex::new(state),
@@ -79,7 +84,10 @@ pub const SUBSYSTEMS: &[(&str, &[&str])] = &[
     ("bounce", &["wasmtpd::scheduler::bounce"]),
     ("control", &["wasmtpd::control"]),
     ("expand", &["wasmtpd::lka::expand"]),
-    ("filters", &["wasmtpd::filter", "wasmtpd::smtp::inbound_filters"]),
+    (
+        "filters",
+        &["wasmtpd::filter", "wasmtpd::smtp::inbound_filters"],
+    ),
     ("io", &["wasmtpd::smtp::server", "wasmtpd::mta::session"]),
     ("lookup", &["wasmtpd::table", "wasmtpd::lka::resolve"]),
     ("mda", &["wasmtpd::mda", "wasmtpd::privsep"]),

@@ -102,7 +102,9 @@ enum Target {
     Mta,
     Smtp,
     /// ID: an envelope id, a message id, or all.
-    Envelope { id: String },
+    Envelope {
+        id: String,
+    },
 }
 
 impl Target {
@@ -205,4 +207,3 @@ fn encrypt(password: Option<String>) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -43,7 +43,8 @@ impl Client {
 
     /// Sends `req` and returns the answer's data (`null` for none).
     pub fn request(&mut self, req: &Request) -> Result<serde_json::Value, ClientError> {
-        let mut line = serde_json::to_string(req).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+        let mut line =
+            serde_json::to_string(req).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         line.push('\n');
         self.reader.get_mut().write_all(line.as_bytes())?;
         let mut answer = Vec::new();

@@ -134,7 +134,13 @@ fn json_line(v: &impl serde::Serialize) -> String {
 fn lines<T: serde::Serialize>(items: &[T], json: bool, text: impl Fn(&T) -> String) -> String {
     items
         .iter()
-        .map(|i| if json { json_line(i) } else { format!("{}\n", text(i)) })
+        .map(|i| {
+            if json {
+                json_line(i)
+            } else {
+                format!("{}\n", text(i))
+            }
+        })
         .collect()
 }
 

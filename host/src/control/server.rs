@@ -117,7 +117,11 @@ async fn connection(stream: UnixStream, peer: Peer, ctl: Arc<Controller>) {
 /// Turns the connection into an SMTP session "from local".
 async fn enqueue(mut reader: BufReader<UnixStream>, peer: Peer, ctl: &Controller) {
     let Some(hook) = &ctl.enqueue else {
-        let _ = write(&mut reader, &Response::error("this daemon takes no local mail")).await;
+        let _ = write(
+            &mut reader,
+            &Response::error("this daemon takes no local mail"),
+        )
+        .await;
         return;
     };
     if !reader.buffer().is_empty() {

@@ -67,12 +67,18 @@ impl Controller {
             Request::ShowStats => Response::ok(self.services.stats.snapshot()),
             Request::ShowStatus => Response::ok(self.status().await),
             Request::ShowFilters => Response::ok(self.filters()),
-            Request::ShowRelays => {
-                Response::ok(self.relay.as_ref().map(|r| r.report().0).unwrap_or_default())
-            }
-            Request::ShowHosts | Request::ShowRoutes => {
-                Response::ok(self.relay.as_ref().map(|r| r.report().1).unwrap_or_default())
-            }
+            Request::ShowRelays => Response::ok(
+                self.relay
+                    .as_ref()
+                    .map(|r| r.report().0)
+                    .unwrap_or_default(),
+            ),
+            Request::ShowHosts | Request::ShowRoutes => Response::ok(
+                self.relay
+                    .as_ref()
+                    .map(|r| r.report().1)
+                    .unwrap_or_default(),
+            ),
             Request::Trace { subsystem } => {
                 log_control()?
                     .trace(&subsystem, true)
@@ -108,12 +114,22 @@ impl Controller {
             }
             Request::Remove { id } => self.remove(&id).await?,
             Request::Discover { id } => {
-                selector(&id)?;
-                return Err(
-                    "discover: wasmtpd reads the whole queue when it starts; envelopes \
-                     placed in the spool by hand are picked up at the next start"
-                        .into(),
-                );
+                let (msgid, only) = match selector(&id)? {
+                    Selector::Message(m) => (m, None),
+                    Selector::Envelope(e) => (e.msgid(), Some(e)),
+                    Selector::All => return Err("discover takes a message or envelope id".into()),
+                };
+                let envs: Vec<_> = self
+                    .services
+                    .queue
+                    .read_envelopes(msgid)
+                    .await
+                    .map_err(|_| format!("no such message in the queue: {msgid}"))?
+                    .into_iter()
+                    .filter(|e| only.is_none_or(|id| e.id == id))
+                    .collect();
+                let n = sched.discover(envs).await;
+                Response::ok(Done::counted(n, format!("{n} envelope(s) discovered")))
             }
             Request::UpdateTable { name } => {
                 let tables = self.services.tables.clone();
@@ -266,10 +282,10 @@ fn run_state(a: Activity) -> RunState {
 }
 
 fn selector(id: &str) -> Result<Selector, String> {
-    Selector::parse(id).ok_or_else(|| format!("invalid id: {id} (want all, a message id or an envelope id)"))
+    Selector::parse(id)
+        .ok_or_else(|| format!("invalid id: {id} (want all, a message id or an envelope id)"))
 }
 
 fn log_control() -> Result<&'static crate::log::LogControl, String> {
     crate::log::control().ok_or_else(|| "logging is not under the daemon's control".to_string())
 }
-

@@ -270,6 +270,24 @@ impl Queue {
         blocking(move || store::read_message(&inner, msgid)).await
     }
 
+    /// A message's envelopes as stored (`wasmtpctl discover`). A message
+    /// still being committed is not there yet: `NotFound`.
+    pub async fn read_envelopes(&self, msgid: MsgId) -> Result<Vec<Envelope>, QueueError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let committing = inner
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&msgid);
+            if committing {
+                return Err(QueueError::NotFound(msgid.to_string()));
+            }
+            store::read_set(&inner, msgid)
+        })
+        .await
+    }
+
     /// One envelope as stored (for `show envelope`).
     pub async fn read_envelope(&self, id: EvpId) -> Result<Envelope, QueueError> {
         let inner = self.inner.clone();

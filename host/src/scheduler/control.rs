@@ -125,6 +125,8 @@ pub(super) enum Request {
     Suspend(Selector, bool, oneshot::Sender<usize>),
     /// Pauses (true) or resumes a class of delivery.
     PauseClass(Class, bool, oneshot::Sender<Paused>),
+    /// Schedules the envelopes it does not know yet; answers how many.
+    Discover(Vec<Envelope>, oneshot::Sender<usize>),
     Status(oneshot::Sender<Paused>),
 }
 
@@ -168,6 +170,17 @@ impl<D: Deliver> Scheduler<D> {
             Request::Status(reply) => {
                 let _ = reply.send(self.operator.paused);
             }
+            Request::Discover(envs, reply) => {
+                let new: Vec<Envelope> = envs
+                    .into_iter()
+                    .filter(|e| {
+                        !self.envs.contains_key(&e.id) && !self.inflight.contains_key(&e.id)
+                    })
+                    .collect();
+                let n = new.len();
+                self.add(new);
+                let _ = reply.send(n);
+            }
         }
     }
 
@@ -193,7 +206,12 @@ impl<D: Deliver> Scheduler<D> {
 
     fn selected_waiting(&self, sel: Selector) -> Vec<EvpId> {
         match sel {
-            Selector::Envelope(id) => self.envs.contains_key(&id).then_some(id).into_iter().collect(),
+            Selector::Envelope(id) => self
+                .envs
+                .contains_key(&id)
+                .then_some(id)
+                .into_iter()
+                .collect(),
             Selector::Message(m) => self
                 .by_msg
                 .get(&m)

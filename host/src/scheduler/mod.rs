@@ -188,15 +188,20 @@ impl SchedulerHandle {
             .unwrap_or_default()
     }
 
+    /// Schedules those of `envs` (read from the queue) it does not know
+    /// yet (`wasmtpctl discover`); how many.
+    pub async fn discover(&self, envs: Vec<Envelope>) -> usize {
+        self.ask(|tx| control::Request::Discover(envs, tx))
+            .await
+            .unwrap_or(0)
+    }
+
     /// Which classes of delivery are paused.
     pub async fn status(&self) -> Paused {
         self.ask(control::Request::Status).await.unwrap_or_default()
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> control::Request,
-    ) -> Option<T> {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> control::Request) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Control(make(tx))).ok()?;
         rx.await.ok()

@@ -285,7 +285,13 @@ async fn paused_relaying_parks_relayed_mail_until_resumed() {
     let rec = Arc::new(Recorder::default());
     let h = start(q.clone(), rec.clone(), SchedulerOptions::default(), envs);
     let paused = h.pause(Class::Mta, true).await;
-    assert_eq!(paused, Paused { mda: false, mta: true });
+    assert_eq!(
+        paused,
+        Paused {
+            mda: false,
+            mta: true
+        }
+    );
     assert_eq!(h.schedule(Selector::All).await, 2);
     wait_for(|| rec.attempts.lock().unwrap().len() == 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -331,8 +337,12 @@ async fn suspended_envelopes_wait_and_removed_ones_leave_the_schedule() {
     assert_eq!(h.suspend(Selector::Envelope(a), true).await, 1);
     assert_eq!(h.suspend(Selector::Envelope(a), true).await, 0);
     assert_eq!(h.remove(Selector::Envelope(b)).await, vec![b]);
-    let states: Vec<(EvpId, Activity)> =
-        h.list().await.iter().map(|l| (l.envelope.id, l.activity)).collect();
+    let states: Vec<(EvpId, Activity)> = h
+        .list()
+        .await
+        .iter()
+        .map(|l| (l.envelope.id, l.activity))
+        .collect();
     let mut want = vec![(a, Activity::Suspended), (c, Activity::Pending)];
     want.sort();
     assert_eq!(states, want);
@@ -401,4 +411,33 @@ fn loops_are_told_by_their_status_or_words() {
     assert!(is_loop("554 Too many hops"));
     assert!(!is_loop("550 5.1.1 no such user"));
     assert!(!is_loop("connection refused by loopback.example"));
+}
+
+#[tokio::test]
+async fn discover_schedules_only_envelopes_it_did_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, envs) = queued(
+        dir.path(),
+        &[
+            ("a@one.test", EnvelopeKind::Mta),
+            ("b@one.test", EnvelopeKind::Mta),
+        ],
+    )
+    .await;
+    let rec = Arc::new(Recorder {
+        held: vec!["one.test"],
+        ..Default::default()
+    });
+    // The scheduler knows the first envelope only.
+    let h = start(
+        q.clone(),
+        rec.clone(),
+        SchedulerOptions::default(),
+        envs[..1].to_vec(),
+    );
+    let on_disk = q.read_envelopes(envs[0].msgid()).await.unwrap();
+    assert_eq!(on_disk.len(), 2);
+    assert_eq!(h.discover(on_disk.clone()).await, 1);
+    assert_eq!(h.discover(on_disk).await, 0);
+    assert_eq!(h.list().await.len(), 2);
 }

@@ -152,7 +152,14 @@ impl Inbound {
         (peer, local): (SocketAddr, SocketAddr),
         peer_name: String,
     ) -> Inbound {
-        Inbound::build(services, listener, session_id, (peer, local), peer_name, None)
+        Inbound::build(
+            services,
+            listener,
+            session_id,
+            (peer, local),
+            peer_name,
+            None,
+        )
     }
 
     fn build(

@@ -113,8 +113,7 @@ impl Destinations {
                 DestinationReport {
                     destination: name.clone(),
                     connections: state.limits.get(name).map_or(0, |sem| {
-                        self.per_destination
-                            .saturating_sub(sem.available_permits())
+                        self.per_destination.saturating_sub(sem.available_permits())
                     }),
                     limit: self.per_destination,
                     held_for: hold.map(|h| h.until.duration_since(now).as_secs()),

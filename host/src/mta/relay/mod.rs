@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use tracing::info;
 
-use destinations::Destinations;
 pub use destinations::DestinationReport;
+use destinations::Destinations;
 pub use pool::IdleReport;
 use pool::{ConnKey, Pool};
 use report::{log, outcome_of, Via};

@@ -1130,9 +1130,9 @@ impl Session {
 
     fn write(&mut self, reply: &Reply) {
         let bytes = reply.encode();
-        if tracing::enabled!(tracing::Level::TRACE) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
             for line in String::from_utf8_lossy(&bytes).lines() {
-                tracing::trace!("smtp: >>> {line}");
+                tracing::debug!("smtp: >>> {line}");
             }
         }
         if let Some(Output::Write(w)) = self.out.back_mut() {
@@ -1190,7 +1190,7 @@ mod tests;
 /// `trace smtp`: each command line as received, with AUTH's initial
 /// response hidden (it carries the password).
 fn trace_command(line: &[u8]) {
-    if !tracing::enabled!(tracing::Level::TRACE) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
         return;
     }
     let text = String::from_utf8_lossy(line);
@@ -1201,5 +1201,5 @@ fn trace_command(line: &[u8]) {
         }
         _ => text.escape_debug().to_string(),
     };
-    tracing::trace!("smtp: <<< {shown}");
+    tracing::debug!("smtp: <<< {shown}");
 }
