@@ -128,6 +128,16 @@ match from any for domain "far.test" action "out"
     d.ctl_ok(&["resume", "mta"]);
     wait_maildir(&far.path("mail/bob/Maildir"), 1);
     wait_for("the queue emptied", || queue(&d).is_empty());
+
+    // The connection waits a few seconds for the next message.
+    let routes = d.ctl_ok(&["show", "routes"]);
+    let smarthost_url = format!("smtp+notls://127.0.0.1:{}", smarthost.port);
+    assert!(routes.starts_with(&smarthost_url), "{routes}");
+    assert!(routes.contains("idle=1"), "{routes}");
+    let relays = d.ctl_ok(&["show", "relays"]);
+    assert!(relays.contains("connections=0/20"), "{relays}");
+    let hosts = d.ctl_ok(&["show", "hosts"]);
+    assert!(hosts.starts_with("127.0.0.1 "), "{hosts}");
 }
 
 #[test]
