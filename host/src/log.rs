@@ -156,12 +156,11 @@ struct LevelState {
 
 impl LevelState {
     fn directives(&self) -> String {
-        let base = match (&self.env, self.verbose) {
-            (Some(env), false) => env.clone(),
-            (_, true) => "debug".to_string(),
-            (None, false) => "info".to_string(),
-        };
-        let mut out = base;
+        // Verbose is wasmtpd's debug lines, not every library's.
+        let mut out = self.env.clone().unwrap_or_else(|| "info".to_string());
+        if self.verbose {
+            out.push_str(",wasmtpd=debug");
+        }
         for name in &self.traces {
             let targets = SUBSYSTEMS
                 .iter()
@@ -292,9 +291,9 @@ mod tests {
         );
         s.verbose = true;
         s.env = Some("warn".into());
-        assert!(s.directives().starts_with("debug,"));
+        assert!(s.directives().starts_with("warn,wasmtpd=debug,"));
         s.verbose = false;
-        assert!(s.directives().starts_with("warn,"));
+        assert!(s.directives().starts_with("warn,wasmtpd::"));
         // Every directive parses.
         for (name, _) in SUBSYSTEMS {
             s.traces.insert(name.to_string());

@@ -22,23 +22,37 @@ pub struct Peer {
 pub struct Owner {
     pub uid: u32,
     pub gid: u32,
+    /// Whether the group is the daemon's own (a dedicated system account
+    /// it dropped to), so that its members are operators.
+    pub group_steers: bool,
 }
 
+/// `nobody` / `nogroup`, and what unmapped ids show as.
+const OVERFLOW_ID: u32 = 65534;
+
 impl Owner {
-    /// The running process's effective user and group.
-    pub fn current() -> Owner {
+    /// The running process's effective user and group; `dropped` when it
+    /// dropped root for a system account (privilege separation).
+    pub fn current(dropped: bool) -> Owner {
+        let (uid, gid) = (Uid::effective().as_raw(), Gid::effective().as_raw());
         Owner {
-            uid: Uid::effective().as_raw(),
-            gid: Gid::effective().as_raw(),
+            uid,
+            gid,
+            group_steers: dropped && uid != OVERFLOW_ID && gid != OVERFLOW_ID,
         }
     }
 
-    /// Whether `peer` may use every verb.
+    /// Whether `peer` may use every verb. May read the user and group
+    /// databases: call it off the async runtime.
     pub fn may_steer(&self, peer: &Peer) -> bool {
-        peer.uid == 0
-            || peer.uid == self.uid
-            || peer.gid == self.gid
-            || member_of(peer.uid, self.gid)
+        if peer.uid == 0 {
+            return true;
+        }
+        if self.uid == OVERFLOW_ID {
+            return false;
+        }
+        peer.uid == self.uid
+            || (self.group_steers && (peer.gid == self.gid || member_of(peer.uid, self.gid)))
     }
 }
 
@@ -72,6 +86,7 @@ mod tests {
         let owner = Owner {
             uid: 4000,
             gid: 4000,
+            group_steers: true,
         };
         let peer = |uid, gid| Peer {
             uid,
@@ -83,5 +98,28 @@ mod tests {
         assert!(owner.may_steer(&peer(4100, 4000)));
         // No such user on this machine: no supplementary groups either.
         assert!(!owner.may_steer(&peer(4242, 4242)));
+        // A user's own daemon: its primary group is shared with others.
+        let mine = Owner {
+            group_steers: false,
+            ..owner
+        };
+        assert!(mine.may_steer(&peer(4000, 100)));
+        assert!(!mine.may_steer(&peer(4100, 4000)));
+    }
+
+    #[test]
+    fn a_daemon_running_as_nobody_is_steered_by_root_only() {
+        let nobody = Owner {
+            uid: OVERFLOW_ID,
+            gid: OVERFLOW_ID,
+            group_steers: false,
+        };
+        let peer = |uid| Peer {
+            uid,
+            gid: OVERFLOW_ID,
+            pid: None,
+        };
+        assert!(nobody.may_steer(&peer(0)));
+        assert!(!nobody.may_steer(&peer(OVERFLOW_ID)));
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 
-use super::peer::{user_name, Owner, Peer};
+use super::peer::{Owner, Peer};
 use super::protocol::{Request, Response, MAX_REQUEST};
 use crate::mta::relay::RelayService;
 use crate::smtp::Services;
@@ -17,8 +18,17 @@ use crate::smtp::Services;
 /// How long a connection may sit without a request.
 const IDLE: Duration = Duration::from_secs(300);
 
-/// Hands an accepted `enqueue` connection to an SMTP session.
-pub type EnqueueHook = Arc<dyn Fn(UnixStream, Peer) + Send + Sync>;
+/// How long an answer may take to leave: a client that stops reading
+/// must not hold its connection forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Control connections open at once (each costs a task and a
+/// descriptor; the socket is open to every local user).
+const MAX_CONNECTIONS: usize = 128;
+
+/// Hands an accepted `enqueue` connection to an SMTP session, with the
+/// session slot it holds.
+pub type EnqueueHook = Arc<dyn Fn(UnixStream, Peer, OwnedSemaphorePermit) + Send + Sync>;
 
 /// Everything the verbs act on.
 pub struct Controller {
@@ -26,15 +36,24 @@ pub struct Controller {
     pub services: Arc<Services>,
     pub relay: Option<Arc<RelayService>>,
     pub enqueue: Option<EnqueueHook>,
+    /// The daemon's session slots (`smtp max-sessions`): a local enqueue
+    /// takes one as a network session does.
+    pub sessions: Arc<Semaphore>,
 }
 
 /// Serves the control socket forever.
 pub async fn serve(listener: UnixListener, ctl: Arc<Controller>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the cap, stop accepting: clients wait in the backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, _)) => {
                 let ctl = ctl.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let peer = match stream.peer_cred() {
                         Ok(c) => Peer {
                             uid: c.uid(),
@@ -59,7 +78,9 @@ pub async fn serve(listener: UnixListener, ctl: Arc<Controller>) {
 }
 
 async fn connection(stream: UnixStream, peer: Peer, ctl: Arc<Controller>) {
-    let steer = ctl.owner.may_steer(&peer);
+    // Asked on the first request that needs it: the user database may
+    // be slow (LDAP), and most public requests never need it.
+    let mut steer: Option<bool> = None;
     let mut reader = BufReader::new(stream);
     loop {
         let line = match tokio::time::timeout(IDLE, read_line(&mut reader)).await {
@@ -80,18 +101,16 @@ async fn connection(stream: UnixStream, peer: Peer, ctl: Arc<Controller>) {
                 continue;
             }
         };
-        if !steer && !request.is_public() {
+        if !request.is_public() && !*steer.get_or_insert(may_steer(&ctl, peer).await) {
+            // One line per refusal, then the connection ends: a loop of
+            // refused requests cannot flood the log.
             info!(
-                "control: {} refused for uid {} ({}): permission denied",
+                "control: {} refused for uid {}: permission denied",
                 request.verb(),
                 peer.uid,
-                user_name(peer.uid)
             );
-            let answer = Response::error("permission denied");
-            if write(&mut reader, &answer).await.is_err() {
-                return;
-            }
-            continue;
+            let _ = write(&mut reader, &Response::error("permission denied")).await;
+            return;
         }
         if request == Request::Enqueue {
             enqueue(reader, peer, &ctl).await;
@@ -100,12 +119,7 @@ async fn connection(stream: UnixStream, peer: Peer, ctl: Arc<Controller>) {
         if !request.steers() {
             debug!("control: {} by uid {}", request.verb(), peer.uid);
         } else {
-            info!(
-                "control: {} by uid {} ({})",
-                request.verb(),
-                peer.uid,
-                user_name(peer.uid)
-            );
+            info!("control: {} by uid {}", request.verb(), peer.uid);
         }
         let answer = ctl.handle(request).await;
         if write(&mut reader, &answer).await.is_err() {
@@ -124,6 +138,14 @@ async fn enqueue(mut reader: BufReader<UnixStream>, peer: Peer, ctl: &Controller
         .await;
         return;
     };
+    let Ok(permit) = ctl.sessions.clone().try_acquire_owned() else {
+        let _ = write(
+            &mut reader,
+            &Response::error("too many sessions, try again later"),
+        )
+        .await;
+        return;
+    };
     if !reader.buffer().is_empty() {
         // The SMTP client must wait for the answer (and then the
         // greeting); bytes sent early would be lost to it.
@@ -137,7 +159,15 @@ async fn enqueue(mut reader: BufReader<UnixStream>, peer: Peer, ctl: &Controller
     if write(&mut reader, &Response::done()).await.is_err() {
         return;
     }
-    hook(reader.into_inner(), peer);
+    hook(reader.into_inner(), peer, permit);
+}
+
+/// Whether `peer` may steer, asked off the runtime.
+async fn may_steer(ctl: &Controller, peer: Peer) -> bool {
+    let owner = ctl.owner;
+    tokio::task::spawn_blocking(move || owner.may_steer(&peer))
+        .await
+        .unwrap_or(false)
 }
 
 /// One request line without its newline; `None` at a clean end.
@@ -173,6 +203,12 @@ async fn read_line(reader: &mut BufReader<UnixStream>) -> Result<Option<Vec<u8>>
 
 async fn write(reader: &mut BufReader<UnixStream>, answer: &Response) -> std::io::Result<()> {
     let stream = reader.get_mut();
-    stream.write_all(answer.to_line().as_bytes()).await?;
-    stream.flush().await
+    let line = answer.to_line();
+    let sent = async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, sent)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }

@@ -48,16 +48,39 @@ pub fn daemon_default(spool: &Path) -> PathBuf {
 }
 
 /// The path a client uses when not told: `$WASMTPD_CONTROL`, else the
-/// local daemon's socket if there is one here, else the system's.
+/// local daemon's socket if there is a trustworthy one here, else the
+/// system's.
 pub fn client_default() -> PathBuf {
     if let Some(p) = std::env::var_os(ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    let local = Path::new(LOCAL_PATH);
-    if local.exists() {
-        return local.to_path_buf();
+    if trusted(Path::new("."), Path::new(LOCAL_PATH)) {
+        return PathBuf::from(LOCAL_PATH);
     }
     PathBuf::from(SYSTEM_PATH)
+}
+
+/// Whether the socket at `base/rel` may be ours: it and the folders of
+/// `rel` above it belong to root or to us and nobody else may write
+/// those folders. Otherwise `cd /tmp && sendmail` could hand the mail to
+/// whoever made `/tmp/var/run/wasmtpd.sock`.
+fn trusted(base: &Path, rel: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::Uid::effective().as_raw();
+    let owned = |m: &std::fs::Metadata| m.uid() == 0 || m.uid() == me;
+    let Ok(meta) = std::fs::symlink_metadata(base.join(rel)) else {
+        return false;
+    };
+    if !owned(&meta) {
+        return false;
+    }
+    rel.ancestors()
+        .skip(1)
+        .filter(|d| !d.as_os_str().is_empty())
+        .all(|d| match std::fs::symlink_metadata(base.join(d)) {
+            Ok(m) => m.is_dir() && owned(&m) && m.mode() & 0o022 == 0,
+            Err(_) => false,
+        })
 }
 
 /// Binds the socket, open to every local user (mode 0666: the verbs
@@ -109,6 +132,21 @@ mod tests {
             daemon_default(Path::new("/home/me/var/spool")),
             Path::new("/home/me/var/run/wasmtpd.sock")
         );
+    }
+
+    #[test]
+    fn a_socket_in_a_folder_others_may_write_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = Path::new(LOCAL_PATH);
+        let _l = bind(&dir.path().join(rel)).unwrap();
+        assert!(trusted(dir.path(), rel));
+        std::fs::set_permissions(
+            dir.path().join("var"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        assert!(!trusted(dir.path(), rel));
+        assert!(!trusted(dir.path(), Path::new("var/run/none.sock")));
     }
 
     #[test]

@@ -230,7 +230,14 @@ impl Controller {
                     removed += 1;
                     info!("control: envelope {evpid} removed");
                 }
-                Err(e) => warn!("control: cannot remove envelope {evpid}: {e}"),
+                Err(e) => {
+                    // Still on disk: put it back in the schedule rather
+                    // than leave it untried until a restart.
+                    warn!("control: cannot remove envelope {evpid}: {e}");
+                    if let Ok(env) = self.services.queue.read_envelope(*evpid).await {
+                        self.services.scheduler.insert(vec![env]);
+                    }
+                }
             }
         }
         let keys = (

@@ -189,6 +189,8 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
 
     let filters = start_filters(&config, filters, &opts, tables.clone())?;
     let relay = start_relay(&config, &tables, relay_tls, &hostname, &opts);
+    // Dropped from root to a system account: its group are operators.
+    let dropped = matches!(opts.runner, JobRunner::Broker(_));
     let delivery = Arc::new(deliver::Delivery {
         config: config.clone(),
         tables: tables.clone(),
@@ -266,7 +268,14 @@ pub async fn run(prepared: Prepared, opts: DaemonOptions) -> Result<(), DaemonEr
     }
     if let Some(socket) = control {
         let local = local_enqueue(&config, &hostname, services.clone());
-        start_control(socket, services.clone(), relay, local)?;
+        let controller = crate::control::Controller {
+            owner: crate::control::peer::Owner::current(dropped),
+            services: services.clone(),
+            relay,
+            enqueue: Some(local),
+            sessions: sessions.clone(),
+        };
+        start_control(socket, controller)?;
     }
     info!("wasmtpd: ready");
     if let Some(registry) = filters {
@@ -429,31 +438,31 @@ fn local_enqueue(
         ),
     };
     let (session_cfg, info) = (Arc::new(session_cfg), Arc::new(info));
-    Arc::new(move |stream, peer: crate::control::peer::Peer| {
-        let peer = crate::smtp::local::LocalPeer {
-            uid: peer.uid,
-            gid: peer.gid,
-            pid: peer.pid,
-            user: crate::control::peer::user_name(peer.uid),
-        };
-        tokio::spawn(crate::smtp::local::serve_local(
-            stream,
-            peer,
-            services.clone(),
-            session_cfg.clone(),
-            info.clone(),
-        ));
+    Arc::new(move |stream, peer: crate::control::peer::Peer, permit| {
+        let (services, session_cfg, info) = (services.clone(), session_cfg.clone(), info.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let uid = peer.uid;
+            let user = tokio::task::spawn_blocking(move || crate::control::peer::user_name(uid))
+                .await
+                .unwrap_or_else(|_| uid.to_string());
+            let peer = crate::smtp::local::LocalPeer {
+                uid: peer.uid,
+                gid: peer.gid,
+                pid: peer.pid,
+                user,
+            };
+            crate::smtp::local::serve_local(stream, peer, services, session_cfg, info).await;
+        });
     })
 }
 
 /// Serves `wasmtpctl` on the socket bound by [`prepare`].
 fn start_control(
     socket: std::os::unix::net::UnixListener,
-    services: Arc<Services>,
-    relay: Option<Arc<RelayService>>,
-    enqueue: crate::control::EnqueueHook,
+    controller: crate::control::Controller,
 ) -> Result<(), DaemonError> {
-    use crate::control::{socket::SocketError, Controller};
+    use crate::control::socket::SocketError;
     let adopt = socket
         .set_nonblocking(true)
         .and_then(|()| tokio::net::UnixListener::from_std(socket));
@@ -462,13 +471,10 @@ fn start_control(
         path: "control socket".into(),
         source,
     })?;
-    let controller = Arc::new(Controller {
-        owner: crate::control::peer::Owner::current(),
-        services,
-        relay,
-        enqueue: Some(enqueue),
-    });
-    tokio::spawn(crate::control::server::serve(listener, controller));
+    tokio::spawn(crate::control::server::serve(
+        listener,
+        Arc::new(controller),
+    ));
     Ok(())
 }
 

@@ -255,6 +255,24 @@ impl<D: Deliver> Scheduler<D> {
     fn suspend(&mut self, sel: Selector, on: bool) -> usize {
         let ids = self.selected_waiting(sel);
         let mut changed = 0;
+        // One in flight stays suspended if its attempt sends it back.
+        let running: Vec<EvpId> = self
+            .inflight
+            .keys()
+            .copied()
+            .filter(|&id| sel.matches(id))
+            .collect();
+        for id in running {
+            let was = self.operator.suspended.contains(&id);
+            if on {
+                self.operator.suspended.insert(id);
+            } else {
+                self.operator.suspended.remove(&id);
+            }
+            if was != on {
+                changed += 1;
+            }
+        }
         for id in ids {
             let Some(env) = self.take(id) else {
                 continue;

@@ -590,6 +590,7 @@ impl<D: Deliver> Attempt<D> {
             .filter(|e| Notice::Delayed.wanted(e.dsn.notify.as_deref()))
             .cloned()
             .collect();
+        let wanted = self.still_queued(wanted).await;
         let sent = wanted.is_empty() || self.notify(&wanted, Notice::Delayed).await.is_ok();
         if sent {
             for env in late.iter_mut() {
@@ -623,6 +624,7 @@ impl<D: Deliver> Attempt<D> {
             .filter(|e| e.sender.is_some() && Notice::Failed.wanted(e.dsn.notify.as_deref()))
             .cloned()
             .collect();
+        let owed = self.still_queued(owed).await;
         let queued = if owed.is_empty() {
             Ok(())
         } else {
@@ -675,8 +677,23 @@ impl<D: Deliver> Attempt<D> {
                 .stats
                 .counter(crate::control::format::monitor::keys::ENVELOPE_DEQUEUED)
                 .inc(),
+            Err(crate::queue::QueueError::NotFound(_)) => {}
             Err(err) => warn!("queue: cannot remove envelope {id}: {err}"),
         }
+    }
+
+    /// Those of `envs` still in the queue: the sender hears nothing of an
+    /// envelope the operator removed while it was being tried.
+    async fn still_queued(&self, envs: Vec<Envelope>) -> Vec<Envelope> {
+        let mut kept = Vec::with_capacity(envs.len());
+        for env in envs {
+            match self.queue.read_envelope(env.id).await {
+                Err(crate::queue::QueueError::NotFound(_)) => {}
+                // Present, or unreadable for now: the notice still goes.
+                _ => kept.push(env),
+            }
+        }
+        kept
     }
 
     fn log(&self, env: &Envelope, outcome: &Outcome, now: i64) {
