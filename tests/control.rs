@@ -333,3 +333,48 @@ match from any for local action "md"
     let bad = d.ctl(&["reload", "filter", "nosuch"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no such filter"));
 }
+
+#[test]
+fn pause_smtp_stops_taking_sessions_until_resumed() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+    let site = Site::new();
+    site.maildir_config();
+    let d = site.start(&[]);
+    assert_eq!(d.ctl_ok(&["pause", "smtp"]), "smtp paused\n");
+    assert!(d.ctl_ok(&["show", "status"]).contains("SMTP paused\n"));
+    // The kernel still completes the handshake (backlog); no greeting comes.
+    let stream = std::net::TcpStream::connect(d.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    assert!(reader.read_line(&mut line).is_err(), "greeted: {line}");
+    d.ctl_ok(&["resume", "smtp"]);
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("220 "), "{line}");
+}
+
+#[test]
+fn log_verbose_adds_protocol_lines_and_log_brief_removes_them() {
+    let site = Site::new();
+    site.maildir_config();
+    let d = site.start(&[]);
+    smtplib_send(site.port, "alice@example.org", &["bob@localhost"], MSG);
+    wait_maildir(&site.path("mail/bob/Maildir"), 1);
+    assert!(!d.log().contains("smtp: <<< "), "{}", d.log());
+    assert_eq!(d.ctl_ok(&["log", "verbose"]), "logging verbosely\n");
+    smtplib_send(site.port, "alice@example.org", &["carol@localhost"], MSG);
+    wait_maildir(&site.path("mail/carol/Maildir"), 1);
+    d.wait_log("smtp: >>> 354 ");
+    d.ctl_ok(&["log", "brief"]);
+    let before = d.log().matches("smtp: <<< ").count();
+    smtplib_send(site.port, "alice@example.org", &["dave@localhost"], MSG);
+    wait_maildir(&site.path("mail/dave/Maildir"), 1);
+    assert_eq!(d.log().matches("smtp: <<< ").count(), before);
+}

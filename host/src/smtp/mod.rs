@@ -59,4 +59,10 @@ impl Intake {
         let mut rx = self.0.subscribe();
         let _ = rx.wait_for(|paused| !*paused).await;
     }
+
+    /// Returns once the operator pauses new sessions.
+    pub async fn closed(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|paused| *paused).await;
+    }
 }

@@ -45,7 +45,12 @@ pub async fn serve(
 ) {
     loop {
         services.intake.open().await;
-        let (stream, peer) = match listener.socket.accept().await {
+        // A pause takes effect at once, not after the next client.
+        let accepted = tokio::select! {
+            conn = listener.socket.accept() => conn,
+            () = services.intake.closed() => continue,
+        };
+        let (stream, peer) = match accepted {
             Ok(conn) => conn,
             Err(err) => {
                 // EMFILE and friends: back off instead of spinning.
