@@ -3,34 +3,10 @@
 //! here so no TLS is needed): relaying only once authenticated, the
 //! same 535 for any wrong part, slowed failures, owned senders only.
 
-use std::path::Path;
 use std::time::Instant;
 
 use super::*;
-use crate::config;
-use crate::queue::{Queue, QueueOptions};
-use crate::scheduler::{self, Deliver, Outcome, SchedulerOptions};
 use crate::smtp::proto::{Output, SessionConfig};
-use crate::table::Tables;
-
-/// Delivers nothing: these tests stop at the queue.
-struct NoDelivery;
-
-impl Deliver for NoDelivery {
-    async fn deliver(&self, _env: &Envelope) -> Outcome {
-        Outcome::TempFail("test".into())
-    }
-    async fn bounce(
-        &self,
-        _failed: &[Envelope],
-        _notice: crate::scheduler::Notice,
-    ) -> Result<Vec<Envelope>, String> {
-        Ok(Vec::new())
-    }
-    fn method_name(&self, _env: &Envelope) -> String {
-        "none".into()
-    }
-}
 
 const DELAY: Duration = Duration::from_millis(100);
 
@@ -56,34 +32,8 @@ impl Submission {
              match from any for local action \"md\"\n\
              match auth from any for any action \"out\"\n"
         );
-        let cfg = Arc::new(config::parse_str(&text, Path::new("test")).unwrap());
-        let tables = Arc::new(Tables::load_all(&cfg).unwrap());
         let spool = tempfile::tempdir().unwrap();
-        let queue = Queue::open(
-            spool.path(),
-            QueueOptions {
-                compress: false,
-                key: None,
-            },
-        )
-        .unwrap();
-        let scheduler = scheduler::start(
-            queue.clone(),
-            Arc::new(NoDelivery),
-            SchedulerOptions::default(),
-            Vec::new(),
-        );
-        let services = Arc::new(Services {
-            config: cfg,
-            tables,
-            queue,
-            scheduler,
-            local_domains: vec!["localhost".into()],
-            expire: Duration::from_secs(3600),
-            filters: None,
-            stats: crate::stats::Stats::new(std::time::Instant::now()),
-            intake: Default::default(),
-        });
+        let services = crate::smtp::testkit::services(&text, spool.path());
         let listener = ListenerInfo {
             auth_table: Some("creds".into()),
             senders: senders.then(|| "owned".into()),

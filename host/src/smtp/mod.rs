@@ -7,6 +7,8 @@ pub mod limits;
 pub mod local;
 pub mod proto;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use std::time::Duration;
 
