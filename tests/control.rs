@@ -378,3 +378,15 @@ fn log_verbose_adds_protocol_lines_and_log_brief_removes_them() {
     wait_maildir(&site.path("mail/dave/Maildir"), 1);
     assert_eq!(d.log().matches("smtp: <<< ").count(), before);
 }
+
+#[test]
+fn encrypt_needs_no_daemon_and_prints_a_crypt_hash() {
+    let out = std::process::Command::new(CTL)
+        .args(["encrypt", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with('$') && hash.ends_with('\n'), "{hash}");
+    assert!(!hash.contains("s3cret"));
+}
