@@ -71,6 +71,7 @@ fn sendmail_t_delivers_to_the_header_recipients_without_bcc() {
             text.starts_with("Received: from localhost (localhost [local])"),
             "{text}"
         );
+        assert!(text.contains("\r\n\t(from userid 0)"), "{text}");
     }
     d.wait_log("[local] uid=0 user=root");
 }

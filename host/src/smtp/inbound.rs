@@ -621,6 +621,11 @@ impl Inbound {
             session.protocol(),
             tx.msgid
         );
+        // Local mail names its sender's account, as Postfix's
+        // "from userid N": the HELO of a local client proves nothing.
+        if let Some(peer) = &self.enqueue {
+            h += &format!("\r\n\t(from userid {})", peer.uid);
+        }
         if let [only] = tx.rcpts.as_slice() {
             h += &format!("\r\n\tfor <{}>", only.rcpt);
         }
