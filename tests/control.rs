@@ -145,11 +145,11 @@ fn stats_and_monitor_follow_the_traffic() {
     let site = Site::new();
     site.maildir_config();
     let d = site.start(&[]);
-    // Monitor for a few seconds while two messages go through.
+    // Monitor for six seconds while two messages go through.
     let monitor = std::process::Command::new(CTL)
         .arg("-s")
         .arg(d.control())
-        .args(["monitor", "-c", "4"])
+        .args(["monitor", "-c", "6"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -160,7 +160,7 @@ fn stats_and_monitor_follow_the_traffic() {
     let out = monitor.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 6, "header (2 lines) and 4 rows:\n{text}");
+    assert_eq!(lines.len(), 8, "header (2 lines) and 6 rows:\n{text}");
     assert!(lines[1].starts_with("curr conn disc"), "{text}");
     let rows: Vec<Vec<i64>> = lines[2..]
         .iter()
