@@ -27,6 +27,38 @@ pub fn encrypt(password: &str) -> Result<String, HashError> {
     Ok(pwhash::sha512_crypt::hash(password)?)
 }
 
+/// Why `encrypt` (the command) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EncryptError {
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("cannot read the password: {0}")]
+    Read(std::io::Error),
+    #[error("cannot write the hash: {0}")]
+    Write(std::io::Error),
+}
+
+/// `encrypt [PASSWORD]`, as `smtpctl encrypt`: writes the hash of
+/// `password`, or without one a hash per line of `input`. Passwords are
+/// wiped from memory once hashed.
+pub fn encrypt_command(
+    password: Option<String>,
+    input: impl std::io::BufRead,
+    out: &mut impl std::io::Write,
+) -> Result<(), EncryptError> {
+    let mut one = |p: &str| -> Result<(), EncryptError> {
+        writeln!(out, "{}", encrypt(p)?).map_err(EncryptError::Write)
+    };
+    if let Some(p) = password {
+        return one(&zeroize::Zeroizing::new(p));
+    }
+    for line in input.lines() {
+        let line = zeroize::Zeroizing::new(line.map_err(EncryptError::Read)?);
+        one(line.trim_end_matches('\r'))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,6 +66,19 @@ mod tests {
     // Reference hashes made by glibc's crypt(3) and OpenBSD's bcrypt.
     const SHA512: &str = "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1";
     const SHA256: &str = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5";
+
+    #[test]
+    fn the_command_hashes_its_argument_or_each_line() {
+        let mut out = Vec::new();
+        encrypt_command(None, &b"one\r\ntwo\n"[..], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let hashes: Vec<&str> = text.lines().collect();
+        assert_eq!(hashes.len(), 2);
+        assert!(verify(hashes[0], "one") && verify(hashes[1], "two"));
+        let mut out = Vec::new();
+        encrypt_command(Some("three".into()), &b"ignored"[..], &mut out).unwrap();
+        assert!(verify(String::from_utf8(out).unwrap().trim_end(), "three"));
+    }
 
     #[test]
     fn sha_crypt_reference_vectors() {

@@ -9,5 +9,5 @@ mod hash;
 mod masquerade;
 
 pub use credentials::{check_credentials, sender_allowed, AuthError};
-pub use hash::{encrypt, verify, HashError};
+pub use hash::{encrypt, encrypt_command, verify, EncryptError, HashError};
 pub use masquerade::rewrite_from;

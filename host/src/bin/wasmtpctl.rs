@@ -133,9 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let path = cli.socket.unwrap_or_else(socket::client_default);
     let request = match cli.command {
         Command::Encrypt { password } => return encrypt(password),
-        Command::Monitor(args) | Command::Show(Show::Monitor(args)) => {
-            return monitor(&path, cli.json, args);
-        }
+        Command::Monitor(args) => return monitor(&path, cli.json, args),
         Command::Show(show) => match show {
             Show::Queue => Request::ShowQueue,
             Show::Envelope { id } => Request::ShowEnvelope { id },
@@ -146,7 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Show::Hosts => Request::ShowHosts,
             Show::Routes => Request::ShowRoutes,
             Show::Relays => Request::ShowRelays,
-            Show::Monitor(_) => unreachable!("handled above"),
+            Show::Monitor(args) => return monitor(&path, cli.json, args),
         },
         Command::Trace { subsystem } => Request::Trace { subsystem },
         Command::Untrace { subsystem } => Request::Untrace { subsystem },
@@ -195,15 +193,7 @@ fn monitor(path: &std::path::Path, json: bool, args: MonitorArgs) -> anyhow::Res
 }
 
 fn encrypt(password: Option<String>) -> anyhow::Result<()> {
-    use std::io::BufRead;
-    if let Some(p) = password {
-        let p = zeroize::Zeroizing::new(p);
-        println!("{}", wasmtpd::auth::encrypt(&p)?);
-        return Ok(());
-    }
-    for line in std::io::stdin().lock().lines() {
-        let line = zeroize::Zeroizing::new(line?);
-        println!("{}", wasmtpd::auth::encrypt(line.trim_end_matches('\r'))?);
-    }
+    let input = std::io::stdin().lock();
+    wasmtpd::auth::encrypt_command(password, input, &mut std::io::stdout().lock())?;
     Ok(())
 }

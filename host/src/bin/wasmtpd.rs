@@ -77,38 +77,14 @@ fn main() -> ExitCode {
 /// for a credentials table; without an argument, one hash per line read
 /// from standard input.
 fn encrypt(password: Option<String>) -> ExitCode {
-    use std::io::BufRead;
-    let one = |p: &str| match wasmtpd::auth::encrypt(p) {
-        Ok(hash) => {
-            println!("{hash}");
-            true
-        }
+    let input = std::io::stdin().lock();
+    match wasmtpd::auth::encrypt_command(password, input, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("wasmtpd: {err}");
-            false
-        }
-    };
-    if let Some(p) = password {
-        let p = zeroize::Zeroizing::new(p);
-        return if one(&p) {
-            ExitCode::SUCCESS
-        } else {
             ExitCode::FAILURE
-        };
-    }
-    for line in std::io::stdin().lock().lines() {
-        let line = match line {
-            Ok(l) => zeroize::Zeroizing::new(l),
-            Err(err) => {
-                eprintln!("wasmtpd: cannot read the password: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if !one(line.trim_end_matches('\r')) {
-            return ExitCode::FAILURE;
         }
     }
-    ExitCode::SUCCESS
 }
 
 fn exit_code(code: i32) -> ExitCode {
