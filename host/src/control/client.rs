@@ -61,11 +61,17 @@ impl Client {
         }
     }
 
-    /// After a successful `enqueue`: the stream, now an SMTP session,
-    /// and what was already read of it (the greeting may have come in
-    /// with the answer).
-    pub fn into_parts(self) -> (UnixStream, Vec<u8>) {
-        let early = self.reader.buffer().to_vec();
-        (self.reader.into_inner(), early)
+    /// How long a read may wait for the daemon (none: for ever).
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        self.reader.get_ref().set_read_timeout(timeout)
+    }
+
+    /// Asks for an SMTP session (`enqueue`): on success, a reader on it
+    /// (keeping whatever came in with the answer: the greeting may have)
+    /// and a writer on the same stream.
+    pub fn into_session(mut self) -> Result<(BufReader<UnixStream>, UnixStream), ClientError> {
+        self.request(&Request::Enqueue)?;
+        let writer = self.reader.get_ref().try_clone()?;
+        Ok((self.reader, writer))
     }
 }

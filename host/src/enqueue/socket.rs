@@ -2,13 +2,12 @@
 //! handshake that turns the control connection into an SMTP session
 //! (as OpenSMTPD's `smtpctl enqueue` asks its control socket).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
+use crate::control::client::{Client, ClientError};
 use crate::enqueue::error::EnqueueError;
 
 /// How long the daemon may stay silent before sendmail gives up: DATA's
@@ -20,14 +19,6 @@ pub(crate) fn default_socket() -> PathBuf {
     crate::control::socket::client_default()
 }
 
-/// The daemon's answer to the handshake.
-#[derive(Deserialize)]
-struct Answer {
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 /// Connects to the control socket at `path` and asks for an SMTP
 /// session; on success the reader is positioned at the 220 greeting.
 pub(crate) fn open(path: &Path) -> Result<(BufReader<UnixStream>, UnixStream), EnqueueError> {
@@ -35,32 +26,24 @@ pub(crate) fn open(path: &Path) -> Result<(BufReader<UnixStream>, UnixStream), E
         path: path.to_path_buf(),
         source,
     };
-    let stream = UnixStream::connect(path).map_err(unreachable)?;
-    stream
+    let refused = |reason| EnqueueError::Refused {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let client = Client::connect(path).map_err(|e| match e {
+        ClientError::Connect { source, .. } => unreachable(source),
+        other => unreachable(std::io::Error::other(other.to_string())),
+    })?;
+    client
         .set_read_timeout(Some(READ_TIMEOUT))
         .map_err(unreachable)?;
-    let mut writer = stream.try_clone().map_err(unreachable)?;
-    writer
-        .write_all(b"{\"verb\":\"enqueue\"}\n")
-        .map_err(unreachable)?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(unreachable)?;
-    if line.is_empty() {
-        return Err(unreachable(std::io::Error::new(
+    client.into_session().map_err(|e| match e {
+        ClientError::Connect { source, .. } | ClientError::Io(source) => unreachable(source),
+        ClientError::Closed => unreachable(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the control socket closed the connection",
-        )));
-    }
-    match serde_json::from_str::<Answer>(line.trim_end()) {
-        Ok(Answer { ok: true, .. }) => Ok((reader, writer)),
-        Ok(Answer { ok: false, error }) => Err(EnqueueError::Refused {
-            path: path.to_path_buf(),
-            reason: error.unwrap_or_else(|| "no reason given".into()),
-        }),
-        Err(err) => Err(EnqueueError::Refused {
-            path: path.to_path_buf(),
-            reason: format!("unexpected answer {:?}: {err}", line.trim_end()),
-        }),
-    }
+        )),
+        ClientError::Refused(reason) => refused(reason),
+        ClientError::BadAnswer(why) => refused(format!("unexpected answer: {why}")),
+    })
 }
