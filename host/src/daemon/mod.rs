@@ -376,17 +376,25 @@ fn start_relay(
 /// The SMTP settings of a listener's sessions. Error and AUTH-failure
 /// limits keep the protocol's defaults.
 fn session_config(config: &Config, l: &Listener, hostname: &str) -> SessionConfig {
+    let hostname = l.hostname.as_deref().unwrap_or(hostname);
     SessionConfig {
-        max_message_size: config.smtp.max_message_size,
-        max_rcpt: config.smtp.max_rcpt,
-        max_mails: config.smtp.max_mails,
-        max_commands: config.smtp.max_commands,
         starttls: matches!(l.tls, TlsMode::StartTls | TlsMode::StartTlsRequire),
         tls_required: l.tls == TlsMode::StartTlsRequire,
         dsn: !l.no_dsn,
         auth: !matches!(l.auth, AuthMode::None),
         auth_required: matches!(l.auth, AuthMode::Required(_)),
-        ..SessionConfig::new(l.hostname.clone().unwrap_or_else(|| hostname.to_string()))
+        ..limited_session(config, hostname)
+    }
+}
+
+/// The protocol's defaults with the configuration's `smtp` limits.
+fn limited_session(config: &Config, hostname: &str) -> SessionConfig {
+    SessionConfig {
+        max_message_size: config.smtp.max_message_size,
+        max_rcpt: config.smtp.max_rcpt,
+        max_mails: config.smtp.max_mails,
+        max_commands: config.smtp.max_commands,
+        ..SessionConfig::new(hostname.to_string())
     }
 }
 
@@ -427,13 +435,7 @@ fn local_enqueue(
             (cfg, info)
         }
         None => (
-            SessionConfig {
-                max_message_size: config.smtp.max_message_size,
-                max_rcpt: config.smtp.max_rcpt,
-                max_mails: config.smtp.max_mails,
-                max_commands: config.smtp.max_commands,
-                ..SessionConfig::new(hostname.to_string())
-            },
+            limited_session(config, hostname),
             ListenerInfo::new(hostname),
         ),
     };
