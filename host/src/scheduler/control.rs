@@ -221,6 +221,14 @@ impl<D: Deliver> Scheduler<D> {
         }
     }
 
+    fn selected_inflight(&self, sel: Selector) -> Vec<EvpId> {
+        self.inflight
+            .keys()
+            .copied()
+            .filter(|&id| sel.matches(id))
+            .collect()
+    }
+
     fn schedule(&mut self, sel: Selector) -> usize {
         let now = now();
         let ids = self.selected_waiting(sel);
@@ -242,50 +250,32 @@ impl<D: Deliver> Scheduler<D> {
                 removed.push(id);
             }
         }
-        for &id in self.inflight.keys() {
-            if sel.matches(id) {
-                self.operator.doomed.insert(id);
-                removed.push(id);
-            }
+        for id in self.selected_inflight(sel) {
+            self.operator.doomed.insert(id);
+            removed.push(id);
         }
         removed.sort();
         removed
     }
 
     fn suspend(&mut self, sel: Selector, on: bool) -> usize {
-        let ids = self.selected_waiting(sel);
-        let mut changed = 0;
+        let waiting = self.selected_waiting(sel);
         // One in flight stays suspended if its attempt sends it back.
-        let running: Vec<EvpId> = self
-            .inflight
-            .keys()
-            .copied()
-            .filter(|&id| sel.matches(id))
-            .collect();
-        for id in running {
-            let was = self.operator.suspended.contains(&id);
-            if on {
-                self.operator.suspended.insert(id);
-            } else {
-                self.operator.suspended.remove(&id);
-            }
-            if was != on {
-                changed += 1;
-            }
-        }
-        for id in ids {
-            let Some(env) = self.take(id) else {
-                continue;
-            };
+        let running = self.selected_inflight(sel);
+        let mut changed = 0;
+        for &id in waiting.iter().chain(&running) {
             let was = if on {
                 !self.operator.suspended.insert(id)
             } else {
                 self.operator.suspended.remove(&id)
             };
-            if was != on {
-                changed += 1;
+            changed += usize::from(was != on);
+        }
+        // Waiting ones leave or rejoin the due set.
+        for id in waiting {
+            if let Some(env) = self.take(id) {
+                self.add(vec![env]);
             }
-            self.add(vec![env]);
         }
         changed
     }
