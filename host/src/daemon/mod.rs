@@ -113,6 +113,9 @@ pub fn prepare(config: Config, control: Option<&std::path::Path>) -> Result<Prep
     let default_hostname = config.hostname.clone().unwrap_or_else(system_hostname);
     let tls = crate::tls::build_listeners(&config, &default_hostname)?;
     let filters = crate::filter::read_sources(&config);
+    if !config.filters.is_empty() {
+        crate::filter::engine::open_page_map_early();
+    }
     let relay_tls = relay_tls(&config)?;
     let listeners = listen::bind_all(&config)?;
     if listeners.is_empty() {
