@@ -62,6 +62,13 @@ mod host_regex {
             _ => false,
         })
     }
+
+    pub fn matches_any_line(handle: u32, lines: &[Vec<u8>]) -> Vec<u32> {
+        let mut found: Vec<u32> = lines.iter().flat_map(|l| matches(handle, l)).collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
 }
 
 /// A compiled set; remembers which of the caller's patterns compiled.
@@ -126,6 +133,29 @@ impl Patterns {
         match self.handle {
             Some(h) if self.len > 0 => host_regex::is_match(h, text),
             _ => false,
+        }
+    }
+
+    /// Whether any pattern matches any of `lines` (each line on its own),
+    /// in one call to the host.
+    pub fn is_match_any_line(&self, lines: &[Vec<u8>]) -> bool {
+        let mut any = false;
+        self.each_match_any_line(lines, |_| any = true);
+        any
+    }
+
+    /// Calls `f` once with the caller's index of every pattern matching
+    /// at least one of `lines` (each line on its own). One call to the
+    /// host for the whole batch: per-line calls cost more than the
+    /// matching.
+    pub fn each_match_any_line(&self, lines: &[Vec<u8>], mut f: impl FnMut(usize)) {
+        if lines.is_empty() {
+            return;
+        }
+        if let Some(h) = self.handle.filter(|_| self.len > 0) {
+            for i in host_regex::matches_any_line(h, lines) {
+                f(i as usize);
+            }
         }
     }
 

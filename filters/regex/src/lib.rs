@@ -68,6 +68,13 @@ impl KeyPatterns {
         self.compiled.as_ref().is_some_and(|p| p.is_match(text))
     }
 
+    /// Whether a pattern matches one of `lines`, asked in one host call.
+    fn any_match_line(&self, lines: &[Vec<u8>]) -> bool {
+        self.compiled
+            .as_ref()
+            .is_some_and(|p| p.is_match_any_line(lines))
+    }
+
     #[cfg(test)]
     fn compiled_len(&self) -> usize {
         self.compiled.as_ref().map_or(0, Patterns::len)
@@ -203,21 +210,23 @@ impl Scan {
         if self.done {
             *self = Scan::default();
         }
+        let matched = &mut self.matched;
         let mut check = |part: Part<'_>| {
             let (patterns, text) = match part {
                 Part::Header(h) => (&rules.header, h),
                 Part::Body(b) => (&rules.body, b),
             };
-            if !self.matched && patterns.any_match(text) {
-                self.matched = true;
+            if !*matched && patterns.any_match(text) {
+                *matched = true;
             }
         };
-        for line in lines {
-            self.reader.feed(line, &mut check);
-        }
+        let body = self.reader.feed_header(lines, &mut check);
         if last {
             self.reader.finish(&mut check);
             self.done = true;
+        }
+        if !self.matched && rules.body.any_match_line(body) {
+            self.matched = true;
         }
     }
 }

@@ -293,6 +293,14 @@ impl Message {
         self.reader.feed(line, |part| mark(settings, hits, part));
     }
 
+    fn scan_body(&mut self, settings: &Settings, body: &[Vec<u8>]) {
+        let Some(c) = &settings.compiled else { return };
+        let hits = &mut self.hits;
+        hits.resize(settings.specs.len(), false);
+        c.body
+            .each_match_any_line(body, |i| hits[c.body_rules[i]] = true);
+    }
+
     fn total(&mut self, settings: &Settings, listed: &[(String, f64)]) -> Score {
         let hits = &mut self.hits;
         hits.resize(settings.specs.len(), false);
@@ -328,8 +336,10 @@ impl Message {
         if self.score.is_some() {
             return lines;
         }
-        for line in lines {
-            if !self.reader.in_body() && !line.is_empty() {
+        let mut lines = lines.into_iter();
+        while !self.reader.in_body() {
+            let Some(line) = lines.next() else { break };
+            if !line.is_empty() {
                 let continues = matches!(line[0], b' ' | b'\t');
                 if !continues {
                     self.dropping = is_spam_field(&line);
@@ -342,6 +352,11 @@ impl Message {
             self.held_bytes += line.len() + 2;
             self.held.push(line);
         }
+        // The rest of the batch is body: matched in one host call.
+        let body: Vec<Vec<u8>> = lines.collect();
+        self.scan_body(settings, &body);
+        self.held_bytes += body.iter().map(|l| l.len() + 2).sum::<usize>();
+        self.held.extend(body);
         if !last && self.held_bytes <= settings.max_scan {
             return Vec::new();
         }

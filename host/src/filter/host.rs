@@ -272,6 +272,18 @@ impl host_regex::Host for FilterHost {
             .get(handle)
             .is_some_and(|set| set.is_match(&text)))
     }
+
+    fn matches_any_line(&mut self, handle: u32, lines: Vec<Vec<u8>>) -> wasmtime::Result<Vec<u32>> {
+        for line in &lines {
+            self.charge_regex(line.len())?;
+        }
+        Ok(self
+            .shared
+            .regex
+            .get(handle)
+            .map(|set| set.matches_any_line(&lines))
+            .unwrap_or_default())
+    }
 }
 
 impl FilterHost {

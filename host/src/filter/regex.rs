@@ -71,6 +71,33 @@ impl CompiledSet {
     pub fn is_match(&self, text: &[u8]) -> bool {
         self.set.as_ref().is_some_and(|s| s.is_match(text))
     }
+
+    /// The caller's indexes of the patterns matching at least one line,
+    /// ascending. Stops looking once every pattern has matched.
+    pub fn matches_any_line(&self, lines: &[Vec<u8>]) -> Vec<u32> {
+        let Some(set) = &self.set else {
+            return Vec::new();
+        };
+        let mut seen = vec![false; set.len()];
+        let mut left = set.len();
+        for line in lines {
+            if left == 0 {
+                break;
+            }
+            for i in set.matches(line).iter() {
+                if !seen[i] {
+                    seen[i] = true;
+                    left -= 1;
+                }
+            }
+        }
+        let mut found: Vec<u32> = (0..set.len())
+            .filter(|&i| seen[i])
+            .map(|i| self.origin[i])
+            .collect();
+        found.sort_unstable();
+        found
+    }
 }
 
 fn builder<S: AsRef<str>>(patterns: &[S]) -> RegexSetBuilder {
@@ -160,6 +187,25 @@ mod tests {
         assert_eq!(h, h2);
         assert!(Arc::ptr_eq(&set, &set2));
         assert!(cache.get(h).is_some() && cache.get(h + 1).is_none());
+    }
+
+    #[test]
+    fn a_batch_of_lines_answers_which_patterns_matched_any_line() {
+        let cache = RegexCache::default();
+        let (_, set) = cache
+            .compile(v(&["(unclosed", "cheap", "(?i)click here", "absent"]))
+            .unwrap();
+        let lines = vec![
+            b"nothing here".to_vec(),
+            b"CLICK HERE now".to_vec(),
+            b"cheap, and cheap again".to_vec(),
+            b"click here".to_vec(),
+        ];
+        assert_eq!(set.matches_any_line(&lines), [1, 2]);
+        assert!(set.matches_any_line(&[]).is_empty());
+        // Matched line by line: a pattern cannot span two lines.
+        let split = vec![b"click".to_vec(), b"here".to_vec()];
+        assert!(set.matches_any_line(&split).is_empty());
     }
 
     #[test]
