@@ -162,7 +162,7 @@ async fn main() {
                 let t = Instant::now();
                 for _ in 0..50 {
                     let _ = inst
-                        .on_data_lines(&session, batch.clone(), false)
+                        .on_data_lines(&session, &batch, false)
                         .await
                         .expect("lines");
                 }

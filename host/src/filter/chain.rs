@@ -371,8 +371,9 @@ async fn run_lines(
             end += 1;
         }
         let last = end == input.len();
-        let batch = input[start..end].to_vec();
-        let returned = instance.on_data_lines(session, batch, last).await?;
+        let returned = instance
+            .on_data_lines(session, &input[start..end], last)
+            .await?;
         for line in returned {
             if line.iter().any(|&b| b == b'\r' || b == b'\n') {
                 return Err(Failure::BadAnswer("a line with CR or LF in it".into()));

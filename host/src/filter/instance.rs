@@ -100,10 +100,16 @@ impl Instance {
             stats: filter.stats.clone(),
             tenant,
         };
-        let subs = instance
-            .call(|b, s| Box::pin(async move { b.wasmtpd_filter_filter().call_init(s).await }))
-            .await?;
-        instance.subscriptions = subs;
+        let given = instance.begin_call()?;
+        let outcome = tokio::time::timeout(
+            instance.deadline(),
+            instance
+                .bindings
+                .wasmtpd_filter_filter()
+                .call_init(&mut instance.store),
+        )
+        .await;
+        instance.subscriptions = instance.end_call(given, outcome)?;
         Ok(instance)
     }
 
@@ -111,74 +117,83 @@ impl Instance {
         self.subscriptions.phases.contains(&phase)
     }
 
+    // Each export is called with the session, parameter and lines
+    // borrowed, not copied: a batch of lines is a few thousand
+    // allocations per filter otherwise.
+
     pub async fn on_phase(
         &mut self,
         session: &Session,
         phase: Phase,
         param: &str,
     ) -> Result<Decision, Failure> {
-        let (session, param) = (session.clone(), param.to_string());
-        self.call(move |b, s| {
-            Box::pin(async move {
-                b.wasmtpd_filter_filter()
-                    .call_on_phase(s, &session, phase, &param)
-                    .await
-            })
-        })
-        .await
+        let given = self.begin_call()?;
+        let outcome = tokio::time::timeout(
+            self.deadline(),
+            self.bindings.wasmtpd_filter_filter().call_on_phase(
+                &mut self.store,
+                session,
+                phase,
+                param,
+            ),
+        )
+        .await;
+        self.end_call(given, outcome)
     }
 
     pub async fn on_data_lines(
         &mut self,
         session: &Session,
-        lines: Vec<Vec<u8>>,
+        lines: &[Vec<u8>],
         last: bool,
     ) -> Result<Vec<Vec<u8>>, Failure> {
-        let session = session.clone();
-        self.call(move |b, s| {
-            Box::pin(async move {
-                b.wasmtpd_filter_filter()
-                    .call_on_data_lines(s, &session, &lines, last)
-                    .await
-            })
-        })
-        .await
+        let given = self.begin_call()?;
+        let outcome = tokio::time::timeout(
+            self.deadline(),
+            self.bindings.wasmtpd_filter_filter().call_on_data_lines(
+                &mut self.store,
+                session,
+                lines,
+                last,
+            ),
+        )
+        .await;
+        self.end_call(given, outcome)
     }
 
     pub async fn on_report(&mut self, session: &Session, report: &Report) -> Result<(), Failure> {
-        let (session, report) = (session.clone(), report.clone());
-        self.call(move |b, s| {
-            Box::pin(async move {
-                b.wasmtpd_filter_filter()
-                    .call_on_report(s, &session, &report)
-                    .await
-            })
-        })
-        .await
+        let given = self.begin_call()?;
+        let outcome = tokio::time::timeout(
+            self.deadline(),
+            self.bindings
+                .wasmtpd_filter_filter()
+                .call_on_report(&mut self.store, session, report),
+        )
+        .await;
+        self.end_call(given, outcome)
     }
 
-    /// Runs one export call with fresh per-call fuel (bounded by what is
-    /// left of the session's) and deadline. The tokio timeout is the
-    /// backstop for a host import that blocks; the epoch deadline stops a
-    /// guest that computes.
-    async fn call<T, F>(&mut self, f: F) -> Result<T, Failure>
-    where
-        F: for<'a> FnOnce(
-            &'a MailFilter,
-            &'a mut Store<FilterHost>,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = wasmtime::Result<T>> + Send + 'a>,
-        >,
-        T: Send,
-    {
+    /// Gives the next export call fresh per-call fuel (bounded by what is
+    /// left of the session's) and its deadline; returns the fuel given.
+    fn begin_call(&mut self) -> Result<u64, Failure> {
         if self.session_fuel_left == 0 {
             return Err(Failure::SessionFuel);
         }
-        let given = arm(&mut self.store, &self.limits, self.session_fuel_left)?;
-        let outcome = {
-            let bindings = &self.bindings;
-            tokio::time::timeout(self.limits.timeout + TICK * 2, f(bindings, &mut self.store)).await
-        };
+        arm(&mut self.store, &self.limits, self.session_fuel_left)
+    }
+
+    /// The tokio timeout is the backstop for a host import that blocks;
+    /// the epoch deadline stops a guest that computes.
+    fn deadline(&self) -> std::time::Duration {
+        self.limits.timeout + TICK * 2
+    }
+
+    /// Counts what the call burnt and turns its outcome into a result.
+    fn end_call<T>(
+        &mut self,
+        given: u64,
+        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, Failure> {
         let left = self.store.get_fuel().unwrap_or(0);
         let burnt = given.saturating_sub(left);
         self.session_fuel_left = self.session_fuel_left.saturating_sub(burnt);
