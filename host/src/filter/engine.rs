@@ -104,6 +104,19 @@ fn engine_config(n: u32, page_map: bool) -> Config {
 /// survives it (wasmtime reopens it in a forked child, which is still
 /// root then). Without it the pool falls back on resetting whole slots.
 pub fn open_page_map_early() {
+    if let Err(e) = Engine::new(&probe_config(Enabled::Auto)) {
+        debug!("filter engine: no early pagemap handle: {e}");
+    }
+}
+
+/// Whether this process can reset instance memory with `PAGEMAP_SCAN`.
+pub fn page_map_available() -> bool {
+    Engine::new(&probe_config(Enabled::Yes)).is_ok()
+}
+
+/// The smallest pooling engine: enough to make wasmtime look for
+/// `PAGEMAP_SCAN`.
+fn probe_config(page_map: Enabled) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(1)
         .total_core_instances(1)
@@ -111,13 +124,11 @@ pub fn open_page_map_early() {
         .total_tables(1)
         .total_stacks(1)
         .max_memory_size(1 << 16)
-        .pagemap_scan(Enabled::Auto);
+        .pagemap_scan(page_map);
     let mut cfg = Config::new();
     cfg.memory_reservation(1 << 16)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    if let Err(e) = Engine::new(&cfg) {
-        debug!("filter engine: no early pagemap handle: {e}");
-    }
+    cfg
 }
 
 impl FilterEngine {
