@@ -21,6 +21,11 @@ const DFA_SIZE_LIMIT: usize = 4 << 20;
 /// One compiled set.
 pub struct CompiledSet {
     set: Option<RegexSet>,
+    /// The same patterns with `^` and `$` at line ends, run once over a
+    /// batch of lines joined by LF (see [`CompiledSet::matches_any_line`]).
+    /// None when a pattern anchors to the whole text (`\A`, `\z`,
+    /// `(?-m)^`): joining the lines would change what it means.
+    joined: Option<RegexSet>,
     /// The caller's index of each pattern of `set`.
     origin: Vec<u32>,
     pub errors: Vec<(u32, String)>,
@@ -54,8 +59,15 @@ impl CompiledSet {
                 None
             }
         };
+        let joined = match &set {
+            Some(_) if good.iter().all(|p| joinable(p)) => {
+                builder(&good).multi_line(true).build().ok()
+            }
+            _ => None,
+        };
         CompiledSet {
             set,
+            joined,
             origin,
             errors,
         }
@@ -73,19 +85,40 @@ impl CompiledSet {
     }
 
     /// The caller's indexes of the patterns matching at least one line,
-    /// ascending. Stops looking once every pattern has matched.
+    /// ascending.
+    ///
+    /// One search over the lines joined by LF first: a match inside a
+    /// line is a match there too (LF is a line end for `^`, `$` and a
+    /// non-word byte for `\b`), so a pattern it does not find matches
+    /// no line. Only the patterns it finds, usually none, are checked
+    /// line by line. One search instead of one per line: each search
+    /// has a fixed cost (prefilters restart), more than the matching of
+    /// a short line.
     pub fn matches_any_line(&self, lines: &[Vec<u8>]) -> Vec<u32> {
         let Some(set) = &self.set else {
             return Vec::new();
         };
-        let mut seen = vec![false; set.len()];
+        let mut maybe = vec![true; set.len()];
         let mut left = set.len();
+        if let Some(joined) = &self.joined {
+            let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+            for line in lines {
+                text.extend_from_slice(line);
+                text.push(b'\n');
+            }
+            maybe.fill(false);
+            for i in joined.matches(&text).iter() {
+                maybe[i] = true;
+            }
+            left = maybe.iter().filter(|m| **m).count();
+        }
+        let mut seen = vec![false; set.len()];
         for line in lines {
             if left == 0 {
                 break;
             }
             for i in set.matches(line).iter() {
-                if !seen[i] {
+                if maybe[i] && !seen[i] {
                     seen[i] = true;
                     left -= 1;
                 }
@@ -97,6 +130,25 @@ impl CompiledSet {
             .collect();
         found.sort_unstable();
         found
+    }
+}
+
+/// Whether `pattern` means the same in a line and in lines joined by LF
+/// with `^`/`$` at line ends: no assertion about the whole text's start
+/// or end. A pattern that cannot be parsed here is not.
+fn joinable(pattern: &str) -> bool {
+    use regex_syntax::hir::Look;
+    let parsed = regex_syntax::ParserBuilder::new()
+        .multi_line(true)
+        .utf8(false)
+        .build()
+        .parse(pattern);
+    match parsed {
+        Ok(hir) => {
+            let looks = hir.properties().look_set();
+            !looks.contains(Look::Start) && !looks.contains(Look::End)
+        }
+        Err(_) => false,
     }
 }
 
@@ -206,6 +258,51 @@ mod tests {
         // Matched line by line: a pattern cannot span two lines.
         let split = vec![b"click".to_vec(), b"here".to_vec()];
         assert!(set.matches_any_line(&split).is_empty());
+    }
+
+    #[test]
+    fn joined_lines_give_the_same_answers_as_line_by_line() {
+        let cache = RegexCache::default();
+        let patterns = [
+            "^Subject",
+            "end$",
+            r"\bword\b",
+            r"a\sb",
+            "(?s)x.y",
+            "(?-m)^first",
+            r"\Afirst",
+            "[^q]{3}zz",
+            "(?i)CLICK here",
+        ];
+        let lines: Vec<Vec<u8>> = [
+            "first line",
+            "Subject: x",
+            "a",
+            "b",
+            "x",
+            "y",
+            "sword words",
+            "the end",
+            "zz",
+            "click HERE",
+        ]
+        .iter()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+        for (i, p) in patterns.iter().enumerate() {
+            let (_, set) = cache.compile(v(&[p])).unwrap();
+            let by_line = lines.iter().any(|l| set.is_match(l));
+            assert_eq!(
+                set.matches_any_line(&lines).len() == 1,
+                by_line,
+                "pattern {i} {p:?}"
+            );
+        }
+        let (_, all) = cache.compile(v(&patterns)).unwrap();
+        assert_eq!(all.matches_any_line(&lines), [0, 1, 5, 6, 8]);
+        assert!(all.joined.is_none(), "\\A and (?-m)^ rule out joining");
+        let (_, plain) = cache.compile(v(&patterns[..5])).unwrap();
+        assert!(plain.joined.is_some());
     }
 
     #[test]
