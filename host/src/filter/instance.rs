@@ -48,6 +48,26 @@ pub struct Instance {
     tenant: Option<Arc<TenantStats>>,
 }
 
+/// Calls one of the filter's exports the way every call goes: fresh
+/// fuel and deadline first, the fuel burnt counted after. The session,
+/// parameter and lines are borrowed, not copied (a batch of lines would
+/// otherwise be a few thousand allocations per filter); a closure could
+/// not borrow them for a future that also borrows the store.
+macro_rules! export_call {
+    ($instance:expr, $export:ident($($arg:expr),*)) => {{
+        let given = $instance.begin_call()?;
+        let outcome = tokio::time::timeout(
+            $instance.deadline(),
+            $instance
+                .bindings
+                .wasmtpd_filter_filter()
+                .$export(&mut $instance.store $(, $arg)*),
+        )
+        .await;
+        $instance.end_call(given, outcome)
+    }};
+}
+
 impl Instance {
     /// Instantiates the filter for a session and asks what it wants to
     /// see (`init`).
@@ -100,16 +120,7 @@ impl Instance {
             stats: filter.stats.clone(),
             tenant,
         };
-        let given = instance.begin_call()?;
-        let outcome = tokio::time::timeout(
-            instance.deadline(),
-            instance
-                .bindings
-                .wasmtpd_filter_filter()
-                .call_init(&mut instance.store),
-        )
-        .await;
-        instance.subscriptions = instance.end_call(given, outcome)?;
+        instance.subscriptions = export_call!(instance, call_init())?;
         Ok(instance)
     }
 
@@ -117,28 +128,13 @@ impl Instance {
         self.subscriptions.phases.contains(&phase)
     }
 
-    // Each export is called with the session, parameter and lines
-    // borrowed, not copied: a batch of lines is a few thousand
-    // allocations per filter otherwise.
-
     pub async fn on_phase(
         &mut self,
         session: &Session,
         phase: Phase,
         param: &str,
     ) -> Result<Decision, Failure> {
-        let given = self.begin_call()?;
-        let outcome = tokio::time::timeout(
-            self.deadline(),
-            self.bindings.wasmtpd_filter_filter().call_on_phase(
-                &mut self.store,
-                session,
-                phase,
-                param,
-            ),
-        )
-        .await;
-        self.end_call(given, outcome)
+        export_call!(self, call_on_phase(session, phase, param))
     }
 
     pub async fn on_data_lines(
@@ -147,30 +143,11 @@ impl Instance {
         lines: &[Vec<u8>],
         last: bool,
     ) -> Result<Vec<Vec<u8>>, Failure> {
-        let given = self.begin_call()?;
-        let outcome = tokio::time::timeout(
-            self.deadline(),
-            self.bindings.wasmtpd_filter_filter().call_on_data_lines(
-                &mut self.store,
-                session,
-                lines,
-                last,
-            ),
-        )
-        .await;
-        self.end_call(given, outcome)
+        export_call!(self, call_on_data_lines(session, lines, last))
     }
 
     pub async fn on_report(&mut self, session: &Session, report: &Report) -> Result<(), Failure> {
-        let given = self.begin_call()?;
-        let outcome = tokio::time::timeout(
-            self.deadline(),
-            self.bindings
-                .wasmtpd_filter_filter()
-                .call_on_report(&mut self.store, session, report),
-        )
-        .await;
-        self.end_call(given, outcome)
+        export_call!(self, call_on_report(session, report))
     }
 
     /// Gives the next export call fresh per-call fuel (bounded by what is
