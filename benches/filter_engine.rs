@@ -81,11 +81,12 @@ async fn main() {
     let session = session();
     let line =
         b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.".to_vec();
-    let batch: Vec<Vec<u8>> = std::iter::once(b"Subject: hello".to_vec())
+    let batch: Vec<u8> = std::iter::once(b"Subject: hello".to_vec())
         .chain(std::iter::once(Vec::new()))
-        .chain(std::iter::repeat_n(line.clone(), 98))
+        .chain(std::iter::repeat_n(line, 98))
+        .flat_map(|l| [l, b"\r\n".to_vec()].concat())
         .collect();
-    let batch_kib = batch.iter().map(|l| l.len() + 2).sum::<usize>() as f64 / 1024.0;
+    let batch_kib = batch.len() as f64 / 1024.0;
 
     // A whole session through the chain of all three: connect, helo,
     // mail, rcpt, data, 1 KiB of lines, commit.

@@ -46,7 +46,7 @@
 //! configuration, and tagging each message with a header:
 //!
 //! ```no_run
-//! use wasmtpd_filter::{config, log, Decision, Filter, Phase, Session};
+//! use wasmtpd_filter::{config, log, Decision, Filter, Lines, LinesOut, Phase, Session};
 //!
 //! #[derive(Default)]
 //! struct NoSpammers {
@@ -73,12 +73,15 @@
 //!         Decision::Proceed
 //!     }
 //!
-//!     fn on_data_lines(&mut self, _: &Session, mut lines: Vec<Vec<u8>>, _last: bool) -> Vec<Vec<u8>> {
-//!         if !self.header_added {
-//!             self.header_added = true;
-//!             lines.insert(0, b"X-Checked-By: no-spammers".to_vec());
+//!     fn on_data_lines(&mut self, _: &Session, lines: Lines, _last: bool) -> LinesOut {
+//!         if self.header_added {
+//!             return LinesOut::Pass; // the batch goes on untouched, uncopied
 //!         }
-//!         lines
+//!         self.header_added = true;
+//!         let mut out = Lines::new();
+//!         out.push(b"X-Checked-By: no-spammers");
+//!         out.push_lines(lines.as_bytes());
+//!         out.into()
 //!     }
 //! }
 //!
@@ -93,6 +96,7 @@
 //! whose output is a component already. Then in smtpd.conf:
 //! `filter "nospam" wasm "/etc/mail/f.wasm" domain spam.example`.
 
+pub mod lines;
 pub mod message;
 pub mod net;
 pub mod patterns;
@@ -114,6 +118,7 @@ pub mod bindings {
 pub use bindings::wasmtpd::filter::types::{
     AuthReport, Decision, Outcome, Phase, Reply, Report, Session, Subscriptions, TxAddress,
 };
+pub use lines::{Lines, LinesOut};
 
 /// A mail filter. Every method has a harmless default: override the ones
 /// you need and list what you subscribe to.
@@ -154,18 +159,15 @@ pub trait Filter: 'static {
         Decision::Proceed
     }
 
-    /// A batch of message lines (bytes, no line ends, no dot-stuffing;
-    /// header, empty line, body). Return the lines to pass on; lines held
-    /// back may be returned with a later batch, at the latest with the
-    /// one where `last` is set.
-    fn on_data_lines(
-        &mut self,
-        session: &Session,
-        lines: Vec<Vec<u8>>,
-        last: bool,
-    ) -> Vec<Vec<u8>> {
-        let _ = (session, last);
-        lines
+    /// A batch of message lines (bytes, each ending with CRLF, no
+    /// dot-stuffing; header, empty line, body). Answer
+    /// [`LinesOut::Pass`] to pass the batch on as it came (nothing is
+    /// copied back), or replace it with other [`Lines`]; lines held back
+    /// may be returned with a later batch, at the latest with the one
+    /// where `last` is set.
+    fn on_data_lines(&mut self, session: &Session, lines: Lines, last: bool) -> LinesOut {
+        let _ = (session, lines, last);
+        LinesOut::Pass
     }
 
     /// An informational event (only with `REPORTS` or a matching `init`).
@@ -372,9 +374,10 @@ macro_rules! export_filter {
                 }
                 fn on_data_lines(
                     session: $crate::Session,
-                    lines: ::std::vec::Vec<::std::vec::Vec<u8>>,
+                    lines: ::std::vec::Vec<u8>,
                     last: bool,
-                ) -> ::std::vec::Vec<::std::vec::Vec<u8>> {
+                ) -> $crate::LinesOut {
+                    let lines = $crate::Lines::from_bytes(lines);
                     with(|f| <$ty as $crate::Filter>::on_data_lines(f, &session, lines, last))
                 }
                 fn on_report(session: $crate::Session, event: $crate::Report) {
@@ -438,8 +441,8 @@ mod tests {
         let s = net::tests::session("192.0.2.1:25");
         assert_eq!(f.on_phase(&s, Phase::Connect, ""), Decision::Proceed);
         assert_eq!(
-            f.on_data_lines(&s, vec![b"a".to_vec()], true),
-            [b"a".to_vec()]
+            f.on_data_lines(&s, Lines::from_bytes(b"a\r\n".to_vec()), true),
+            LinesOut::Pass
         );
     }
 }

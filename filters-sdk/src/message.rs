@@ -51,23 +51,17 @@ impl MessageReader {
         }
     }
 
-    /// Feeds the lines of a batch up to the end of the header; returns
-    /// the rest, which are all body lines, for the caller to look at as
-    /// one batch (see `Patterns::each_match_any_line`).
-    pub fn feed_header<'l>(
-        &mut self,
-        lines: &'l [Vec<u8>],
-        mut f: impl FnMut(Part<'_>),
-    ) -> &'l [Vec<u8>] {
-        let mut rest = lines;
-        while let Some((line, tail)) = rest.split_first() {
-            if self.in_body {
-                break;
-            }
+    /// Feeds the lines of a batch (CRLF-terminated, see [`crate::lines`])
+    /// up to the end of the header; returns the rest, which are all body
+    /// lines, for the caller to look at as one buffer (see
+    /// `Patterns::each_match_any_line`).
+    pub fn feed_header<'l>(&mut self, lines: &'l [u8], mut f: impl FnMut(Part<'_>)) -> &'l [u8] {
+        let mut it = crate::lines::iter(lines);
+        while !self.in_body {
+            let Some(line) = it.next() else { break };
             self.feed(line, &mut f);
-            rest = tail;
         }
-        rest
+        it.rest()
     }
 
     /// The message ended: emits a header field still waiting for its
@@ -127,18 +121,18 @@ mod tests {
 
     #[test]
     fn feed_header_stops_where_the_body_starts_whatever_the_batches() {
-        let batch = |v: &[&str]| v.iter().map(|l| l.as_bytes().to_vec()).collect::<Vec<_>>();
+        let batch = |v: &[&str]| v.iter().map(|l| format!("{l}\r\n")).collect::<String>();
         let mut reader = MessageReader::new();
         let mut heads = Vec::new();
         let mut push = |p: Part<'_>| heads.push(format!("{p:?}"));
         let first = batch(&["Subject: a", " b"]);
-        assert!(reader.feed_header(&first, &mut push).is_empty());
+        assert!(reader.feed_header(first.as_bytes(), &mut push).is_empty());
         let second = batch(&["To: c", "", "body", "Subject: no"]);
-        let rest = reader.feed_header(&second, &mut push);
-        assert_eq!(rest, &second[2..]);
+        let rest = reader.feed_header(second.as_bytes(), &mut push);
+        assert_eq!(rest, b"body\r\nSubject: no\r\n");
         assert!(reader.in_body());
         let third = batch(&["more body"]);
-        assert_eq!(reader.feed_header(&third, &mut push), &third[..]);
+        assert_eq!(reader.feed_header(third.as_bytes(), &mut push), third.as_bytes());
         assert_eq!(heads.len(), 2, "{heads:?}");
     }
 

@@ -63,8 +63,10 @@ mod host_regex {
         })
     }
 
-    pub fn matches_any_line(handle: u32, lines: &[Vec<u8>]) -> Vec<u32> {
-        let mut found: Vec<u32> = lines.iter().flat_map(|l| matches(handle, l)).collect();
+    pub fn matches_any_line(handle: u32, lines: &[u8]) -> Vec<u32> {
+        let mut found: Vec<u32> = crate::lines::iter(lines)
+            .flat_map(|l| matches(handle, l))
+            .collect();
         found.sort_unstable();
         found.dedup();
         found
@@ -136,19 +138,19 @@ impl Patterns {
         }
     }
 
-    /// Whether any pattern matches any of `lines` (each line on its own),
-    /// in one call to the host.
-    pub fn is_match_any_line(&self, lines: &[Vec<u8>]) -> bool {
+    /// Whether any pattern matches any of `lines` (CRLF-terminated, see
+    /// [`crate::lines`]; each line on its own), in one call to the host.
+    pub fn is_match_any_line(&self, lines: &[u8]) -> bool {
         let mut any = false;
         self.each_match_any_line(lines, |_| any = true);
         any
     }
 
     /// Calls `f` once with the caller's index of every pattern matching
-    /// at least one of `lines` (each line on its own). One call to the
-    /// host for the whole batch: per-line calls cost more than the
-    /// matching.
-    pub fn each_match_any_line(&self, lines: &[Vec<u8>], mut f: impl FnMut(usize)) {
+    /// at least one of `lines` (CRLF-terminated, see [`crate::lines`];
+    /// each line on its own). One call to the host for the whole batch:
+    /// per-line calls cost more than the matching.
+    pub fn each_match_any_line(&self, lines: &[u8], mut f: impl FnMut(usize)) {
         if lines.is_empty() {
             return;
         }

@@ -106,12 +106,14 @@ void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_sessio
     mail_filter_string_free(param);
 }
 
-/* Not subscribed, so never called; if it were, pass the lines through. */
+/* Not subscribed, so never called; if it were, pass the lines on as they
+ * came (the host copies nothing back). */
 void exports_wasmtpd_filter_filter_on_data_lines(exports_wasmtpd_filter_filter_session_t *session,
-                                                 mail_filter_list_list_u8_t *lines, bool last,
-                                                 mail_filter_list_list_u8_t *ret) {
+                                                 mail_filter_list_u8_t *lines, bool last,
+                                                 exports_wasmtpd_filter_filter_lines_out_t *ret) {
     (void)last;
-    *ret = *lines; /* ownership moves to the return value */
+    ret->tag = WASMTPD_FILTER_TYPES_LINES_OUT_PASS;
+    mail_filter_list_u8_free(lines);
     exports_wasmtpd_filter_filter_session_free(session);
 }
 

@@ -10,7 +10,7 @@
 //!   - `trap`: executes `unreachable` on every on-phase, on-data-lines and
 //!     on-report call (init works, so it can subscribe);
 //!   - `huge`: in a phase, rejects with a 16 MiB text; in data lines,
-//!     returns 200 000 lines of 1000 bytes;
+//!     replaces the batch with 200 000 lines of 1000 bytes;
 //!   - `dns-flood`: looks up `n0.flood.test` … `n9999.flood.test` (A),
 //!     ignoring the answers, then proceeds;
 //!   - `file`: reads /etc/passwd; rejects `550 <first line>` if that
@@ -28,7 +28,9 @@
 //! - `target` — the `socket` mode's address.
 
 use std::hint::black_box;
-use wasmtpd_filter::{config, dns, log, Decision, Filter, Phase, Report, Session, Subscriptions};
+use wasmtpd_filter::{
+    config, dns, log, Decision, Filter, Lines, LinesOut, Phase, Report, Session, Subscriptions,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Mode {
@@ -128,8 +130,11 @@ fn huge_text() -> String {
     "x".repeat(16 << 20)
 }
 
-fn huge_lines() -> Vec<Vec<u8>> {
-    vec![vec![b'y'; 1000]; 200_000]
+/// 200 000 lines of 1000 bytes: about 200 MB.
+fn huge_lines() -> LinesOut {
+    let mut line = vec![b'y'; 1000];
+    line.extend_from_slice(b"\r\n");
+    LinesOut::Replace(line.repeat(200_000))
 }
 
 impl Hostile {
@@ -204,17 +209,17 @@ impl Filter for Hostile {
         }
     }
 
-    fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, _: bool) -> Vec<Vec<u8>> {
+    fn on_data_lines(&mut self, _: &Session, _: Lines, _: bool) -> LinesOut {
         match self.mode {
             Mode::Trap => trap(),
-            _ if self.place != Some(Place::DataLines) => lines,
+            _ if self.place != Some(Place::DataLines) => LinesOut::Pass,
             Mode::Huge => huge_lines(),
             _ => {
                 let decision = self.act();
                 if decision != Decision::Proceed {
                     log::info(&format!("in data lines: {decision:?}"));
                 }
-                lines
+                LinesOut::Pass
             }
         }
     }
@@ -267,7 +272,10 @@ mod tests {
     #[test]
     fn huge_outputs_are_huge() {
         assert_eq!(huge_text().len(), 16 << 20);
-        let lines = huge_lines();
+        let LinesOut::Replace(bytes) = huge_lines() else {
+            panic!("huge lines pass")
+        };
+        let lines: Vec<&[u8]> = wasmtpd_filter::lines::iter(&bytes).collect();
         assert_eq!((lines.len(), lines[0].len()), (200_000, 1000));
     }
 }

@@ -23,7 +23,9 @@
 
 use wasmtpd_filter::message::{MessageReader, Part};
 use wasmtpd_filter::patterns::Patterns;
-use wasmtpd_filter::{config, log, Decision, Filter, Phase, Session, Subscriptions};
+use wasmtpd_filter::{
+    config, log, Decision, Filter, Lines, LinesOut, Phase, Session, Subscriptions,
+};
 
 const DEFAULT_MESSAGE: &str = "Message rejected by content filter";
 
@@ -68,8 +70,9 @@ impl KeyPatterns {
         self.compiled.as_ref().is_some_and(|p| p.is_match(text))
     }
 
-    /// Whether a pattern matches one of `lines`, asked in one host call.
-    fn any_match_line(&self, lines: &[Vec<u8>]) -> bool {
+    /// Whether a pattern matches one of `lines` (CRLF-terminated), asked
+    /// in one host call.
+    fn any_match_line(&self, lines: &[u8]) -> bool {
         self.compiled
             .as_ref()
             .is_some_and(|p| p.is_match_any_line(lines))
@@ -206,7 +209,7 @@ struct Scan {
 
 impl Scan {
     /// Looks at `lines` with the (prepared) content patterns.
-    fn feed(&mut self, rules: &Rules, lines: &[Vec<u8>], last: bool) {
+    fn feed(&mut self, rules: &Rules, lines: &[u8], last: bool) {
         if self.done {
             *self = Scan::default();
         }
@@ -275,10 +278,10 @@ impl Filter for RegexFilter {
         }
     }
 
-    fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
+    fn on_data_lines(&mut self, _: &Session, lines: Lines, last: bool) -> LinesOut {
         log_errors(self.rules.prepare_content());
-        self.scan.feed(&self.rules, &lines, last);
-        lines
+        self.scan.feed(&self.rules, lines.as_bytes(), last);
+        LinesOut::Pass
     }
 }
 
@@ -294,8 +297,9 @@ mod tests {
             .collect()
     }
 
-    fn lines(text: &str) -> Vec<Vec<u8>> {
-        text.split('\n').map(|l| l.as_bytes().to_vec()).collect()
+    /// `text`'s lines (split at LF) in the batch format.
+    fn lines(text: &str) -> Vec<u8> {
+        text.split('\n').flat_map(|l| [l, "\r\n"]).collect::<String>().into_bytes()
     }
 
     fn content_rules(kv: &[(&str, &str)]) -> Rules {
@@ -370,7 +374,7 @@ mod tests {
         let rules = content_rules(&[("body", "(?i)click here")]);
         let mut scan = Scan::default();
         scan.feed(&rules, &lines("Subject: hi\n"), false);
-        scan.feed(&rules, &[b"Please CLICK HERE \xff\xfe".to_vec()], true);
+        scan.feed(&rules, b"Please CLICK HERE \xff\xfe\r\n", true);
         assert!(scan.matched, "invalid UTF-8 does not stop a match");
     }
 
@@ -380,7 +384,7 @@ mod tests {
         let mut scan = Scan::default();
         scan.feed(&rules, &lines("A: b\n\nplain"), false);
         assert!(!scan.matched);
-        scan.feed(&rules, &[b"a\xffb".to_vec()], true);
+        scan.feed(&rules, b"a\xffb\r\n", true);
         assert!(scan.matched);
     }
 

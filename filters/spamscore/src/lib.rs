@@ -33,7 +33,9 @@ use std::net::IpAddr;
 
 use wasmtpd_filter::message::{MessageReader, Part};
 use wasmtpd_filter::patterns::Patterns;
-use wasmtpd_filter::{config, log, net, Decision, Filter, Phase, Session, Subscriptions};
+use wasmtpd_filter::{
+    config, lines, log, net, Decision, Filter, Lines, LinesOut, Phase, Session, Subscriptions,
+};
 
 const DEFAULT_THRESHOLD: f64 = 5.0;
 const DEFAULT_MAX_SCAN: usize = 262_144;
@@ -276,8 +278,7 @@ fn is_spam_field(line: &[u8]) -> bool {
 struct Message {
     reader: MessageReader,
     hits: Vec<bool>,
-    held: Vec<Vec<u8>>,
-    held_bytes: usize,
+    held: Lines,
     /// Dropping a forged X-Spam field and its continuation lines.
     dropping: bool,
     /// Set once the held lines went out with the headers.
@@ -293,7 +294,7 @@ impl Message {
         self.reader.feed(line, |part| mark(settings, hits, part));
     }
 
-    fn scan_body(&mut self, settings: &Settings, body: &[Vec<u8>]) {
+    fn scan_body(&mut self, settings: &Settings, body: &[u8]) {
         let Some(c) = &settings.compiled else { return };
         let hits = &mut self.hits;
         hits.resize(settings.specs.len(), false);
@@ -326,46 +327,47 @@ impl Message {
         &mut self,
         settings: &Settings,
         listed: &[(String, f64)],
-        lines: Vec<Vec<u8>>,
+        batch: &[u8],
         last: bool,
-    ) -> Vec<Vec<u8>> {
+    ) -> LinesOut {
         if self.done {
             *self = Message::default();
         }
         self.done = last;
         if self.score.is_some() {
-            return lines;
+            return LinesOut::Pass;
         }
-        let mut lines = lines.into_iter();
+        let mut lines = lines::iter(batch);
         while !self.reader.in_body() {
             let Some(line) = lines.next() else { break };
             if !line.is_empty() {
                 let continues = matches!(line[0], b' ' | b'\t');
                 if !continues {
-                    self.dropping = is_spam_field(&line);
+                    self.dropping = is_spam_field(line);
                 }
                 if self.dropping {
                     continue;
                 }
             }
-            self.scan(settings, &line);
-            self.held_bytes += line.len() + 2;
+            self.scan(settings, line);
             self.held.push(line);
         }
         // The rest of the batch is body: matched in one host call.
-        let body: Vec<Vec<u8>> = lines.collect();
-        self.scan_body(settings, &body);
-        self.held_bytes += body.iter().map(|l| l.len() + 2).sum::<usize>();
-        self.held.extend(body);
-        if !last && self.held_bytes <= settings.max_scan {
-            return Vec::new();
+        let body = lines.rest();
+        self.scan_body(settings, body);
+        self.held.push_lines(body);
+        if !last && self.held.byte_len() <= settings.max_scan {
+            return LinesOut::Replace(Vec::new());
         }
         let score = self.total(settings, listed);
-        let mut out = Vec::with_capacity(self.held.len() + 2);
-        out.extend(score.headers(settings.threshold));
-        out.append(&mut self.held);
+        let held = std::mem::take(&mut self.held);
+        let mut out = Lines::new();
+        for field in score.headers(settings.threshold) {
+            out.push(&field);
+        }
+        out.push_lines(held.as_bytes());
         self.score = Some(score);
-        out
+        out.into()
     }
 }
 
@@ -435,11 +437,12 @@ impl Filter for SpamScore {
         }
     }
 
-    fn on_data_lines(&mut self, _: &Session, lines: Vec<Vec<u8>>, last: bool) -> Vec<Vec<u8>> {
+    fn on_data_lines(&mut self, _: &Session, lines: Lines, last: bool) -> LinesOut {
         for e in self.settings.prepare() {
             log::error(&e);
         }
-        self.message.feed(&self.settings, &self.listed, lines, last)
+        self.message
+            .feed(&self.settings, &self.listed, lines.as_bytes(), last)
     }
 }
 
@@ -460,16 +463,23 @@ mod tests {
         s
     }
 
-    fn lines(text: &str) -> Vec<Vec<u8>> {
-        text.split('\n').map(|l| l.as_bytes().to_vec()).collect()
+    /// `text`'s lines (split at LF) in the batch format.
+    fn lines(text: &str) -> Vec<u8> {
+        text.split('\n')
+            .flat_map(|l| [l, "\r\n"])
+            .collect::<String>()
+            .into_bytes()
     }
 
-    fn text(lines: &[Vec<u8>]) -> String {
-        lines
-            .iter()
-            .map(|l| String::from_utf8_lossy(l).into_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
+    /// The lines a filter replaced a batch with; a batch passed on as is
+    /// is none of these.
+    fn out(answer: LinesOut) -> Vec<String> {
+        match answer {
+            LinesOut::Pass => panic!("passed, not replaced"),
+            LinesOut::Replace(bytes) => lines::iter(&bytes)
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect(),
+        }
     }
 
     #[test]
@@ -525,7 +535,7 @@ mod tests {
         let c = s.compiled.as_ref().unwrap();
         assert_eq!((c.body.len(), c.body_rules.as_slice()), (1, &[0, 1][..]));
         let mut m = Message::default();
-        m.feed(&s, &[], lines("A: b\n\nok ("), true);
+        m.feed(&s, &[], &lines("A: b\n\nok ("), true);
         assert_eq!(m.score.unwrap().tests, ["R2"]);
         assert!(s.prepare().is_empty());
     }
@@ -557,16 +567,16 @@ mod tests {
             ("rule", "1 body click"),
         ]);
         let mut m = Message::default();
-        let out = m.feed(
+        let held = m.feed(
             &s,
             &[],
-            lines("Subject: cheap\n Viagra\nFrom: a@b\n"),
+            &lines("Subject: cheap\n Viagra\nFrom: a@b\n"),
             false,
         );
-        assert!(out.is_empty(), "held until the end");
-        let out = m.feed(&s, &[], lines("Click here\nclick again"), true);
+        assert!(out(held).is_empty(), "held until the end");
+        let answer = m.feed(&s, &[], &lines("Click here\nclick again"), true);
         assert_eq!(
-            text(&out),
+            out(answer).join("\n"),
             "X-Spam-Score: 6.5\n\
              X-Spam-Status: Yes, score=6.5 required=5.0 tests=R1,R2,R4\n\
              Subject: cheap\n Viagra\nFrom: a@b\n\nClick here\nclick again"
@@ -583,15 +593,15 @@ mod tests {
         let s = settings(&[("rule", "1 body x")]);
         let mut m = Message::default();
         let listed = [("DNSBL_bl.example".to_string(), 1.5)];
-        let out = m.feed(&s, &listed, lines("A: b\n\nhello"), true);
+        let answer = m.feed(&s, &listed, &lines("A: b\n\nhello"), true);
         assert_eq!(
-            text(&out[..2]),
+            out(answer)[..2].join("\n"),
             "X-Spam-Score: 1.5\nX-Spam-Status: No, score=1.5 required=5.0 tests=DNSBL_bl.example"
         );
         let mut m = Message::default();
-        let out = m.feed(&settings(&[]), &[], lines("A: b\n\nhello"), true);
+        let answer = m.feed(&settings(&[]), &[], &lines("A: b\n\nhello"), true);
         assert_eq!(
-            text(&out[..2]),
+            out(answer)[..2].join("\n"),
             "X-Spam-Score: 0.0\nX-Spam-Status: No, score=0.0 required=5.0 tests=none"
         );
     }
@@ -600,33 +610,33 @@ mod tests {
     fn big_messages_are_released_after_max_scan_and_then_pass_through() {
         let s = settings(&[("max-scan", "20"), ("rule", "1 body late")]);
         let mut m = Message::default();
-        assert!(m.feed(&s, &[], lines("A: b\n"), false).is_empty());
-        let out = m.feed(&s, &[], lines("0123456789\n0123456789"), false);
-        assert_eq!(out.len(), 2 + 4, "headers plus everything held");
-        let out = m.feed(&s, &[], lines("late"), true);
-        assert_eq!(text(&out), "late", "not scanned, not held");
+        assert!(out(m.feed(&s, &[], &lines("A: b\n"), false)).is_empty());
+        let answer = m.feed(&s, &[], &lines("0123456789\n0123456789"), false);
+        assert_eq!(out(answer).len(), 2 + 4, "headers plus everything held");
+        let answer = m.feed(&s, &[], &lines("late"), true);
+        assert_eq!(answer, LinesOut::Pass, "not scanned, not held");
         assert!(!m.score.as_ref().unwrap().tests.contains(&"R1".to_string()));
     }
 
     #[test]
     fn forged_status_fields_are_dropped() {
         let mut m = Message::default();
-        let out = m.feed(
+        let answer = m.feed(
             &settings(&[]),
             &[],
-            lines("X-Spam-Status: No,\n  tests=none\nx-spam-score: -10\nSubject: s\n\nX-Spam-Score: body"),
+            &lines("X-Spam-Status: No,\n  tests=none\nx-spam-score: -10\nSubject: s\n\nX-Spam-Score: body"),
             true,
         );
-        assert_eq!(text(&out[2..]), "Subject: s\n\nX-Spam-Score: body");
+        assert_eq!(out(answer)[2..].join("\n"), "Subject: s\n\nX-Spam-Score: body");
     }
 
     #[test]
     fn each_message_is_scored_afresh() {
         let s = settings(&[("rule", "6 body spam")]);
         let mut m = Message::default();
-        m.feed(&s, &[], lines("A: b\n\nspam"), true);
+        m.feed(&s, &[], &lines("A: b\n\nspam"), true);
         assert_eq!(m.score.as_ref().unwrap().total, 6.0);
-        let out = m.feed(&s, &[], lines("A: b\n\nham"), true);
-        assert_eq!(text(&out[..1]), "X-Spam-Score: 0.0");
+        let answer = m.feed(&s, &[], &lines("A: b\n\nham"), true);
+        assert_eq!(out(answer)[0], "X-Spam-Score: 0.0");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::bindings::{Decision, Phase, Report, Session};
+use super::bindings::{Decision, LinesOut, Phase, Report, Session};
 use super::builtin::Builtin;
 use super::instance::{Failure, Instance};
 use super::registry::LoadedFilter;
@@ -16,8 +16,7 @@ use super::stats::{FilterStats, TenantStats};
 use crate::config::model::OnError;
 use crate::smtp::proto::Reply;
 
-/// Lines per `on-data-lines` call, and bytes: whichever comes first.
-const BATCH_LINES: usize = 1024;
+/// Bytes per `on-data-lines` call (whole lines; a longer line goes alone).
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// What the chain decided for a phase.
@@ -198,10 +197,9 @@ impl SessionFilters {
     pub async fn data(
         &mut self,
         session: &Session,
-        content: Vec<u8>,
+        mut content: Vec<u8>,
         max_size: usize,
     ) -> Result<Vec<u8>, Verdict> {
-        let mut lines: Option<Vec<Vec<u8>>> = None;
         for i in 0..self.members.len() {
             let instance = match self.live(i).await {
                 Err(failure) => match self.failed(i, "data-line", failure) {
@@ -212,9 +210,9 @@ impl SessionFilters {
                 Ok(Some(instance)) if !instance.subscriptions.data_lines => continue,
                 Ok(Some(instance)) => instance,
             };
-            let input = lines.get_or_insert_with(|| split_lines(&content));
-            match run_lines(instance, session, input, max_size).await {
-                Ok(out) => *input = out,
+            match run_lines(instance, session, &content, max_size).await {
+                Ok(Some(out)) => content = out,
+                Ok(None) => {}
                 Err(failure) => {
                     if let Some(v) = self.failed(i, "data-line", failure) {
                         return Err(v);
@@ -222,10 +220,7 @@ impl SessionFilters {
                 }
             }
         }
-        Ok(match lines {
-            None => content,
-            Some(lines) => join_lines(lines),
-        })
+        Ok(content)
     }
 
     /// Tells every filter that asked for reports. A failure here only
@@ -354,37 +349,44 @@ fn count_failure(stats: &FilterStats, tenant: Option<&TenantStats>, failure: &Fa
     }
 }
 
-/// One filter over all the lines, batch by batch.
+/// One filter over all the lines, batch by batch; None when it passed
+/// every batch on unchanged, so nothing was copied.
 async fn run_lines(
     instance: &mut Instance,
     session: &Session,
-    input: &[Vec<u8>],
+    input: &[u8],
     max_size: usize,
-) -> Result<Vec<Vec<u8>>, Failure> {
-    let mut out: Vec<Vec<u8>> = Vec::with_capacity(input.len() + 8);
-    let mut out_bytes = 0usize;
+) -> Result<Option<Vec<u8>>, Failure> {
+    let mut out: Option<Vec<u8>> = None;
     let mut start = 0;
     loop {
-        let (mut end, mut bytes) = (start, 0);
-        while end < input.len() && end - start < BATCH_LINES && bytes < BATCH_BYTES {
-            bytes += input[end].len() + 2;
-            end += 1;
-        }
+        let end = batch_end(input, start);
         let last = end == input.len();
-        let returned = instance
-            .on_data_lines(session, &input[start..end], last)
-            .await?;
-        for line in returned {
-            if line.iter().any(|&b| b == b'\r' || b == b'\n') {
-                return Err(Failure::BadAnswer("a line with CR or LF in it".into()));
+        let batch = &input[start..end];
+        match instance.on_data_lines(session, batch, last).await? {
+            LinesOut::Pass => {
+                if let Some(out) = &mut out {
+                    out.extend_from_slice(batch);
+                }
             }
-            out_bytes += line.len() + 2;
-            if out_bytes > max_size {
-                return Err(Failure::BadAnswer(
-                    "message grew past the size limit".into(),
-                ));
+            LinesOut::Replace(lines) => {
+                check_lines(&lines)?;
+                match &mut out {
+                    Some(out) => out.extend_from_slice(&lines),
+                    None if start == 0 => out = Some(lines),
+                    None => {
+                        let mut so_far = Vec::with_capacity(start + lines.len());
+                        so_far.extend_from_slice(&input[..start]);
+                        so_far.extend_from_slice(&lines);
+                        out = Some(so_far);
+                    }
+                }
             }
-            out.push(line);
+        }
+        if out.as_ref().is_some_and(|o| o.len() > max_size) {
+            return Err(Failure::BadAnswer(
+                "message grew past the size limit".into(),
+            ));
         }
         if last {
             return Ok(out);
@@ -393,33 +395,39 @@ async fn run_lines(
     }
 }
 
-/// CRLF-terminated lines without their CRLF. A last line without one
-/// (there is none in SMTP content) is kept as is.
-pub fn split_lines(content: &[u8]) -> Vec<Vec<u8>> {
-    let mut lines = Vec::new();
-    let mut rest = content;
-    while !rest.is_empty() {
-        match memchr::memmem::find(rest, b"\r\n") {
-            Some(i) => {
-                lines.push(rest[..i].to_vec());
-                rest = &rest[i + 2..];
-            }
-            None => {
-                lines.push(rest.to_vec());
-                break;
-            }
-        }
+/// Where the batch starting at `start` ends: after the last line end
+/// within [`BATCH_BYTES`], or after the first line end past it when a
+/// single line is longer.
+fn batch_end(input: &[u8], start: usize) -> usize {
+    let limit = start + BATCH_BYTES;
+    if limit >= input.len() {
+        return input.len();
     }
-    lines
+    match memchr::memrchr(b'\n', &input[start..limit]) {
+        Some(i) => start + i + 1,
+        None => memchr::memchr(b'\n', &input[limit..]).map_or(input.len(), |i| limit + i + 1),
+    }
 }
 
-pub fn join_lines(lines: Vec<Vec<u8>>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
-    for l in lines {
-        out.extend_from_slice(&l);
-        out.extend_from_slice(b"\r\n");
+/// Lines a filter handed back: each ends with CRLF and holds no other CR
+/// or LF, so the message keeps its line structure (a bare LF would let a
+/// filter smuggle a `.` line or a header past the others).
+fn check_lines(lines: &[u8]) -> Result<(), Failure> {
+    let bad = |why: &str| Err(Failure::BadAnswer(why.into()));
+    if !lines.is_empty() && !lines.ends_with(b"\r\n") {
+        return bad("lines that do not end with CRLF");
     }
-    out
+    let mut lfs = 0;
+    for i in memchr::memchr_iter(b'\n', lines) {
+        if i == 0 || lines[i - 1] != b'\r' {
+            return bad("a line with a bare LF in it");
+        }
+        lfs += 1;
+    }
+    if memchr::memchr_iter(b'\r', lines).count() != lfs {
+        return bad("a line with a bare CR in it");
+    }
+    Ok(())
 }
 
 fn policy_reply(policy: OnError) -> Reply {
@@ -476,14 +484,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lines_split_and_join_back() {
-        let msg = b"Subject: x\r\n\r\nbody\r\n\r\n".to_vec();
-        let lines = split_lines(&msg);
-        assert_eq!(
-            lines,
-            vec![b"Subject: x".to_vec(), vec![], b"body".to_vec(), vec![]]
-        );
-        assert_eq!(join_lines(lines), msg);
-        assert!(split_lines(b"").is_empty());
+    fn batches_end_at_line_ends() {
+        let line = vec![b'x'; 1000];
+        let mut msg = Vec::new();
+        while msg.len() < 3 * BATCH_BYTES {
+            msg.extend_from_slice(&line);
+            msg.extend_from_slice(b"\r\n");
+        }
+        let mut start = 0;
+        while start < msg.len() {
+            let end = batch_end(&msg, start);
+            assert!(end > start && end - start <= BATCH_BYTES);
+            assert!(msg[..end].ends_with(b"\r\n"));
+            start = end;
+        }
+        assert_eq!(batch_end(b"", 0), 0);
+        let long = [vec![b'y'; BATCH_BYTES + 10], b"\r\nz\r\n".to_vec()].concat();
+        assert_eq!(batch_end(&long, 0), BATCH_BYTES + 12, "a long line goes alone");
+    }
+
+    #[test]
+    fn handed_back_lines_keep_the_line_structure() {
+        assert!(check_lines(b"").is_ok());
+        assert!(check_lines(b"a\r\n\r\nb\r\n").is_ok());
+        for bad in [&b"a"[..], b"a\n", b"a\r\nb", b"a\nb\r\n", b"a\rb\r\n", b"\n.\r\n"] {
+            assert!(check_lines(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

@@ -273,10 +273,8 @@ impl host_regex::Host for FilterHost {
             .is_some_and(|set| set.is_match(&text)))
     }
 
-    fn matches_any_line(&mut self, handle: u32, lines: Vec<Vec<u8>>) -> wasmtime::Result<Vec<u32>> {
-        for line in &lines {
-            self.charge_regex(line.len())?;
-        }
+    fn matches_any_line(&mut self, handle: u32, lines: Vec<u8>) -> wasmtime::Result<Vec<u32>> {
+        self.charge_regex(lines.len())?;
         Ok(self
             .shared
             .regex

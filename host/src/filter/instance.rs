@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::bindings::{Decision, MailFilter, Phase, Report, Session, Subscriptions};
+use super::bindings::{Decision, LinesOut, MailFilter, Phase, Report, Session, Subscriptions};
 use super::engine::TICK;
 use super::host::{BudgetExceeded, FilterHost};
 use super::limits::{Limits, YIELD_INTERVAL};
@@ -50,8 +50,8 @@ pub struct Instance {
 
 /// Calls one of the filter's exports the way every call goes: fresh
 /// fuel and deadline first, the fuel burnt counted after. The session,
-/// parameter and lines are borrowed, not copied (a batch of lines would
-/// otherwise be a few thousand allocations per filter); a closure could
+/// parameter and lines are borrowed, not copied (a batch of lines is up
+/// to 256 KiB, copied once more per filter otherwise); a closure could
 /// not borrow them for a future that also borrows the store.
 macro_rules! export_call {
     ($instance:expr, $export:ident($($arg:expr),*)) => {{
@@ -140,9 +140,9 @@ impl Instance {
     pub async fn on_data_lines(
         &mut self,
         session: &Session,
-        lines: &[Vec<u8>],
+        lines: &[u8],
         last: bool,
-    ) -> Result<Vec<Vec<u8>>, Failure> {
+    ) -> Result<LinesOut, Failure> {
         export_call!(self, call_on_data_lines(session, lines, last))
     }
 

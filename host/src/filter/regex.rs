@@ -21,10 +21,11 @@ const DFA_SIZE_LIMIT: usize = 4 << 20;
 /// One compiled set.
 pub struct CompiledSet {
     set: Option<RegexSet>,
-    /// The same patterns with `^` and `$` at line ends, run once over a
-    /// batch of lines joined by LF (see [`CompiledSet::matches_any_line`]).
-    /// None when a pattern anchors to the whole text (`\A`, `\z`,
-    /// `(?-m)^`): joining the lines would change what it means.
+    /// The same patterns with `^` and `$` at line ends (CRLF, CR or LF),
+    /// run once over a whole batch of lines (see
+    /// [`CompiledSet::matches_any_line`]). None when a pattern anchors to
+    /// the whole text (`\A`, `\z`, `(?-m)^`): over many lines it would
+    /// mean something else.
     joined: Option<RegexSet>,
     /// The caller's index of each pattern of `set`.
     origin: Vec<u32>,
@@ -61,7 +62,7 @@ impl CompiledSet {
         };
         let joined = match &set {
             Some(_) if good.iter().all(|p| joinable(p)) => {
-                builder(&good).multi_line(true).build().ok()
+                builder(&good).multi_line(true).crlf(true).build().ok()
             }
             _ => None,
         };
@@ -84,36 +85,32 @@ impl CompiledSet {
         self.set.as_ref().is_some_and(|s| s.is_match(text))
     }
 
-    /// The caller's indexes of the patterns matching at least one line,
-    /// ascending.
+    /// The caller's indexes of the patterns matching at least one line
+    /// of `text` (lines ending with LF or CRLF, each matched without its
+    /// line end), ascending.
     ///
-    /// One search over the lines joined by LF first: a match inside a
-    /// line is a match there too (LF is a line end for `^`, `$` and a
-    /// non-word byte for `\b`), so a pattern it does not find matches
+    /// One search over the whole text first: a match inside a line is a
+    /// match there too (CR and LF end a line for `^` and `$` and are
+    /// non-word bytes for `\b`), so a pattern it does not find matches
     /// no line. Only the patterns it finds, usually none, are checked
     /// line by line. One search instead of one per line: each search
     /// has a fixed cost (prefilters restart), more than the matching of
     /// a short line.
-    pub fn matches_any_line(&self, lines: &[Vec<u8>]) -> Vec<u32> {
+    pub fn matches_any_line(&self, text: &[u8]) -> Vec<u32> {
         let Some(set) = &self.set else {
             return Vec::new();
         };
         let mut maybe = vec![true; set.len()];
         let mut left = set.len();
         if let Some(joined) = &self.joined {
-            let mut text = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-            for line in lines {
-                text.extend_from_slice(line);
-                text.push(b'\n');
-            }
             maybe.fill(false);
-            for i in joined.matches(&text).iter() {
+            for i in joined.matches(text).iter() {
                 maybe[i] = true;
             }
             left = maybe.iter().filter(|m| **m).count();
         }
         let mut seen = vec![false; set.len()];
-        for line in lines {
+        for line in lines_of(text) {
             if left == 0 {
                 break;
             }
@@ -131,6 +128,16 @@ impl CompiledSet {
         found.sort_unstable();
         found
     }
+}
+
+/// The lines of `text` without their LF or CRLF; a last line without one
+/// counts too.
+fn lines_of(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let nothing = text.is_empty();
+    text.split(|&b| b == b'\n')
+        .filter(move |_| !nothing)
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
 }
 
 /// Whether `pattern` means the same in a line and in lines joined by LF
@@ -247,17 +254,12 @@ mod tests {
         let (_, set) = cache
             .compile(v(&["(unclosed", "cheap", "(?i)click here", "absent"]))
             .unwrap();
-        let lines = vec![
-            b"nothing here".to_vec(),
-            b"CLICK HERE now".to_vec(),
-            b"cheap, and cheap again".to_vec(),
-            b"click here".to_vec(),
-        ];
-        assert_eq!(set.matches_any_line(&lines), [1, 2]);
-        assert!(set.matches_any_line(&[]).is_empty());
+        let lines = b"nothing here\r\nCLICK HERE now\r\ncheap, and cheap again\r\nclick here\r\n";
+        assert_eq!(set.matches_any_line(lines), [1, 2]);
+        assert!(set.matches_any_line(b"").is_empty());
         // Matched line by line: a pattern cannot span two lines.
-        let split = vec![b"click".to_vec(), b"here".to_vec()];
-        assert!(set.matches_any_line(&split).is_empty());
+        assert!(set.matches_any_line(b"click\r\nhere\r\n").is_empty());
+        assert!(set.matches_any_line(b"click\nhere").is_empty());
     }
 
     #[test]
@@ -273,8 +275,10 @@ mod tests {
             r"\Afirst",
             "[^q]{3}zz",
             "(?i)CLICK here",
+            r"end\s",
+            r"end\r",
         ];
-        let lines: Vec<Vec<u8>> = [
+        let lines: Vec<&str> = vec![
             "first line",
             "Subject: x",
             "a",
@@ -285,21 +289,19 @@ mod tests {
             "the end",
             "zz",
             "click HERE",
-        ]
-        .iter()
-        .map(|l| l.as_bytes().to_vec())
-        .collect();
+        ];
+        let text = lines.iter().map(|l| format!("{l}\r\n")).collect::<String>();
         for (i, p) in patterns.iter().enumerate() {
             let (_, set) = cache.compile(v(&[p])).unwrap();
-            let by_line = lines.iter().any(|l| set.is_match(l));
+            let by_line = lines.iter().any(|l| set.is_match(l.as_bytes()));
             assert_eq!(
-                set.matches_any_line(&lines).len() == 1,
+                set.matches_any_line(text.as_bytes()).len() == 1,
                 by_line,
                 "pattern {i} {p:?}"
             );
         }
         let (_, all) = cache.compile(v(&patterns)).unwrap();
-        assert_eq!(all.matches_any_line(&lines), [0, 1, 5, 6, 8]);
+        assert_eq!(all.matches_any_line(text.as_bytes()), [0, 1, 5, 6, 8]);
         assert!(all.joined.is_none(), "\\A and (?-m)^ rule out joining");
         let (_, plain) = cache.compile(v(&patterns[..5])).unwrap();
         assert!(plain.joined.is_some());

@@ -3,46 +3,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `wasmtpd:filter/host-log@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-log@0.2.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-log@0.1.0"), __import_name__("log")))
+__attribute__((__import_module__("wasmtpd:filter/host-log@0.2.0"), __import_name__("log")))
 extern void __wasm_import_wasmtpd_filter_host_log_log(int32_t, uint8_t *, size_t);
 
-// Imported Functions from `wasmtpd:filter/host-dns@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-dns@0.2.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-dns@0.1.0"), __import_name__("lookup")))
+__attribute__((__import_module__("wasmtpd:filter/host-dns@0.2.0"), __import_name__("lookup")))
 extern void __wasm_import_wasmtpd_filter_host_dns_lookup(uint8_t *, size_t, int32_t, uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-kv@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-kv@0.2.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-kv@0.1.0"), __import_name__("get")))
+__attribute__((__import_module__("wasmtpd:filter/host-kv@0.2.0"), __import_name__("get")))
 extern void __wasm_import_wasmtpd_filter_host_kv_get(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-kv@0.1.0"), __import_name__("set")))
+__attribute__((__import_module__("wasmtpd:filter/host-kv@0.2.0"), __import_name__("set")))
 extern void __wasm_import_wasmtpd_filter_host_kv_set(uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-config@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-config@0.2.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-config@0.1.0"), __import_name__("get")))
+__attribute__((__import_module__("wasmtpd:filter/host-config@0.2.0"), __import_name__("get")))
 extern void __wasm_import_wasmtpd_filter_host_config_get(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-config@0.1.0"), __import_name__("all")))
+__attribute__((__import_module__("wasmtpd:filter/host-config@0.2.0"), __import_name__("all")))
 extern void __wasm_import_wasmtpd_filter_host_config_all(uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-regex@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-regex@0.2.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.1.0"), __import_name__("compile")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("compile")))
 extern void __wasm_import_wasmtpd_filter_host_regex_compile(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.1.0"), __import_name__("matches")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("matches")))
 extern void __wasm_import_wasmtpd_filter_host_regex_matches(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.1.0"), __import_name__("is-match")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("is-match")))
 extern int32_t __wasm_import_wasmtpd_filter_host_regex_is_match(int32_t, uint8_t *, size_t);
 
-// Exported Functions from `wasmtpd:filter/filter@0.1.0`
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("matches-any-line")))
+extern void __wasm_import_wasmtpd_filter_host_regex_matches_any_line(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.1.0#init")))
+// Exported Functions from `wasmtpd:filter/filter@0.2.0`
+
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.2.0#init")))
 void __wasm_export_exports_wasmtpd_filter_filter_init_post_return(uint8_t * arg0) {
   size_t len = *((size_t*) (arg0 + sizeof(void*)));
   if (len > 0) {
@@ -55,7 +58,7 @@ void __wasm_export_exports_wasmtpd_filter_filter_init_post_return(uint8_t * arg0
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.1.0#on-phase")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.2.0#on-phase")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_phase_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -110,25 +113,24 @@ void __wasm_export_exports_wasmtpd_filter_filter_on_phase_post_return(uint8_t * 
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.1.0#on-data-lines")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.2.0#on-data-lines")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_data_lines_post_return(uint8_t * arg0) {
-  size_t len0 = *((size_t*) (arg0 + sizeof(void*)));
-  if (len0 > 0) {
-    uint8_t *ptr1 = *((uint8_t **) (arg0 + 0));
-    for (size_t i2 = 0; i2 < len0; i2++) {
-      uint8_t *base = ptr1 + i2 * (2*sizeof(void*));
-      (void) base;
-      size_t len = *((size_t*) (base + sizeof(void*)));
+  switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
+    case 0: {
+      break;
+    }
+    case 1: {
+      size_t len = *((size_t*) (arg0 + (2*sizeof(void*))));
       if (len > 0) {
-        uint8_t *ptr = *((uint8_t **) (base + 0));
+        uint8_t *ptr = *((uint8_t **) (arg0 + sizeof(void*)));
         for (size_t i = 0; i < len; i++) {
           uint8_t *base = ptr + i * 1;
           (void) base;
         }
         free(ptr);
       }
+      break;
     }
-    free(ptr1);
   }
 }
 
@@ -359,6 +361,15 @@ void wasmtpd_filter_types_report_free(wasmtpd_filter_types_report_t *ptr) {
   }
 }
 
+void wasmtpd_filter_types_lines_out_free(wasmtpd_filter_types_lines_out_t *ptr) {
+  switch ((int32_t) ptr->tag) {
+    case 1: {
+      mail_filter_list_u8_free(&ptr->val.replace);
+      break;
+    }
+  }
+}
+
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr) {
   size_t list_len = ptr->len;
   if (list_len > 0) {
@@ -389,14 +400,8 @@ void exports_wasmtpd_filter_filter_subscriptions_free(exports_wasmtpd_filter_fil
   wasmtpd_filter_types_subscriptions_free(ptr);
 }
 
-void mail_filter_list_list_u8_free(mail_filter_list_list_u8_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    mail_filter_list_u8_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
+void exports_wasmtpd_filter_filter_lines_out_free(exports_wasmtpd_filter_filter_lines_out_t *ptr) {
+  wasmtpd_filter_types_lines_out_free(ptr);
 }
 
 void mail_filter_string_set(mail_filter_string_t *ret, const char*s) {
@@ -556,7 +561,15 @@ bool wasmtpd_filter_host_regex_is_match(uint32_t handle, mail_filter_list_u8_t *
   return ret;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.1.0#init")))
+void wasmtpd_filter_host_regex_matches_any_line(uint32_t handle, mail_filter_list_u8_t *lines, mail_filter_list_u32_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_wasmtpd_filter_host_regex_matches_any_line((int32_t) (handle), (uint8_t *) (*lines).ptr, (*lines).len, ptr);
+  *ret = (mail_filter_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#init")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   exports_wasmtpd_filter_filter_subscriptions_t ret;
   exports_wasmtpd_filter_filter_init(&ret);
@@ -568,7 +581,7 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.1.0#on-phase")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-phase")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(uint8_t * arg) {
   mail_filter_option_string_t option;
   switch ((int32_t) *((uint8_t*) (arg + (2*sizeof(void*))))) {
@@ -715,7 +728,7 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(uint8_t * arg) {
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.1.0#on-data-lines")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-data-lines")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * arg) {
   mail_filter_option_string_t option;
   switch ((int32_t) *((uint8_t*) (arg + (2*sizeof(void*))))) {
@@ -801,17 +814,28 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * ar
     (mail_filter_option_string_t) option3,
     (mail_filter_option_string_t) option4,
   };
-  mail_filter_list_list_u8_t arg6 = (mail_filter_list_list_u8_t) { (mail_filter_list_u8_t*)(*((uint8_t **) (arg + (25*sizeof(void*))))), (*((size_t*) (arg + (26*sizeof(void*))))) };
-  mail_filter_list_list_u8_t ret;
+  mail_filter_list_u8_t arg6 = (mail_filter_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (25*sizeof(void*))))), (*((size_t*) (arg + (26*sizeof(void*))))) };
+  exports_wasmtpd_filter_filter_lines_out_t ret;
   exports_wasmtpd_filter_filter_on_data_lines(&arg5, &arg6, (int32_t) *((uint8_t*) (arg + (27*sizeof(void*)))), &ret);
   free(arg);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
-  *((size_t*)(ptr + sizeof(void*))) = (ret).len;
-  *((uint8_t **)(ptr + 0)) = (uint8_t *) (ret).ptr;
+  switch ((int32_t) (ret).tag) {
+    case 0: {
+      *((int8_t*)(ptr + 0)) = 0;
+      break;
+    }
+    case 1: {
+      const mail_filter_list_u8_t *payload7 = &(ret).val.replace;
+      *((int8_t*)(ptr + 0)) = 1;
+      *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload7).len;
+      *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload7).ptr;
+      break;
+    }
+  }
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.1.0#on-report")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-report")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_report(uint8_t * arg) {
   mail_filter_option_string_t option;
   switch ((int32_t) *((uint8_t*) (arg + (2*sizeof(void*))))) {

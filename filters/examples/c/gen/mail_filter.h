@@ -260,6 +260,22 @@ typedef struct wasmtpd_filter_types_report_t {
 // The session timed out.
 #define WASMTPD_FILTER_TYPES_REPORT_TIMEOUT 17
 
+// What a filter passes on for a batch of message lines.
+typedef struct wasmtpd_filter_types_lines_out_t {
+  uint8_t tag;
+  union {
+    mail_filter_list_u8_t     replace;
+  } val;
+} wasmtpd_filter_types_lines_out_t;
+
+// The batch as it came, unchanged. The host copies nothing back.
+#define WASMTPD_FILTER_TYPES_LINES_OUT_PASS 0
+// These lines instead, in the batch's format (every line ends
+// with CRLF, no other CR or LF): the same lines edited, lines
+// added or dropped, lines held back from earlier batches, or
+// nothing (to hold this batch back for a later answer).
+#define WASMTPD_FILTER_TYPES_LINES_OUT_REPLACE 1
+
 typedef struct {
   wasmtpd_filter_types_phase_t *ptr;
   size_t len;
@@ -285,36 +301,39 @@ typedef wasmtpd_filter_types_report_t exports_wasmtpd_filter_filter_report_t;
 
 typedef wasmtpd_filter_types_subscriptions_t exports_wasmtpd_filter_filter_subscriptions_t;
 
-typedef struct {
-  mail_filter_list_u8_t *ptr;
-  size_t len;
-} mail_filter_list_list_u8_t;
+typedef wasmtpd_filter_types_lines_out_t exports_wasmtpd_filter_filter_lines_out_t;
 
-// Imported Functions from `wasmtpd:filter/host-log@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-log@0.2.0`
 extern void wasmtpd_filter_host_log_log(wasmtpd_filter_host_log_level_t level, mail_filter_string_t *message);
 
-// Imported Functions from `wasmtpd:filter/host-dns@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-dns@0.2.0`
 extern bool wasmtpd_filter_host_dns_lookup(mail_filter_string_t *name, wasmtpd_filter_host_dns_record_type_t kind, mail_filter_list_string_t *ret, mail_filter_string_t *err);
 
-// Imported Functions from `wasmtpd:filter/host-kv@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-kv@0.2.0`
 extern bool wasmtpd_filter_host_kv_get(mail_filter_string_t *key, mail_filter_list_u8_t *ret);
 extern bool wasmtpd_filter_host_kv_set(mail_filter_string_t *key, mail_filter_list_u8_t *value, mail_filter_string_t *err);
 
-// Imported Functions from `wasmtpd:filter/host-config@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-config@0.2.0`
 extern bool wasmtpd_filter_host_config_get(mail_filter_string_t *key, mail_filter_string_t *ret);
 extern void wasmtpd_filter_host_config_all(mail_filter_list_tuple2_string_string_t *ret);
 
-// Imported Functions from `wasmtpd:filter/host-regex@0.1.0`
+// Imported Functions from `wasmtpd:filter/host-regex@0.2.0`
 extern void wasmtpd_filter_host_regex_compile(mail_filter_list_string_t *patterns, wasmtpd_filter_host_regex_compiled_t *ret);
 // Indexes (in the list given to `compile`) of the patterns matching
 // `text`.
 extern void wasmtpd_filter_host_regex_matches(uint32_t handle, mail_filter_list_u8_t *text, mail_filter_list_u32_t *ret);
 extern bool wasmtpd_filter_host_regex_is_match(uint32_t handle, mail_filter_list_u8_t *text);
+// The patterns matching at least one line of `lines` (lines ending
+// with CRLF, as `on-data-lines` gets them; a last line without one
+// counts too), each line matched on its own without its CRLF:
+// `matches` for a whole batch of body lines in one call. Indexes as
+// for `matches`, each once, ascending.
+extern void wasmtpd_filter_host_regex_matches_any_line(uint32_t handle, mail_filter_list_u8_t *lines, mail_filter_list_u32_t *ret);
 
-// Exported Functions from `wasmtpd:filter/filter@0.1.0`
+// Exported Functions from `wasmtpd:filter/filter@0.2.0`
 void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscriptions_t *ret);
 void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_session_t *session, exports_wasmtpd_filter_filter_phase_t phase, mail_filter_string_t *param, exports_wasmtpd_filter_filter_decision_t *ret);
-void exports_wasmtpd_filter_filter_on_data_lines(exports_wasmtpd_filter_filter_session_t *session, mail_filter_list_list_u8_t *lines, bool last, mail_filter_list_list_u8_t *ret);
+void exports_wasmtpd_filter_filter_on_data_lines(exports_wasmtpd_filter_filter_session_t *session, mail_filter_list_u8_t *lines, bool last, exports_wasmtpd_filter_filter_lines_out_t *ret);
 void exports_wasmtpd_filter_filter_on_report(exports_wasmtpd_filter_filter_session_t *session, exports_wasmtpd_filter_filter_report_t *event);
 
 // Helper Functions
@@ -361,6 +380,8 @@ void wasmtpd_filter_types_tuple2_phase_string_free(wasmtpd_filter_types_tuple2_p
 
 void wasmtpd_filter_types_report_free(wasmtpd_filter_types_report_t *ptr);
 
+void wasmtpd_filter_types_lines_out_free(wasmtpd_filter_types_lines_out_t *ptr);
+
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr);
 
 void wasmtpd_filter_types_subscriptions_free(wasmtpd_filter_types_subscriptions_t *ptr);
@@ -373,7 +394,7 @@ void exports_wasmtpd_filter_filter_report_free(exports_wasmtpd_filter_filter_rep
 
 void exports_wasmtpd_filter_filter_subscriptions_free(exports_wasmtpd_filter_filter_subscriptions_t *ptr);
 
-void mail_filter_list_list_u8_free(mail_filter_list_list_u8_t *ptr);
+void exports_wasmtpd_filter_filter_lines_out_free(exports_wasmtpd_filter_filter_lines_out_t *ptr);
 
 // Sets the string `ret` to reference the input string `s` without copying it
 void mail_filter_string_set(mail_filter_string_t *ret, const char*s);

@@ -19,8 +19,9 @@ import (
 	"wit_component/wasmtpd_filter_types"
 )
 
-// header is the line this filter adds (the host adds the CRLF).
-var header = []byte("X-Go-Filter: seen")
+// header is the line this filter adds, CRLF included: a batch of lines
+// is one buffer, every line ending with CRLF.
+var header = []byte("X-Go-Filter: seen\r\n")
 
 // inMessage is set once the header went out for the current message, so
 // the next batches of the same message pass through untouched.
@@ -41,22 +42,23 @@ func OnPhase(_ wasmtpd_filter_types.Session, _ wasmtpd_filter_types.Phase, _ str
 	return wasmtpd_filter_types.MakeDecisionProceed()
 }
 
-// OnDataLines gets the message in batches, header first. The first batch
-// of each message gets our header in front; `last` closes the message.
-func OnDataLines(session wasmtpd_filter_types.Session, lines [][]uint8, last bool) [][]uint8 {
-	if !inMessage {
-		inMessage = true
-		wasmtpd_filter_host_log.Log(wasmtpd_filter_host_log.Level_Debug,
-			"Go filter: header added in session "+session.Id)
-		// The generated glue may reuse `lines`' memory: build a new slice.
-		out := make([][]uint8, 0, len(lines)+1)
-		out = append(out, header)
-		lines = append(out, lines...)
+// OnDataLines gets the message in batches, header first, each batch one
+// buffer of CRLF-terminated lines. The first batch of each message is
+// replaced by our header followed by the batch; the others pass on as
+// they came (nothing is copied back). `last` closes the message.
+func OnDataLines(session wasmtpd_filter_types.Session, lines []uint8, last bool) wasmtpd_filter_types.LinesOut {
+	first := !inMessage
+	inMessage = !last
+	if !first {
+		return wasmtpd_filter_types.MakeLinesOutPass()
 	}
-	if last {
-		inMessage = false
-	}
-	return lines
+	wasmtpd_filter_host_log.Log(wasmtpd_filter_host_log.Level_Debug,
+		"Go filter: header added in session "+session.Id)
+	// The generated glue may reuse `lines`' memory: build a new slice.
+	out := make([]uint8, 0, len(header)+len(lines))
+	out = append(out, header...)
+	out = append(out, lines...)
+	return wasmtpd_filter_types.MakeLinesOutReplace(out)
 }
 
 // OnReport is never called (no reports subscribed).
