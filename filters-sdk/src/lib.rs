@@ -9,13 +9,17 @@
 //!
 //! # Instances and state
 //!
-//! The host creates one component instance per SMTP session, so whatever a
-//! filter keeps lives exactly as long as the session (which may carry
-//! several messages: reset per-message state yourself, at `mail-from` or
-//! after `commit`). [`export_filter!`] keeps one value of your type in a
-//! static and calls the trait's `&mut self` methods on it; the value is
-//! built (with `Default`, or the expression you give) on the first call,
-//! which is always `init`.
+//! An instance serves one SMTP session at a time, so whatever a filter
+//! keeps lives exactly as long as the session (which may carry several
+//! messages: reset per-message state yourself, at `mail-from` or after
+//! `commit`). [`export_filter!`] keeps one value of your type in a static
+//! and calls the trait's `&mut self` methods on it; the value is built
+//! (with `Default`, or the expression you give) at `init`, the first call
+//! of every session. The host may hand a finished instance the next
+//! session of the same tenant instead of starting a new one (much
+//! cheaper); `init` then builds your value afresh, so nothing of the
+//! last session remains in it. Keep state in the value, not in other
+//! statics, or set [`Filter::REUSABLE`] to `false`.
 //!
 //! # Subscriptions
 //!
@@ -129,6 +133,10 @@ pub trait Filter: 'static {
     const DATA_LINES: bool = false;
     /// Whether the default [`Filter::init`] asks for report events.
     const REPORTS: bool = false;
+    /// Whether the instance may serve further sessions (see "Instances
+    /// and state" above): true unless the filter keeps state outside its
+    /// value, which `init` would not reset.
+    const REUSABLE: bool = true;
 
     /// The subscriptions the constants declare.
     fn default_subscriptions() -> Subscriptions
@@ -139,11 +147,14 @@ pub trait Filter: 'static {
             phases: Self::PHASES.to_vec(),
             data_lines: Self::DATA_LINES,
             reports: Self::REPORTS,
+            reusable: Self::REUSABLE,
         }
     }
 
-    /// Called once, first. Read the configuration here; the answer says
-    /// what the host will call the filter for.
+    /// Called first in every session, on a value just built. Read the
+    /// configuration here; the answer says what the host will call the
+    /// filter for (start from [`Filter::default_subscriptions`] so
+    /// [`Filter::REUSABLE`] is kept).
     fn init(&mut self) -> Subscriptions
     where
         Self: Sized,
@@ -359,11 +370,21 @@ macro_rules! export_filter {
                 })
             }
 
+            /// A session begins: the last one's value, if any, goes.
+            fn fresh<R>(f: impl FnOnce(&mut $ty) -> R) -> R {
+                INSTANCE.with(|cell| {
+                    let old = cell.replace(::core::option::Option::None);
+                    ::core::mem::drop(old);
+                    let mut slot = cell.borrow_mut();
+                    f(slot.insert($init))
+                })
+            }
+
             struct WasmtpdFilterExport;
 
             impl $crate::bindings::exports::wasmtpd::filter::filter::Guest for WasmtpdFilterExport {
                 fn init() -> $crate::Subscriptions {
-                    with(|f| <$ty as $crate::Filter>::init(f))
+                    fresh(|f| <$ty as $crate::Filter>::init(f))
                 }
                 fn on_phase(
                     session: $crate::Session,
@@ -437,7 +458,7 @@ mod tests {
         let mut f = Nothing;
         let subs = f.init();
         assert_eq!(subs.phases, [Phase::Connect]);
-        assert!(!subs.data_lines && !subs.reports);
+        assert!(!subs.data_lines && !subs.reports && subs.reusable);
         let s = net::tests::session("192.0.2.1:25");
         assert_eq!(f.on_phase(&s, Phase::Connect, ""), Decision::Proceed);
         assert_eq!(

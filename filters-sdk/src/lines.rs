@@ -140,6 +140,9 @@ mod tests {
         out.push(b"X-Added: yes");
         out.push_lines(b"a\r\n");
         assert_eq!(out.as_bytes(), b"X-Added: yes\r\na\r\n");
-        assert_eq!(LinesOut::from(out.clone()), LinesOut::Replace(out.into_bytes()));
+        assert_eq!(
+            LinesOut::from(out.clone()),
+            LinesOut::Replace(out.into_bytes())
+        );
     }
 }

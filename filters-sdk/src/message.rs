@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(rest, b"body\r\nSubject: no\r\n");
         assert!(reader.in_body());
         let third = batch(&["more body"]);
-        assert_eq!(reader.feed_header(third.as_bytes(), &mut push), third.as_bytes());
+        assert_eq!(
+            reader.feed_header(third.as_bytes(), &mut push),
+            third.as_bytes()
+        );
         assert_eq!(heads.len(), 2, "{heads:?}");
     }
 

@@ -68,7 +68,9 @@ static bool domain_is_blocked(const mail_filter_string_t *address) {
     return blocked;
 }
 
-/* Called once per instance: we only want to see MAIL FROM. */
+/* Called first in every session: we only want to see MAIL FROM. The
+ * filter keeps no state between calls, so an instance may serve session
+ * after session (`reusable`): the host then skips starting a new one. */
 void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscriptions_t *ret) {
     ret->phases.len = 1;
     ret->phases.ptr = malloc(sizeof(wasmtpd_filter_types_phase_t));
@@ -76,6 +78,7 @@ void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscripti
     ret->phases.ptr[0] = WASMTPD_FILTER_TYPES_PHASE_MAIL_FROM;
     ret->data_lines = false;
     ret->reports = false;
+    ret->reusable = true;
 
     /* host-config `get`: one value (the first `domain`), to say hello. */
     mail_filter_string_t key, first;

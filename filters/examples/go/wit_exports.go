@@ -48,6 +48,13 @@ func wasm_export_wasmtpd_filter_filter_init() uintptr {
 		result2 = 0
 	}
 	*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (1 + 2*4))) = int8(result2)
+	var result3 int32
+	if (result).Reusable {
+		result3 = 1
+	} else {
+		result3 = 0
+	}
+	*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 + 2*4))) = int8(result3)
 	return exportReturnArea
 
 }

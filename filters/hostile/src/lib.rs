@@ -86,11 +86,13 @@ fn subscriptions(place: Place) -> Subscriptions {
             phases: vec![p],
             data_lines: false,
             reports: false,
+            reusable: true,
         },
         Place::DataLines => Subscriptions {
             phases: Vec::new(),
             data_lines: true,
             reports: false,
+            reusable: true,
         },
     }
 }

@@ -168,6 +168,7 @@ impl Rules {
             phases,
             data_lines: content,
             reports: false,
+            reusable: true,
         }
     }
 
@@ -299,7 +300,10 @@ mod tests {
 
     /// `text`'s lines (split at LF) in the batch format.
     fn lines(text: &str) -> Vec<u8> {
-        text.split('\n').flat_map(|l| [l, "\r\n"]).collect::<String>().into_bytes()
+        text.split('\n')
+            .flat_map(|l| [l, "\r\n"])
+            .collect::<String>()
+            .into_bytes()
     }
 
     fn content_rules(kv: &[(&str, &str)]) -> Rules {

@@ -237,6 +237,7 @@ impl Settings {
             phases,
             data_lines: true,
             reports: false,
+            reusable: true,
         }
     }
 }
@@ -627,7 +628,10 @@ mod tests {
             &lines("X-Spam-Status: No,\n  tests=none\nx-spam-score: -10\nSubject: s\n\nX-Spam-Score: body"),
             true,
         );
-        assert_eq!(out(answer)[2..].join("\n"), "Subject: s\n\nX-Spam-Score: body");
+        assert_eq!(
+            out(answer)[2..].join("\n"),
+            "Subject: s\n\nX-Spam-Score: body"
+        );
     }
 
     #[test]

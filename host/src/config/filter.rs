@@ -248,6 +248,10 @@ fn wasm_options(c: &mut Cursor, source: WasmSource) -> Result<WasmFilter, Config
                 once(c, "dns-queries")?;
                 f.dns_queries = Some(positive(c, "dns-queries")?);
             }
+            "max-use" => {
+                once(c, "max-use")?;
+                f.max_use = Some(positive(c, "max-use")?);
+            }
             _ => {
                 let value = c.string("a value for the filter's key")?;
                 f.params.push((key, value));
@@ -303,7 +307,7 @@ mod tests {
     fn wasm_filter_with_limits_grants_and_settings() {
         let cfg = parse_str(
             "filter f wasm \"/etc/mail/f.wasm\" fuel 1000000 memory 16M timeout 250ms \
-             on-error proceed allow dns, kv dns-queries 20 zone zen.example zone b.example\n",
+             on-error proceed allow dns, kv dns-queries 20 max-use 1 zone zen.example zone b.example\n",
         )
         .unwrap();
         let f = wasm(&cfg, "f");
@@ -314,6 +318,7 @@ mod tests {
         assert_eq!(f.on_error, OnError::Proceed);
         assert!(f.allow_dns && f.allow_kv);
         assert_eq!(f.dns_queries, Some(20));
+        assert_eq!(f.max_use, Some(1));
         assert_eq!(
             f.params,
             vec![

@@ -364,6 +364,9 @@ pub struct WasmFilter {
     pub allow_kv: bool,
     /// DNS queries per session (`dns-queries N`).
     pub dns_queries: Option<u32>,
+    /// Sessions one instance may serve, one after another (`max-use N`,
+    /// Postfix's max_use); 1: a fresh instance for every session.
+    pub max_use: Option<u32>,
     /// The remaining `key value` pairs, in order: the filter's own
     /// configuration (`host-config`).
     pub params: Vec<(String, String)>,
@@ -381,6 +384,7 @@ impl WasmFilter {
             allow_dns: false,
             allow_kv: false,
             dns_queries: None,
+            max_use: None,
             params: Vec::new(),
         }
     }

@@ -301,10 +301,13 @@ fn start_filters(
     if config.filters.is_empty() {
         return Ok(None);
     }
+    // One instance per session and filter, plus the idle ones each
+    // filter keeps for the next sessions.
     let chain_len = config.filters.len().max(1);
     let max_instances = config
         .smtp
         .max_sessions
+        .saturating_add(crate::filter::recycle::IDLE_PER_FILTER)
         .saturating_mul(chain_len)
         .clamp(16, 10_000) as u32;
     let engine = FilterEngine::new(EngineOptions {

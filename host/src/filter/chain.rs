@@ -67,8 +67,9 @@ struct Member {
 pub struct SessionFilters {
     members: Vec<Slot>,
     session_id: String,
-    /// The session's tenant, when its listener has a tag.
-    tenant: Option<Arc<TenantStats>>,
+    /// The session's tenant (its listener's tag), when it has one.
+    tenant: Option<String>,
+    tenant_stats: Option<Arc<TenantStats>>,
 }
 
 impl SessionFilters {
@@ -87,12 +88,15 @@ impl SessionFilters {
                 .collect(),
             session_id: session_id.to_string(),
             tenant: None,
+            tenant_stats: None,
         }
     }
 
-    /// Counts the session's filter work for a tenant as well.
-    pub fn with_tenant(mut self, tenant: TenantStats) -> SessionFilters {
-        self.tenant = Some(Arc::new(tenant));
+    /// The session belongs to tenant `tag`: its instances are its own
+    /// (reused ones included), and its filter work is counted for it.
+    pub fn with_tenant(mut self, tag: &str, stats: TenantStats) -> SessionFilters {
+        self.tenant = Some(tag.to_string());
+        self.tenant_stats = Some(Arc::new(stats));
         self
     }
 
@@ -248,10 +252,17 @@ impl SessionFilters {
                 member.state = State::Failed;
                 return Err(Failure::Quarantined);
             }
-            match Instance::start_for(&member.filter, &self.session_id, self.tenant.clone()).await {
-                Ok(instance) => member.state = State::Live(Box::new(instance)),
-                Err(failure) => return Err(failure),
-            }
+            let tenant = self.tenant_stats.clone();
+            let instance = match member.filter.idle.take(self.tenant.as_deref()) {
+                Some(mut idle) => {
+                    idle.restart(&self.session_id, tenant).await?;
+                    idle
+                }
+                None => {
+                    Box::new(Instance::start_for(&member.filter, &self.session_id, tenant).await?)
+                }
+            };
+            member.state = State::Live(instance);
         }
         match &mut member.state {
             State::Live(instance) => Ok(Some(instance)),
@@ -273,7 +284,7 @@ impl SessionFilters {
             member.failure = Some(failure.clone());
         }
         if was_live && failure != Failure::Quarantined {
-            count_failure(&filter.stats, self.tenant.as_deref(), &failure);
+            count_failure(&filter.stats, self.tenant_stats.as_deref(), &failure);
             warn!(
                 "filter {}: session {}: failed in {phase}: {failure} (on-error {})",
                 filter.name,
@@ -321,6 +332,22 @@ impl SessionFilters {
             r.code,
             r.text
         );
+    }
+}
+
+/// At the session's end, instances that may serve again are parked for
+/// the tenant's next session; the rest are dropped.
+impl Drop for SessionFilters {
+    fn drop(&mut self) {
+        for slot in &mut self.members {
+            let Slot::Wasm(member) = slot else { continue };
+            let State::Live(instance) = std::mem::replace(&mut member.state, State::Failed) else {
+                continue;
+            };
+            if member.failure.is_none() && instance.reusable() {
+                member.filter.idle.park(self.tenant.clone(), instance);
+            }
+        }
     }
 }
 
@@ -500,15 +527,30 @@ mod tests {
         }
         assert_eq!(batch_end(b"", 0), 0);
         let long = [vec![b'y'; BATCH_BYTES + 10], b"\r\nz\r\n".to_vec()].concat();
-        assert_eq!(batch_end(&long, 0), BATCH_BYTES + 12, "a long line goes alone");
+        assert_eq!(
+            batch_end(&long, 0),
+            BATCH_BYTES + 12,
+            "a long line goes alone"
+        );
     }
 
     #[test]
     fn handed_back_lines_keep_the_line_structure() {
         assert!(check_lines(b"").is_ok());
         assert!(check_lines(b"a\r\n\r\nb\r\n").is_ok());
-        for bad in [&b"a"[..], b"a\n", b"a\r\nb", b"a\nb\r\n", b"a\rb\r\n", b"\n.\r\n"] {
-            assert!(check_lines(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"a"[..],
+            b"a\n",
+            b"a\r\nb",
+            b"a\nb\r\n",
+            b"a\rb\r\n",
+            b"\n.\r\n",
+        ] {
+            assert!(
+                check_lines(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -64,9 +64,61 @@ impl Kv {
     }
 }
 
-/// A store's data: one filter instance serving one session.
+/// The operator's caps on an instance (`wasmtime::StoreLimits`), and
+/// the most linear memory it has asked for, which decides whether it is
+/// worth keeping for another session.
+pub struct InstanceLimits {
+    caps: StoreLimits,
+    pub memory_peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for InstanceLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.caps.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_peak = self.memory_peak.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.caps.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.caps.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.caps.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.caps.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.caps.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.caps.memories()
+    }
+}
+
+/// A store's data: one filter instance serving one session at a time.
 pub struct FilterHost {
-    pub limits: StoreLimits,
+    pub limits: InstanceLimits,
     pub shared: Arc<FilterShared>,
     pub session_id: String,
     pub dns_left: u32,
@@ -147,7 +199,7 @@ impl FilterHost {
         memory: u64,
         dns_queries: u32,
     ) -> FilterHost {
-        let limits = wasmtime::StoreLimitsBuilder::new()
+        let caps = wasmtime::StoreLimitsBuilder::new()
             .memory_size(usize::try_from(memory).unwrap_or(usize::MAX))
             .instances(16)
             .tables(16)
@@ -155,7 +207,10 @@ impl FilterHost {
             .trap_on_grow_failure(true)
             .build();
         FilterHost {
-            limits,
+            limits: InstanceLimits {
+                caps,
+                memory_peak: 0,
+            },
             shared,
             session_id,
             dns_left: dns_queries,
@@ -163,6 +218,15 @@ impl FilterHost {
             regex_bytes_left: REGEX_BYTES_PER_SESSION,
             wasi: None,
         }
+    }
+
+    /// Gives a reused instance's next session its own id and budgets.
+    pub fn begin_session(&mut self, session_id: &str, dns_queries: u32) {
+        self.session_id.clear();
+        self.session_id.push_str(session_id);
+        self.dns_left = dns_queries;
+        self.log_left = LOG_LINES_PER_SESSION;
+        self.regex_bytes_left = REGEX_BYTES_PER_SESSION;
     }
 }
 

@@ -1,5 +1,6 @@
-//! One filter instance serving one session: its store, the fuel and
-//! deadline set before each call, and the translation of whatever went
+//! One filter instance serving one session at a time: its store, the
+//! fuel and deadline set before each call, the restart of a reused
+//! instance for its next session, and the translation of whatever went
 //! wrong into a [`Failure`] the chain can act on.
 
 use std::sync::Arc;
@@ -46,6 +47,11 @@ pub struct Instance {
     pub subscriptions: Subscriptions,
     stats: Arc<FilterStats>,
     tenant: Option<Arc<TenantStats>>,
+    /// Sessions served so far, this one included.
+    uses: u32,
+    /// A call began and did not end: its future was dropped half way
+    /// (the session went away), so the guest stopped mid-call.
+    in_call: bool,
 }
 
 /// Calls one of the filter's exports the way every call goes: fresh
@@ -56,6 +62,7 @@ pub struct Instance {
 macro_rules! export_call {
     ($instance:expr, $export:ident($($arg:expr),*)) => {{
         let given = $instance.begin_call()?;
+        $instance.in_call = true;
         let outcome = tokio::time::timeout(
             $instance.deadline(),
             $instance
@@ -64,6 +71,7 @@ macro_rules! export_call {
                 .$export(&mut $instance.store $(, $arg)*),
         )
         .await;
+        $instance.in_call = false;
         $instance.end_call(given, outcome)
     }};
 }
@@ -78,6 +86,46 @@ impl Instance {
     /// [`Instance::start`], with the calls and fuel also counted for the
     /// session's tenant.
     pub async fn start_for(
+        filter: &Arc<LoadedFilter>,
+        session_id: &str,
+        tenant: Option<Arc<TenantStats>>,
+    ) -> Result<Instance, Failure> {
+        let mut instance = Instance::instantiate(filter, session_id, tenant).await?;
+        instance.subscriptions = export_call!(instance, call_init())?;
+        Ok(instance)
+    }
+
+    /// Makes a finished instance ready for another session: fresh
+    /// budgets, and `init` again, which the filter promised starts it
+    /// afresh.
+    pub async fn restart(
+        &mut self,
+        session_id: &str,
+        tenant: Option<Arc<TenantStats>>,
+    ) -> Result<(), Failure> {
+        self.store
+            .data_mut()
+            .begin_session(session_id, self.limits.dns_queries);
+        self.session_fuel_left = self.limits.session_fuel;
+        self.tenant = tenant;
+        self.uses += 1;
+        self.stats.reuses.inc();
+        self.subscriptions = export_call!(self, call_init())?;
+        Ok(())
+    }
+
+    /// Whether the instance may serve another session after this one:
+    /// it said so at `init`, no call was cut off half way, it has
+    /// sessions left and did not grow much. Failed instances are not
+    /// asked: the chain drops them.
+    pub fn reusable(&self) -> bool {
+        self.subscriptions.reusable
+            && !self.in_call
+            && self.uses < self.limits.max_use
+            && self.store.data().limits.memory_peak <= super::recycle::MAX_RECYCLED_MEMORY
+    }
+
+    async fn instantiate(
         filter: &Arc<LoadedFilter>,
         session_id: &str,
         tenant: Option<Arc<TenantStats>>,
@@ -107,7 +155,7 @@ impl Instance {
             Ok(Err(e)) => return Err(classify(e, false)),
             Err(_) => return Err(Failure::Deadline),
         };
-        let mut instance = Instance {
+        Ok(Instance {
             store,
             bindings,
             limits,
@@ -116,12 +164,13 @@ impl Instance {
                 phases: Vec::new(),
                 data_lines: false,
                 reports: false,
+                reusable: false,
             },
             stats: filter.stats.clone(),
             tenant,
-        };
-        instance.subscriptions = export_call!(instance, call_init())?;
-        Ok(instance)
+            uses: 1,
+            in_call: false,
+        })
     }
 
     pub fn wants(&self, phase: Phase) -> bool {

@@ -16,6 +16,9 @@ pub const DEFAULT_MEMORY: u64 = 32 << 20;
 pub const MAX_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_DNS_QUERIES: u32 = 32;
+/// Sessions one instance of a `reusable` filter serves before it is
+/// replaced by a fresh one (Postfix's `max_use` default).
+pub const DEFAULT_MAX_USE: u32 = 100;
 /// Bytes one instance may scan through `host-regex` in a session: room
 /// for a few dozen passes over a maximum-size message.
 pub const REGEX_BYTES_PER_SESSION: u64 = 2 << 30;
@@ -36,6 +39,7 @@ pub struct Limits {
     pub memory: u64,
     pub timeout: Duration,
     pub dns_queries: u32,
+    pub max_use: u32,
 }
 
 impl Limits {
@@ -46,6 +50,7 @@ impl Limits {
             memory: def.memory.unwrap_or(DEFAULT_MEMORY).min(MAX_MEMORY),
             timeout: def.timeout.unwrap_or(DEFAULT_TIMEOUT),
             dns_queries: def.dns_queries.unwrap_or(DEFAULT_DNS_QUERIES),
+            max_use: def.max_use.unwrap_or(DEFAULT_MAX_USE),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`chain`]: one session's instances, run in order for each phase,
 //!   batch of message lines and report; failure policies.
 //! - [`instance`]: one instance, its budgets, and what a failure was.
+//! - [`recycle`]: finished instances kept for the tenant's next session.
 //! - [`host`]: the imports (log, dns, kv, config), each checked against
 //!   the operator's grants and the instance's budget.
 //! - [`regex`]: pattern sets compiled once per filter (`host-regex`).
@@ -29,6 +30,7 @@ pub mod host;
 pub mod instance;
 pub mod limits;
 pub mod quarantine;
+pub mod recycle;
 pub mod regex;
 pub mod registry;
 mod reply;

@@ -17,6 +17,7 @@ use super::engine::FilterEngine;
 use super::host::{FilterHost, FilterShared, Kv};
 use super::limits::Limits;
 use super::quarantine::Quarantine;
+use super::recycle::IdleInstances;
 use super::stats::{FilterStats, TenantStats};
 use super::FilterError;
 use crate::config::model::{Config, FilterKind, OnError, WasmFilter, WasmSource};
@@ -34,6 +35,8 @@ pub struct LoadedFilter {
     pub quarantine: Quarantine,
     /// `filter.<name>.*`: the same handles across reloads.
     pub stats: Arc<FilterStats>,
+    /// Finished instances of this version, for the next sessions.
+    pub idle: IdleInstances,
 }
 
 impl LoadedFilter {
@@ -195,6 +198,7 @@ impl Registry {
             shared,
             quarantine: Quarantine::default(),
             stats: Arc::new(FilterStats::new(&self.stats, name)),
+            idle: IdleInstances::default(),
         })
     }
 

@@ -29,6 +29,9 @@ pub struct FilterStats {
     pub quarantines: Counter,
     /// Reject or disconnect decisions the filter took itself.
     pub rejects: Counter,
+    /// Sessions served by an instance a previous session had finished
+    /// with, instead of a new one.
+    pub reuses: Counter,
 }
 
 impl FilterStats {
@@ -42,6 +45,7 @@ impl FilterStats {
             errors: c("errors"),
             quarantines: c("quarantines"),
             rejects: c("rejects"),
+            reuses: c("reuses"),
         }
     }
 }

@@ -265,8 +265,8 @@ async fn calls_fuel_rejects_and_traps_are_counted_per_filter_and_tenant() {
     };
     let stats = Stats::new(Instant::now());
     let reg = registry_with(&hostile("reject", ""), stats.clone());
-    let mut f =
-        SessionFilters::new(reg.chain("h"), "1").with_tenant(reg.tenant_stats("acme.example"));
+    let mut f = SessionFilters::new(reg.chain("h"), "1")
+        .with_tenant("acme.example", reg.tenant_stats("acme.example"));
     let v = f
         .phase(&session(), Phase::MailFrom, "joe@example.org")
         .await;
@@ -290,7 +290,7 @@ async fn calls_fuel_rejects_and_traps_are_counted_per_filter_and_tenant() {
         ),
         stats.clone(),
     );
-    let mut f = SessionFilters::new(reg.chain("h"), "1").with_tenant(reg.tenant_stats("t"));
+    let mut f = SessionFilters::new(reg.chain("h"), "1").with_tenant("t", reg.tenant_stats("t"));
     f.phase(&session(), Phase::MailFrom, "joe@example.org")
         .await;
     assert_eq!(counter(&stats, "filter.h.errors"), 1);
@@ -302,4 +302,118 @@ async fn calls_fuel_rejects_and_traps_are_counted_per_filter_and_tenant() {
         prom.contains("wasmtpd_filter_traps_total{filter=\"h\"} 1"),
         "{prom}"
     );
+}
+
+/// A session of tenant `tag` (none: the untagged listeners) through the
+/// regex filter "r": mail-from, then the message when given, then
+/// commit unless `commit` is false (the client went away before).
+async fn regex_session(
+    reg: &Registry,
+    tag: Option<&str>,
+    message: Option<&[u8]>,
+    commit: bool,
+) -> Verdict {
+    let mut f = SessionFilters::new(reg.chain("r"), "1");
+    if let Some(tag) = tag {
+        f = f.with_tenant(tag, reg.tenant_stats(tag));
+    }
+    f.phase(&session(), Phase::MailFrom, "joe@example.org")
+        .await;
+    if let Some(m) = message {
+        f.data(&session(), m.to_vec(), 1 << 20).await.unwrap();
+    }
+    if commit {
+        f.phase(&session(), Phase::Commit, "").await
+    } else {
+        Verdict::PROCEED
+    }
+}
+
+const REGEX_FILTER: &str = "filter r regex body \"EICAR\"\n";
+
+#[tokio::test]
+async fn finished_instances_serve_the_same_tenants_next_sessions_afresh() {
+    let reg = registry(REGEX_FILTER);
+    let filter = reg.get("r").unwrap();
+    let spam = b"Subject: x\r\n\r\nEICAR here\r\n";
+    // The first session matches, and goes away before its commit: its
+    // instance remembers a match it never reported.
+    regex_session(&reg, Some("a"), Some(spam), false).await;
+    assert_eq!(filter.idle.len(), 1);
+    // The next session of the tenant gets that instance, started afresh:
+    // no message, no match.
+    assert_eq!(
+        regex_session(&reg, Some("a"), None, true).await,
+        Verdict::PROCEED
+    );
+    assert_eq!(filter.stats.reuses.get(), 1);
+    assert_eq!(filter.idle.len(), 1);
+    // Another tenant never gets it.
+    regex_session(&reg, Some("b"), None, true).await;
+    regex_session(&reg, None, None, true).await;
+    assert_eq!(filter.stats.reuses.get(), 1);
+    assert_eq!(filter.idle.len(), 3);
+    // A reused instance still decides.
+    assert!(matches!(
+        regex_session(&reg, Some("a"), Some(spam), true).await,
+        Verdict::Reject(_)
+    ));
+    assert_eq!(filter.stats.reuses.get(), 2);
+}
+
+#[tokio::test]
+async fn max_use_bounds_the_sessions_of_one_instance() {
+    let reg = registry("filter r regex body \"EICAR\" max-use 2\n");
+    let filter = reg.get("r").unwrap();
+    for _ in 0..5 {
+        regex_session(&reg, None, None, true).await;
+    }
+    // Sessions 1-2 on the first instance, 3-4 on the second, 5 on a
+    // third.
+    assert_eq!(filter.stats.reuses.get(), 2);
+    let reg = registry("filter r regex body \"EICAR\" max-use 1\n");
+    for _ in 0..3 {
+        regex_session(&reg, None, None, true).await;
+    }
+    let filter = reg.get("r").unwrap();
+    assert_eq!((filter.stats.reuses.get(), filter.idle.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn failed_or_interrupted_instances_are_not_kept() {
+    let reg = registry(&hostile("trap", ""));
+    mail_from(&reg).await;
+    assert_eq!(reg.get("h").unwrap().idle.len(), 0);
+
+    // A session dropped while its filter computes (the client went away
+    // mid-call): the guest stopped half way, so its instance goes.
+    let reg = registry(&hostile(
+        "loop",
+        "fuel 100000000000 session-fuel 100000000000 timeout 10s",
+    ));
+    let cut_off = tokio::time::timeout(Duration::from_millis(100), mail_from(&reg)).await;
+    assert!(cut_off.is_err());
+    assert_eq!(reg.get("h").unwrap().idle.len(), 0);
+}
+
+#[tokio::test]
+async fn a_reload_starts_over_with_new_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.wasm");
+    std::fs::copy(format!("{}/hostile.wasm", filters_dir()), &path).unwrap();
+    let conf = format!("filter h wasm \"{}\" mode proceed\n", path.display());
+    let reg = registry(&conf);
+    mail_from(&reg).await;
+    let old = reg.get("h").unwrap();
+    assert_eq!(old.idle.len(), 1);
+    assert_eq!(reg.reload().0, 1);
+    mail_from(&reg).await;
+    let new = reg.get("h").unwrap();
+    assert!(!Arc::ptr_eq(&old, &new));
+    assert_eq!(
+        new.stats.reuses.get(),
+        0,
+        "the old version's idle instance is not used"
+    );
+    assert_eq!(new.idle.len(), 1);
 }

@@ -24,7 +24,7 @@ impl Inbound {
         }
         let mut filters = SessionFilters::new(chain, &self.session_id);
         if let Some(tag) = &self.listener.tag {
-            filters = filters.with_tenant(registry.tenant_stats(tag));
+            filters = filters.with_tenant(tag, registry.tenant_stats(tag));
         }
         self.filters = Some(filters);
         self.report(session, Report::LinkConnect).await;

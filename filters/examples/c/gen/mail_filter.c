@@ -578,6 +578,7 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   *((uint8_t **)(ptr + 0)) = (uint8_t *) ((ret).phases).ptr;
   *((int8_t*)(ptr + (2*sizeof(void*)))) = (ret).data_lines;
   *((int8_t*)(ptr + (1+2*sizeof(void*)))) = (ret).reports;
+  *((int8_t*)(ptr + (2+2*sizeof(void*)))) = (ret).reusable;
   return ptr;
 }
 

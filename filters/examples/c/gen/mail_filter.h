@@ -289,6 +289,11 @@ typedef struct wasmtpd_filter_types_subscriptions_t {
   bool   data_lines;
   // Report events through `on-report`.
   bool   reports;
+  // The instance may serve more sessions of the same tenant, one
+  // after another: the host calls `init` again before each, and
+  // the filter then starts afresh, forgetting the last session.
+  // False: a fresh instance for every session (slower to start).
+  bool   reusable;
 } wasmtpd_filter_types_subscriptions_t;
 
 typedef wasmtpd_filter_types_session_t exports_wasmtpd_filter_filter_session_t;

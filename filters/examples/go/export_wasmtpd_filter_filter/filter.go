@@ -9,9 +9,9 @@
 //
 // The package name and the four functions below are what the generated
 // glue (../wit_exports.go, from `wit-bindgen go`, see ../regen.sh)
-// calls for the world's `filter` export. The host creates one instance
-// per SMTP session, so package-level state lives for one session, which
-// may carry several messages.
+// calls for the world's `filter` export. An instance serves one SMTP
+// session at a time (a session may carry several messages), and may
+// serve the next one after it: Init starts each session.
 package export_wasmtpd_filter_filter
 
 import (
@@ -28,11 +28,15 @@ var header = []byte("X-Go-Filter: seen\r\n")
 var inMessage bool
 
 // Init declares what the filter wants: the message's lines, nothing else.
+// It is called first in every session; the instance may serve session
+// after session (Reusable), so it also forgets the last one.
 func Init() wasmtpd_filter_types.Subscriptions {
+	inMessage = false
 	return wasmtpd_filter_types.Subscriptions{
 		Phases:    nil,
 		DataLines: true,
 		Reports:   false,
+		Reusable:  true,
 	}
 }
 

@@ -390,4 +390,9 @@ type Subscriptions struct {
 	DataLines bool
 	// Report events through `on-report`.
 	Reports bool
+	// The instance may serve more sessions of the same tenant, one
+	// after another: the host calls `init` again before each, and
+	// the filter then starts afresh, forgetting the last session.
+	// False: a fresh instance for every session (slower to start).
+	Reusable bool
 }
