@@ -35,8 +35,10 @@ dnsmasq -k --conf-file=/dev/null --port=$DNSPORT --listen-address=127.0.0.53 --b
     --no-resolv --no-hosts --pid-file= --user=root --local=/zen.test/ \
     --host-record=2.0.0.127.zen.test,127.0.0.2 2>/dev/null &
 PIDS="$!"
+python3 benches/dnsbl-zone.py 127.0.0.54 $DNSPORT zen.test &
+PIDS="$PIDS $!"
 
-start() { # NAME PORT FILTER-LINES LISTEN-SUFFIX
+start() { # NAME PORT FILTER-LINES LISTEN-SUFFIX NAMESERVER
     local d="$WORK/$1"
     mkdir -p "$d/mail"; chown "$BUID:$BGID" "$d/mail"
     cat > "$d/smtpd.conf" <<CONF
@@ -46,18 +48,21 @@ listen on 127.0.0.1 port $2 $4
 action "md" maildir "$d/mail/%{dest.user}/Maildir" junk virtual <users>
 match from any for domain "example.org" action "md"
 CONF
-    "$BIN" -d -f "$d/smtpd.conf" --spool "$d/spool" --nameserver 127.0.0.53:$DNSPORT 2>"$d/log" &
+    "$BIN" -d -f "$d/smtpd.conf" --spool "$d/spool" --nameserver "${5:-127.0.0.54}:$DNSPORT" 2>"$d/log" &
     PIDS="$PIDS $!"
     LAST=$!
 }
-start plain 22535 "" ""; PLAIN_PID=$LAST
-start filtered 22536 'filter "rbl" dnsbl zone zen.test check-local yes allow dns
+FILTERS='filter "rbl" dnsbl zone zen.test check-local yes allow dns
 filter "rules" regex mail-from "^spammer@" helo "^badhelo$" body "EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
 filter "spam" spamscore rule "PILLS 3 header ^Subject:.*(?i)pills" rule "CLICK 2 body (?i)click here" rule "MONEY 2 body (?i)free money"
-filter "all" chain { '"${BENCH_CHAIN:-\"rbl\", \"rules\", \"spam\"}"' }' 'filter "all"'; FILTERED_PID=$LAST
+filter "all" chain { '"${BENCH_CHAIN:-\"rbl\", \"rules\", \"spam\"}"' }'
+start plain 22535 "" ""; PLAIN_PID=$LAST
+start filtered 22536 "$FILTERS" 'filter "all"' 127.0.0.54; FILTERED_PID=$LAST
+start uncached 22537 "$FILTERS" 'filter "all"' 127.0.0.53; UNCACHED_PID=$LAST
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 200); do up 22535 && up 22536 && break; sleep 0.1; done
+for _ in $(seq 200); do up 22535 && up 22536 && up 22537 && break; sleep 0.1; done
 up 22536 || { cat "$WORK/filtered/log"; exit 1; }
+up 22537 || { cat "$WORK/uncached/log"; exit 1; }
 
 # CPU seconds (user + system) of a daemon and its privsep children: on a
 # busy 2-core VM the CPU per message is steadier than the rate.
@@ -74,20 +79,28 @@ run_load() { # PORT SIZE CONC DIR -> msgs/s
     while [ "$(count_new "$4")" -lt $((before + N)) ]; do sleep 0.05; done
     echo "$N / ($(date +%s.%N) - $t0)" | bc -l
 }
-echo "== SMTP throughput, $N messages per case (msgs/s) =="
+echo "== SMTP throughput, $N messages per case (msgs/s; daemon CPU per message) =="
+echo "   3-filters: the dnsbl's answers are cached (SOA); uncached: one DNS query a session"
 HZ=$(getconf CLK_TCK)
-printf "%-8s %-6s %12s %12s %8s %14s %14s\n" size conc no-filters 3-filters ratio "cpu/msg none" "cpu/msg 3"
+printf "%-7s %-4s %10s %10s %6s %10s %6s %10s %10s %10s\n" size conc no-filters 3-filters ratio \
+    uncached ratio "cpu none" "cpu 3" "cpu unc."
+# A case: load on PORT, then CPU µs per message of PID's daemon.
+case_run() { # PORT DIR PID SIZE CONC -> "msgs/s cpu"
+    local c0 c1 rate
+    c0=$(cpu_ticks "$3")
+    rate=$(run_load "$1" "$4" "$5" "$2")
+    c1=$(cpu_ticks "$3")
+    echo "$rate $(echo "($c1 - $c0) * 1000000 / $HZ / $N" | bc -l)"
+}
 for size in ${BENCH_SIZES:-1024 102400}; do
   for conc in ${BENCH_CONCS:-20}; do
     for _ in $(seq "${BENCH_REPEAT:-1}"); do
-      c0=$(cpu_ticks $PLAIN_PID)
-      p=$(run_load 22535 "$size" "$conc" "$WORK/plain/mail")
-      c1=$(cpu_ticks $PLAIN_PID); d0=$(cpu_ticks $FILTERED_PID)
-      f=$(run_load 22536 "$size" "$conc" "$WORK/filtered/mail")
-      d1=$(cpu_ticks $FILTERED_PID)
-      printf "%-8s %-6s %12.0f %12.0f %8.2f %11.0f us %11.0f us\n" "$size" "$conc" "$p" "$f" \
-          "$(echo "$f / $p" | bc -l)" "$(echo "($c1 - $c0) * 1000000 / $HZ / $N" | bc -l)" \
-          "$(echo "($d1 - $d0) * 1000000 / $HZ / $N" | bc -l)"
+      read -r p pc < <(case_run 22535 "$WORK/plain/mail" "$PLAIN_PID" "$size" "$conc")
+      read -r f fc < <(case_run 22536 "$WORK/filtered/mail" "$FILTERED_PID" "$size" "$conc")
+      read -r u uc < <(case_run 22537 "$WORK/uncached/mail" "$UNCACHED_PID" "$size" "$conc")
+      printf "%-7s %-4s %10.0f %10.0f %6.2f %10.0f %6.2f %7.0f us %7.0f us %7.0f us\n" \
+          "$size" "$conc" "$p" "$f" "$(echo "$f / $p" | bc -l)" "$u" "$(echo "$u / $p" | bc -l)" \
+          "$pc" "$fc" "$uc"
     done
   done
 done
