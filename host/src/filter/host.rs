@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
 use wasmtime::component::ResourceTable;
@@ -125,6 +126,9 @@ pub struct FilterHost {
     pub log_left: u32,
     /// Bytes `host-regex` may still scan in this session.
     pub regex_bytes_left: u64,
+    /// When the export call under way must have answered: an import
+    /// that waits (DNS) gives up then.
+    pub call_deadline: Option<Instant>,
     /// The empty WASI of a component built against WASI, made on its
     /// first WASI call.
     wasi: Option<Box<EmptyWasi>>,
@@ -216,6 +220,7 @@ impl FilterHost {
             dns_left: dns_queries,
             log_left: LOG_LINES_PER_SESSION,
             regex_bytes_left: REGEX_BYTES_PER_SESSION,
+            call_deadline: None,
             wasi: None,
         }
     }
@@ -229,6 +234,12 @@ impl FilterHost {
         self.regex_bytes_left = REGEX_BYTES_PER_SESSION;
     }
 }
+
+/// An import that waits ran out of the call's time: the call failed on
+/// its deadline, as a guest that computes too long does.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded while waiting on the host")]
+pub struct CallDeadline;
 
 /// The host's answer when a budget is spent: it becomes the trap's
 /// message, which the failure log shows.
@@ -286,7 +297,13 @@ impl host_dns::Host for FilterHost {
             RecordType::Mx => Kind::Mx,
             RecordType::Ptr => Kind::Ptr,
         };
-        Ok(dns.lookup(&name, kind).await.map_err(|e| e.to_string()))
+        let left = self.call_deadline.map_or(crate::dns::QUERY_TIMEOUT, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match tokio::time::timeout(left, dns.lookup(&name, kind)).await {
+            Ok(answer) => Ok(answer.map_err(|e| e.to_string())),
+            Err(_) => Err(CallDeadline.into()),
+        }
     }
 }
 

@@ -4,12 +4,13 @@
 //! wrong into a [`Failure`] the chain can act on.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::Store;
 
 use super::bindings::{Decision, LinesOut, MailFilter, Phase, Report, Session, Subscriptions};
 use super::engine::TICK;
-use super::host::{BudgetExceeded, FilterHost};
+use super::host::{BudgetExceeded, CallDeadline, FilterHost};
 use super::limits::{Limits, YIELD_INTERVAL};
 use super::registry::LoadedFilter;
 use super::stats::{FilterStats, TenantStats};
@@ -59,18 +60,21 @@ pub struct Instance {
 /// parameter and lines are borrowed, not copied (a batch of lines is up
 /// to 256 KiB, copied once more per filter otherwise); a closure could
 /// not borrow them for a future that also borrows the store.
+///
+/// The deadline needs no timer of its own: the epoch stops a guest that
+/// computes, and the only import that waits (DNS) is bounded by what is
+/// left of the call's time. A tokio timer per call cost more than the
+/// call: arming one sooner than every other timer wakes the runtime's
+/// parked thread, a context switch per call.
 macro_rules! export_call {
     ($instance:expr, $export:ident($($arg:expr),*)) => {{
         let given = $instance.begin_call()?;
         $instance.in_call = true;
-        let outcome = tokio::time::timeout(
-            $instance.deadline(),
-            $instance
-                .bindings
-                .wasmtpd_filter_filter()
-                .$export(&mut $instance.store $(, $arg)*),
-        )
-        .await;
+        let outcome = $instance
+            .bindings
+            .wasmtpd_filter_filter()
+            .$export(&mut $instance.store $(, $arg)*)
+            .await;
         $instance.in_call = false;
         $instance.end_call(given, outcome)
     }};
@@ -205,21 +209,12 @@ impl Instance {
         if self.session_fuel_left == 0 {
             return Err(Failure::SessionFuel);
         }
+        self.store.data_mut().call_deadline = Some(Instant::now() + self.limits.timeout);
         arm(&mut self.store, &self.limits, self.session_fuel_left)
     }
 
-    /// The tokio timeout is the backstop for a host import that blocks;
-    /// the epoch deadline stops a guest that computes.
-    fn deadline(&self) -> std::time::Duration {
-        self.limits.timeout + TICK * 2
-    }
-
     /// Counts what the call burnt and turns its outcome into a result.
-    fn end_call<T>(
-        &mut self,
-        given: u64,
-        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
-    ) -> Result<T, Failure> {
+    fn end_call<T>(&mut self, given: u64, outcome: wasmtime::Result<T>) -> Result<T, Failure> {
         let left = self.store.get_fuel().unwrap_or(0);
         let burnt = given.saturating_sub(left);
         self.session_fuel_left = self.session_fuel_left.saturating_sub(burnt);
@@ -229,11 +224,7 @@ impl Instance {
             t.calls.inc();
             t.fuel.add(burnt);
         }
-        match outcome {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(e, self.session_fuel_left == 0)),
-            Err(_) => Err(Failure::Deadline),
-        }
+        outcome.map_err(|e| classify(e, self.session_fuel_left == 0))
     }
 }
 
@@ -251,6 +242,9 @@ fn arm(store: &mut Store<FilterHost>, limits: &Limits, session_left: u64) -> Res
 fn classify(e: wasmtime::Error, session_spent: bool) -> Failure {
     if let Some(b) = e.downcast_ref::<BudgetExceeded>() {
         return Failure::Budget(b.0);
+    }
+    if e.downcast_ref::<CallDeadline>().is_some() {
+        return Failure::Deadline;
     }
     if let Some(b) = e.downcast_ref::<super::regex::RegexLimit>() {
         return Failure::Budget(b.0);

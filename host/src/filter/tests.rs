@@ -18,6 +18,14 @@ fn registry(conf: &str) -> Registry {
 }
 
 fn registry_with(conf: &str, stats: crate::stats::Stats) -> Registry {
+    registry_full(conf, stats, None)
+}
+
+fn registry_full(
+    conf: &str,
+    stats: crate::stats::Stats,
+    dns: Option<Arc<crate::dns::Dns>>,
+) -> Registry {
     let conf = conf.replace("@DIR@", filters_dir());
     let cfg = config::parse_str(&conf, Path::new("t.conf")).unwrap();
     let engine = FilterEngine::new(EngineOptions {
@@ -30,7 +38,7 @@ fn registry_with(conf: &str, stats: crate::stats::Stats) -> Registry {
         &cfg,
         sources,
         engine,
-        None,
+        dns,
         Arc::new(crate::table::Tables::load_all(&cfg).unwrap()),
         stats,
     )
@@ -416,4 +424,26 @@ async fn a_reload_starts_over_with_new_instances() {
         "the old version's idle instance is not used"
     );
     assert_eq!(new.idle.len(), 1);
+}
+
+#[tokio::test]
+async fn a_dns_answer_that_never_comes_ends_the_call_at_its_deadline() {
+    // A name server that reads queries and never answers: the resolver
+    // alone would wait 5 s and retry.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = crate::dns::Dns::new(Some(silent.local_addr().unwrap())).unwrap();
+    let reg = registry_full(
+        &hostile("dns-flood", "allow dns timeout 300ms"),
+        crate::stats::Stats::new(Instant::now()),
+        Some(Arc::new(dns)),
+    );
+    let started = Instant::now();
+    let (v, why) = mail_from_why(&reg).await;
+    assert!(is_tempfail(&v), "{v:?}");
+    assert_eq!(why, Some(instance::Failure::Deadline));
+    assert!(
+        started.elapsed() < crate::dns::QUERY_TIMEOUT / 2,
+        "{:?}",
+        started.elapsed()
+    );
 }
