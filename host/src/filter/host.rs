@@ -19,7 +19,7 @@ use super::bindings::wasmtpd::filter::{
 };
 use super::bindings::{Level, RecordType};
 use super::limits::{LOG_LINES_PER_SESSION, REGEX_BYTES_PER_SESSION};
-use super::regex::RegexCache;
+use super::regex::{CompiledSet, RegexCache};
 use crate::dns::{Dns, Kind};
 
 /// Bounds of the per-filter key/value store.
@@ -129,6 +129,12 @@ pub struct FilterHost {
     /// When the export call under way must have answered: an import
     /// that waits (DNS) gives up then.
     pub call_deadline: Option<Instant>,
+    /// The filter's pattern sets this instance used, by handle, and the
+    /// handles of the pattern lists it compiled: after the first session
+    /// of a reused instance, `host-regex` takes no lock and hashes no
+    /// pattern list.
+    regex_sets: Vec<Option<Arc<CompiledSet>>>,
+    regex_compiled: Vec<(Vec<String>, u32)>,
     /// The empty WASI of a component built against WASI, made on its
     /// first WASI call.
     wasi: Option<Box<EmptyWasi>>,
@@ -221,6 +227,8 @@ impl FilterHost {
             log_left: LOG_LINES_PER_SESSION,
             regex_bytes_left: REGEX_BYTES_PER_SESSION,
             call_deadline: None,
+            regex_sets: Vec::new(),
+            regex_compiled: Vec::new(),
             wasi: None,
         }
     }
@@ -328,44 +336,60 @@ impl host_kv::Host for FilterHost {
 
 impl host_regex::Host for FilterHost {
     fn compile(&mut self, patterns: Vec<String>) -> wasmtime::Result<host_regex::Compiled> {
-        let (handle, set) = self.shared.regex.compile(patterns)?;
-        Ok(host_regex::Compiled {
-            handle,
-            errors: set.errors.clone(),
-        })
+        let known = self.regex_compiled.iter().find(|(p, _)| *p == patterns);
+        let handle = match known {
+            Some((_, handle)) => *handle,
+            None => {
+                let (handle, _) = self.shared.regex.compile(patterns.clone())?;
+                self.regex_compiled.push((patterns, handle));
+                handle
+            }
+        };
+        let errors = self
+            .regex_set(handle)
+            .map(|set| set.errors.clone())
+            .unwrap_or_default();
+        Ok(host_regex::Compiled { handle, errors })
     }
 
     fn matches(&mut self, handle: u32, text: Vec<u8>) -> wasmtime::Result<Vec<u32>> {
         self.charge_regex(text.len())?;
         Ok(self
-            .shared
-            .regex
-            .get(handle)
+            .regex_set(handle)
             .map(|set| set.matches(&text))
             .unwrap_or_default())
     }
 
     fn is_match(&mut self, handle: u32, text: Vec<u8>) -> wasmtime::Result<bool> {
         self.charge_regex(text.len())?;
-        Ok(self
-            .shared
-            .regex
-            .get(handle)
-            .is_some_and(|set| set.is_match(&text)))
+        Ok(self.regex_set(handle).is_some_and(|set| set.is_match(&text)))
     }
 
     fn matches_any_line(&mut self, handle: u32, lines: Vec<u8>) -> wasmtime::Result<Vec<u32>> {
         self.charge_regex(lines.len())?;
         Ok(self
-            .shared
-            .regex
-            .get(handle)
+            .regex_set(handle)
             .map(|set| set.matches_any_line(&lines))
             .unwrap_or_default())
     }
 }
 
 impl FilterHost {
+    /// The filter's set `handle`, asked of the shared cache once per
+    /// instance. Handles are below the cache's set limit, so the list
+    /// stays small; an unknown handle is not remembered.
+    fn regex_set(&mut self, handle: u32) -> Option<&CompiledSet> {
+        let i = handle as usize;
+        if self.regex_sets.get(i).is_none_or(Option::is_none) {
+            let set = self.shared.regex.get(handle)?;
+            if self.regex_sets.len() <= i {
+                self.regex_sets.resize(i + 1, None);
+            }
+            self.regex_sets[i] = Some(set);
+        }
+        self.regex_sets[i].as_deref()
+    }
+
     fn charge_regex(&mut self, bytes: usize) -> Result<(), BudgetExceeded> {
         // A call costs at least a line's worth, so tiny calls in a loop
         // are budgeted too.
