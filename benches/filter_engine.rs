@@ -115,6 +115,39 @@ async fn main() {
         "one SMTP session through dnsbl+regex+spamscore (1 KiB message): {} µs",
         us(whole)
     );
+    // The same, 20 sessions at once, each step of each session in turn,
+    // as a busy daemon interleaves them: every call finds the caches
+    // holding the other sessions' instances.
+    const AT_ONCE: usize = 20;
+    let interleaved = median_per_iter(9, 5, || {
+        let (registry, session, message) = (&registry, session.clone(), message.clone());
+        async move {
+            let mut all: Vec<SessionFilters> = (0..AT_ONCE)
+                .map(|_| SessionFilters::new(registry.chain("all"), "0123456789abcdef"))
+                .collect();
+            for step in 0..7 {
+                for f in &mut all {
+                    match step {
+                        0 => drop(f.phase(&session, Phase::Connect, "192.0.2.7").await),
+                        1 => drop(f.phase(&session, Phase::Ehlo, "client.example").await),
+                        2 => drop(
+                            f.phase(&session, Phase::MailFrom, "alice@example.org")
+                                .await,
+                        ),
+                        3 => drop(f.phase(&session, Phase::RcptTo, "bob@example.org").await),
+                        4 => drop(f.phase(&session, Phase::Data, "").await),
+                        5 => drop(f.data(&session, message.clone(), 1 << 20).await),
+                        _ => drop(f.phase(&session, Phase::Commit, "").await),
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    println!(
+        "the same, {AT_ONCE} sessions interleaved, per session: {} µs",
+        us(interleaved / AT_ONCE as u32)
+    );
     println!();
     println!("filter engine (median of 9 runs; µs)");
     println!(

@@ -362,7 +362,9 @@ impl host_regex::Host for FilterHost {
 
     fn is_match(&mut self, handle: u32, text: Vec<u8>) -> wasmtime::Result<bool> {
         self.charge_regex(text.len())?;
-        Ok(self.regex_set(handle).is_some_and(|set| set.is_match(&text)))
+        Ok(self
+            .regex_set(handle)
+            .is_some_and(|set| set.is_match(&text)))
     }
 
     fn matches_any_line(&mut self, handle: u32, lines: Vec<u8>) -> wasmtime::Result<Vec<u32>> {
