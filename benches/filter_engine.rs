@@ -1,5 +1,6 @@
-//! Filter engine costs, printed as figures (not a pass/fail test):
-//! per-session instantiation (+ `init`), one phase call, and message
+//! Filter engine costs, printed as figures (not a pass/fail test): a new
+//! instance (instantiate + `init` + drop), a reused one (restart for the
+//! next session), one phase call, and message
 //! lines through `on-data-lines`, for each bundled filter and a do-nothing
 //! baseline. Run: `cargo bench --bench filter_engine` (or
 //! benches/filters.sh, which adds SMTP throughput).
@@ -151,12 +152,23 @@ async fn main() {
     println!();
     println!("filter engine (median of 9 runs; µs)");
     println!(
-        "{:<10} {:>12} {:>12} {:>14} {:>10}",
-        "filter", "instantiate", "phase call", "100 lines", "per KiB"
+        "{:<10} {:>12} {:>12} {:>12} {:>12} {:>14} {:>10}",
+        "filter", "instantiate", "+init+drop", "reuse", "phase call", "100 lines", "per KiB"
     );
     for name in ["baseline", "dnsbl", "regex", "spamscore"] {
         let filter: Arc<LoadedFilter> = registry.get(name).expect("filter");
         // Instantiate + init + drop, as each session does.
+        // The engine's part alone: a new instance from the pool, dropped.
+        let bare = median_per_iter(9, 200, || {
+            let filter = filter.clone();
+            async move {
+                let i = Instance::instantiate(&filter, "0123456789abcdef", None)
+                    .await
+                    .expect("instantiate");
+                drop(i);
+            }
+        })
+        .await;
         let inst = median_per_iter(9, 200, || {
             let filter = filter.clone();
             async move {
@@ -170,6 +182,23 @@ async fn main() {
         let mut instance = Instance::start(&filter, "0123456789abcdef")
             .await
             .expect("start");
+        // What most sessions pay instead: a finished instance restarted
+        // for the next session (fresh budgets, init again).
+        let reuse = {
+            let mut samples = Vec::new();
+            for _ in 0..9 {
+                let t = Instant::now();
+                for _ in 0..2000 {
+                    instance
+                        .restart("0123456789abcdef", None)
+                        .await
+                        .expect("restart");
+                }
+                samples.push(t.elapsed() / 2000);
+            }
+            samples.sort();
+            samples[4]
+        };
         let call = {
             let mut samples = Vec::new();
             for _ in 0..9 {
@@ -206,9 +235,11 @@ async fn main() {
             samples[4]
         };
         println!(
-            "{:<10} {:>12} {:>12} {:>14} {:>10}",
+            "{:<10} {:>12} {:>12} {:>12} {:>12} {:>14} {:>10}",
             name,
+            us(bare),
             us(inst),
+            us(reuse),
             us(call),
             us(lines),
             us(lines.div_f64(batch_kib))

@@ -13,13 +13,17 @@
 //! keeps lives exactly as long as the session (which may carry several
 //! messages: reset per-message state yourself, at `mail-from` or after
 //! `commit`). [`export_filter!`] keeps one value of your type in a static
-//! and calls the trait's `&mut self` methods on it; the value is built
-//! (with `Default`, or the expression you give) at `init`, the first call
-//! of every session. The host may hand a finished instance the next
-//! session of the same tenant instead of starting a new one (much
-//! cheaper); `init` then builds your value afresh, so nothing of the
-//! last session remains in it. Keep state in the value, not in other
-//! statics, or set [`Filter::REUSABLE`] to `false`.
+//! and calls the trait's `&mut self` methods on it.
+//!
+//! The host may hand a finished instance the next session of the same
+//! tenant instead of starting a new one (much cheaper). So the value's
+//! life goes: built (with `Default`, or the expression you give), then
+//! [`Filter::init`] once, for the instance: read the configuration and
+//! prepare what every session needs there. The SDK keeps that value as
+//! init left it, and every session, the first included, starts from a
+//! clone of it (hence `Clone`): nothing of the last session remains, and
+//! no session pays for parsing the configuration again. Keep state in the
+//! value, not in other statics, or set [`Filter::REUSABLE`] to `false`.
 //!
 //! # Subscriptions
 //!
@@ -52,7 +56,7 @@
 //! ```no_run
 //! use wasmtpd_filter::{config, log, Decision, Filter, Lines, LinesOut, Phase, Session};
 //!
-//! #[derive(Default)]
+//! #[derive(Default, Clone)]
 //! struct NoSpammers {
 //!     domains: Vec<String>,
 //!     header_added: bool,
@@ -125,8 +129,9 @@ pub use bindings::wasmtpd::filter::types::{
 pub use lines::{Lines, LinesOut};
 
 /// A mail filter. Every method has a harmless default: override the ones
-/// you need and list what you subscribe to.
-pub trait Filter: 'static {
+/// you need and list what you subscribe to. `Clone` copies the value as
+/// [`Filter::init`] left it into each session.
+pub trait Filter: Clone + 'static {
     /// Phases the default [`Filter::init`] subscribes to.
     const PHASES: &'static [Phase] = &[];
     /// Whether the default [`Filter::init`] asks for message lines.
@@ -151,10 +156,13 @@ pub trait Filter: 'static {
         }
     }
 
-    /// Called first in every session, on a value just built. Read the
-    /// configuration here; the answer says what the host will call the
-    /// filter for (start from [`Filter::default_subscriptions`] so
-    /// [`Filter::REUSABLE`] is kept).
+    /// Called once per instance, on a value just built, before its first
+    /// session. Read the configuration and prepare (compile patterns)
+    /// here: sessions start from a clone of the value as this leaves it.
+    /// The answer says what the host will call the filter for, in every
+    /// session of the instance (start from
+    /// [`Filter::default_subscriptions`] so [`Filter::REUSABLE`] is
+    /// kept).
     fn init(&mut self) -> Subscriptions
     where
         Self: Sized,
@@ -361,6 +369,9 @@ macro_rules! export_filter {
             ::std::thread_local! {
                 static INSTANCE: ::core::cell::RefCell<::core::option::Option<$ty>> =
                     const { ::core::cell::RefCell::new(::core::option::Option::None) };
+                static PRISTINE: ::core::cell::RefCell<
+                    ::core::option::Option<($ty, $crate::Subscriptions)>,
+                > = const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
 
             fn with<R>(f: impl FnOnce(&mut $ty) -> R) -> R {
@@ -370,21 +381,30 @@ macro_rules! export_filter {
                 })
             }
 
-            /// A session begins: the last one's value, if any, goes.
-            fn fresh<R>(f: impl FnOnce(&mut $ty) -> R) -> R {
-                INSTANCE.with(|cell| {
-                    let old = cell.replace(::core::option::Option::None);
-                    ::core::mem::drop(old);
-                    let mut slot = cell.borrow_mut();
-                    f(slot.insert($init))
-                })
+            /// A session begins (the host calls `init` before each): the
+            /// last session's value goes, and the session starts from a
+            /// clone of the value `Filter::init` left, built and
+            /// initialised on the instance's first session.
+            fn begin_session() -> $crate::Subscriptions {
+                INSTANCE.with(|cell| ::core::mem::drop(cell.take()));
+                let (value, subscriptions) = PRISTINE.with(|cell| {
+                    let mut pristine = cell.borrow_mut();
+                    let (value, subscriptions) = pristine.get_or_insert_with(|| {
+                        let mut value: $ty = $init;
+                        let subscriptions = <$ty as $crate::Filter>::init(&mut value);
+                        (value, subscriptions)
+                    });
+                    (value.clone(), subscriptions.clone())
+                });
+                INSTANCE.with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(value));
+                subscriptions
             }
 
             struct WasmtpdFilterExport;
 
             impl $crate::bindings::exports::wasmtpd::filter::filter::Guest for WasmtpdFilterExport {
                 fn init() -> $crate::Subscriptions {
-                    fresh(|f| <$ty as $crate::Filter>::init(f))
+                    begin_session()
                 }
                 fn on_phase(
                     session: $crate::Session,
@@ -447,7 +467,7 @@ mod tests {
         assert_eq!(config::values_of(pairs, "zone"), ["a.example", "b.example"]);
     }
 
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     struct Nothing;
     impl Filter for Nothing {
         const PHASES: &'static [Phase] = &[Phase::Connect];

@@ -14,7 +14,7 @@ pub enum Part<'a> {
 /// Splits a message into unfolded header fields and body lines. A header
 /// field is only complete when the next line does not continue it, so
 /// feed every line, then call [`MessageReader::finish`] after the last.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MessageReader {
     in_body: bool,
     pending: Option<Vec<u8>>,

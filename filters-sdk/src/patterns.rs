@@ -74,7 +74,7 @@ mod host_regex {
 }
 
 /// A compiled set; remembers which of the caller's patterns compiled.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Patterns {
     /// None when no pattern was given.
     handle: Option<u32>,

@@ -26,7 +26,7 @@ enum Action {
     Junk,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Dnsbl {
     zones: Vec<String>,
     action: Action,

@@ -97,7 +97,7 @@ fn subscriptions(place: Place) -> Subscriptions {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Hostile {
     mode: Mode,
     place: Option<Place>,

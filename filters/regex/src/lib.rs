@@ -17,7 +17,7 @@
 //! remembered and decided at `commit`.
 //!
 //! Patterns are compiled by the host (`host-regex`), once for the filter
-//! and not per session, when first needed; a pattern that does not
+//! and not per session, when an instance starts; a pattern that does not
 //! compile is logged then and ignored. The patterns of a key are matched
 //! together, in one pass over each line.
 
@@ -30,7 +30,7 @@ use wasmtpd_filter::{
 const DEFAULT_MESSAGE: &str = "Message rejected by content filter";
 
 /// The patterns of one key, compiled on first use.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct KeyPatterns {
     key: &'static str,
     sources: Vec<String>,
@@ -91,6 +91,7 @@ enum Action {
     Junk,
 }
 
+#[derive(Clone)]
 struct Rules {
     helo: KeyPatterns,
     mail_from: KeyPatterns,
@@ -191,6 +192,16 @@ impl Rules {
         (Some(patterns), errors)
     }
 
+    /// Compiles every key's patterns; errors for the log.
+    fn prepare_all(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for key in [&mut self.helo, &mut self.mail_from, &mut self.rcpt_to] {
+            errors.extend(key.prepare());
+        }
+        errors.extend(self.prepare_content());
+        errors
+    }
+
     /// Compiles the content patterns; errors for the log.
     fn prepare_content(&mut self) -> Vec<String> {
         let mut errors = self.header.prepare();
@@ -200,7 +211,7 @@ impl Rules {
 }
 
 /// The message being scanned.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Scan {
     reader: MessageReader,
     matched: bool,
@@ -235,7 +246,7 @@ impl Scan {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct RegexFilter {
     rules: Rules,
     scan: Scan,
@@ -252,6 +263,9 @@ impl Filter for RegexFilter {
         let (rules, errors) = Rules::parse(&config::all());
         log_errors(errors);
         self.rules = rules;
+        // Compiled here, once per instance: every session starts from a
+        // copy of what init left (see the SDK), handles included.
+        log_errors(self.rules.prepare_all());
         self.rules.subscriptions()
     }
 

@@ -26,8 +26,8 @@
 //!
 //! Bad rules, zones or numbers are logged and skipped (defaults kept).
 //! Patterns are compiled by the host (`host-regex`), once for the filter
-//! rather than per session, when the first message comes; a pattern
-//! that does not compile is logged then.
+//! rather than per session, when an instance starts; a pattern that does
+//! not compile is logged then.
 
 use std::net::IpAddr;
 
@@ -57,7 +57,7 @@ struct RuleSpec {
 
 /// The rules compiled: one pattern set per target, matched in one pass
 /// over each line; `*_rules` map a set's pattern to its rule's index.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Compiled {
     header: Patterns,
     header_rules: Vec<usize>,
@@ -65,7 +65,7 @@ struct Compiled {
     body_rules: Vec<usize>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct DnsblRule {
     name: String,
     score: f64,
@@ -139,10 +139,10 @@ fn parse_dnsbl(value: &str) -> Result<DnsblRule, String> {
     })
 }
 
+#[derive(Clone)]
 struct Settings {
     specs: Vec<RuleSpec>,
-    /// The rules, compiled when the first message comes (see
-    /// [`Settings::prepare`]).
+    /// The rules, compiled at `init` (see [`Settings::prepare`]).
     compiled: Option<Compiled>,
     dnsbls: Vec<DnsblRule>,
     threshold: f64,
@@ -194,8 +194,7 @@ impl Settings {
         (s, errors)
     }
 
-    /// Compiles the rules unless done; returns the errors, once. Not in
-    /// `init`: most sessions never send a message.
+    /// Compiles the rules unless done; returns the errors, once.
     fn prepare(&mut self) -> Vec<String> {
         if self.compiled.is_some() {
             return Vec::new();
@@ -275,7 +274,7 @@ fn is_spam_field(line: &[u8]) -> bool {
 }
 
 /// One message on its way through.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Message {
     reader: MessageReader,
     hits: Vec<bool>,
@@ -383,7 +382,7 @@ fn mark(settings: &Settings, hits: &mut [bool], part: Part<'_>) {
     set.each_match(text, |i| hits[rules[i]] = true);
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct SpamScore {
     settings: Settings,
     /// DNSBL tests the client matched at connect: (name, score).
@@ -410,6 +409,11 @@ impl Filter for SpamScore {
             log::error(&e);
         }
         self.settings = settings;
+        // Compiled here, once per instance: every session starts from a
+        // copy of what init left (see the SDK), handles included.
+        for e in self.settings.prepare() {
+            log::error(&e);
+        }
         self.settings.subscriptions()
     }
 

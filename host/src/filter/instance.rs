@@ -129,7 +129,9 @@ impl Instance {
             && self.store.data().limits.memory_peak <= super::recycle::MAX_RECYCLED_MEMORY
     }
 
-    async fn instantiate(
+    /// A new instance, not yet asked anything (no `init`): what the
+    /// engine itself costs per instance, for the benchmarks.
+    pub async fn instantiate(
         filter: &Arc<LoadedFilter>,
         session_id: &str,
         tenant: Option<Arc<TenantStats>>,
