@@ -108,6 +108,7 @@ pub mod lines;
 pub mod message;
 pub mod net;
 pub mod patterns;
+pub mod session;
 
 /// The bindings wit-bindgen generates for the `mail-filter` world. Filter
 /// authors rarely need them: the useful types are re-exported at the
@@ -124,9 +125,10 @@ pub mod bindings {
 }
 
 pub use bindings::wasmtpd::filter::types::{
-    AuthReport, Decision, Outcome, Phase, Reply, Report, Session, Subscriptions, TxAddress,
+    AuthReport, Decision, Outcome, Phase, Reply, Report, Subscriptions, TxAddress,
 };
 pub use lines::{Lines, LinesOut};
+pub use session::{Session, SessionInfo};
 
 /// A mail filter. Every method has a harmless default: override the ones
 /// you need and list what you subscribe to. `Clone` copies the value as
@@ -170,7 +172,9 @@ pub trait Filter: Clone + 'static {
         Self::default_subscriptions()
     }
 
-    /// A subscribed phase; `param` is the client address (connect), the
+    /// A subscribed phase. `session` reads like the session's record;
+    /// the host is asked for it only when a field is read (see
+    /// [`session`]). `param` is the client address (connect), the
     /// HELO/EHLO name, the address without brackets (mail-from, rcpt-to),
     /// the user (auth), empty otherwise.
     fn on_phase(&mut self, session: &Session, phase: Phase, param: &str) -> Decision {
@@ -407,21 +411,19 @@ macro_rules! export_filter {
                     begin_session()
                 }
                 fn on_phase(
-                    session: $crate::Session,
                     phase: $crate::Phase,
                     param: ::std::string::String,
                 ) -> $crate::Decision {
+                    let session = $crate::Session::current();
                     with(|f| <$ty as $crate::Filter>::on_phase(f, &session, phase, &param))
                 }
-                fn on_data_lines(
-                    session: $crate::Session,
-                    lines: ::std::vec::Vec<u8>,
-                    last: bool,
-                ) -> $crate::LinesOut {
+                fn on_data_lines(lines: ::std::vec::Vec<u8>, last: bool) -> $crate::LinesOut {
+                    let session = $crate::Session::current();
                     let lines = $crate::Lines::from_bytes(lines);
                     with(|f| <$ty as $crate::Filter>::on_data_lines(f, &session, lines, last))
                 }
-                fn on_report(session: $crate::Session, event: $crate::Report) {
+                fn on_report(event: $crate::Report) {
+                    let session = $crate::Session::current();
                     with(|f| <$ty as $crate::Filter>::on_report(f, &session, &event))
                 }
             }

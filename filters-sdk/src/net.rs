@@ -77,10 +77,10 @@ pub fn dnsbl_listed(ip: IpAddr, zone: &str) -> Result<bool, String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::Session;
+    use crate::{Session, SessionInfo};
 
     pub(crate) fn session(remote: &str) -> Session {
-        Session {
+        Session::from_info(SessionInfo {
             id: "0123456789abcdef".into(),
             tenant: None,
             local_address: "127.0.0.1:25".into(),
@@ -91,7 +91,7 @@ pub(crate) mod tests {
             tls: None,
             auth_user: None,
             tag: None,
-        }
+        })
     }
 
     #[test]

@@ -91,8 +91,9 @@ void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscripti
     }
 }
 
-void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_session_t *session,
-                                            exports_wasmtpd_filter_filter_phase_t phase,
+/* The session's record is not passed in: this filter does not need it
+ * (wasmtpd_filter_host_session_current() would fetch it). */
+void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_phase_t phase,
                                             mail_filter_string_t *param,
                                             exports_wasmtpd_filter_filter_decision_t *ret) {
     if (phase == WASMTPD_FILTER_TYPES_PHASE_MAIL_FROM && domain_is_blocked(param)) {
@@ -105,24 +106,19 @@ void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_sessio
     } else {
         ret->tag = WASMTPD_FILTER_TYPES_DECISION_PROCEED;
     }
-    exports_wasmtpd_filter_filter_session_free(session);
     mail_filter_string_free(param);
 }
 
 /* Not subscribed, so never called; if it were, pass the lines on as they
  * came (the host copies nothing back). */
-void exports_wasmtpd_filter_filter_on_data_lines(exports_wasmtpd_filter_filter_session_t *session,
-                                                 mail_filter_list_u8_t *lines, bool last,
+void exports_wasmtpd_filter_filter_on_data_lines(mail_filter_list_u8_t *lines, bool last,
                                                  exports_wasmtpd_filter_filter_lines_out_t *ret) {
     (void)last;
     ret->tag = WASMTPD_FILTER_TYPES_LINES_OUT_PASS;
     mail_filter_list_u8_free(lines);
-    exports_wasmtpd_filter_filter_session_free(session);
 }
 
 /* Not subscribed either. */
-void exports_wasmtpd_filter_filter_on_report(exports_wasmtpd_filter_filter_session_t *session,
-                                             exports_wasmtpd_filter_filter_report_t *event) {
+void exports_wasmtpd_filter_filter_on_report(exports_wasmtpd_filter_filter_report_t *event) {
     exports_wasmtpd_filter_filter_report_free(event);
-    exports_wasmtpd_filter_filter_session_free(session);
 }

@@ -65,87 +65,12 @@ func wasm_export_post_return_wasmtpd_filter_filter_init(result uintptr) {
 }
 
 //go:wasmexport wasmtpd:filter/filter@0.2.0#on-phase
-func wasm_export_wasmtpd_filter_filter_on_phase(arg0 uintptr) uintptr {
+func wasm_export_wasmtpd_filter_filter_on_phase(arg0 int32, arg1 uintptr, arg2 uint32) uintptr {
 
 	pinner := &syncExportPinner
-	value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
-	var option witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2 * 4)))) {
-	case 0:
-
-		option = witTypes.None[string]()
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4 * 4))))
-
-		option = witTypes.Some[string](value0)
-	default:
-		panic("unreachable")
-	}
-	value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6 * 4))))
-	value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 * 4))))
-	var option4 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9 * 4)))) {
-	case 0:
-
-		option4 = witTypes.None[string]()
-	case 1:
-		value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11 * 4))))
-
-		option4 = witTypes.Some[string](value3)
-	default:
-		panic("unreachable")
-	}
-	var option6 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13 * 4)))) {
-	case 0:
-
-		option6 = witTypes.None[string]()
-	case 1:
-		value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15 * 4))))
-
-		option6 = witTypes.Some[string](value5)
-	default:
-		panic("unreachable")
-	}
-	var option8 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 * 4)))) {
-	case 0:
-
-		option8 = witTypes.None[string]()
-	case 1:
-		value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18 * 4))))
-
-		option8 = witTypes.Some[string](value7)
-	default:
-		panic("unreachable")
-	}
-	var option10 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19 * 4)))) {
-	case 0:
-
-		option10 = witTypes.None[string]()
-	case 1:
-		value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21 * 4))))
-
-		option10 = witTypes.Some[string](value9)
-	default:
-		panic("unreachable")
-	}
-	var option12 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22 * 4)))) {
-	case 0:
-
-		option12 = witTypes.None[string]()
-	case 1:
-		value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24 * 4))))
-
-		option12 = witTypes.Some[string](value11)
-	default:
-		panic("unreachable")
-	}
-	value13 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (27 * 4))))
+	value := unsafe.String((*uint8)(unsafe.Pointer(arg1)), arg2)
 	witRuntime.Unpin()
-	result := export_wasmtpd_filter_filter.OnPhase(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12 * 4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (25 * 4))))), value13)
+	result := export_wasmtpd_filter_filter.OnPhase(uint8(arg0), value)
 
 	switch result.Tag() {
 	case wasmtpd_filter_types.Decision_Proceed:
@@ -176,10 +101,10 @@ func wasm_export_wasmtpd_filter_filter_on_phase(arg0 uintptr) uintptr {
 		default:
 			panic("unreachable")
 		}
-		utf814 := unsafe.Pointer(unsafe.StringData((payload).Text))
-		pinner.Pin(utf814)
+		utf80 := unsafe.Pointer(unsafe.StringData((payload).Text))
+		pinner.Pin(utf80)
 		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (6 * 4))) = uint32(uint32(len((payload).Text)))
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5 * 4))) = uint32(uintptr(uintptr(utf814)))
+		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5 * 4))) = uint32(uintptr(uintptr(utf80)))
 
 	case wasmtpd_filter_types.Decision_Disconnect:
 		payload := result.Disconnect()
@@ -193,26 +118,26 @@ func wasm_export_wasmtpd_filter_filter_on_phase(arg0 uintptr) uintptr {
 		case witTypes.OptionSome:
 			payload := (payload).Enhanced.Some()
 			*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = int8(int32(1))
-			utf815 := unsafe.Pointer(unsafe.StringData(payload))
-			pinner.Pin(utf815)
+			utf81 := unsafe.Pointer(unsafe.StringData(payload))
+			pinner.Pin(utf81)
 			*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (4 * 4))) = uint32(uint32(len(payload)))
-			*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3 * 4))) = uint32(uintptr(uintptr(utf815)))
+			*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3 * 4))) = uint32(uintptr(uintptr(utf81)))
 
 		default:
 			panic("unreachable")
 		}
-		utf816 := unsafe.Pointer(unsafe.StringData((payload).Text))
-		pinner.Pin(utf816)
+		utf82 := unsafe.Pointer(unsafe.StringData((payload).Text))
+		pinner.Pin(utf82)
 		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (6 * 4))) = uint32(uint32(len((payload).Text)))
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5 * 4))) = uint32(uintptr(uintptr(utf816)))
+		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (5 * 4))) = uint32(uintptr(uintptr(utf82)))
 
 	case wasmtpd_filter_types.Decision_Rewrite:
 		payload := result.Rewrite()
 		*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), 0)) = int8(int32(4))
-		utf817 := unsafe.Pointer(unsafe.StringData(payload))
-		pinner.Pin(utf817)
+		utf83 := unsafe.Pointer(unsafe.StringData(payload))
+		pinner.Pin(utf83)
 		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 * 4))) = uint32(uint32(len(payload)))
-		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(uintptr(uintptr(utf817)))
+		*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), 4)) = uint32(uintptr(uintptr(utf83)))
 
 	case wasmtpd_filter_types.Decision_Bypass:
 
@@ -231,87 +156,12 @@ func wasm_export_post_return_wasmtpd_filter_filter_on_phase(result uintptr) {
 }
 
 //go:wasmexport wasmtpd:filter/filter@0.2.0#on-data-lines
-func wasm_export_wasmtpd_filter_filter_on_data_lines(arg0 uintptr) uintptr {
+func wasm_export_wasmtpd_filter_filter_on_data_lines(arg0 uintptr, arg1 uint32, arg2 int32) uintptr {
 
 	pinner := &syncExportPinner
-	value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
-	var option witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2 * 4)))) {
-	case 0:
-
-		option = witTypes.None[string]()
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4 * 4))))
-
-		option = witTypes.Some[string](value0)
-	default:
-		panic("unreachable")
-	}
-	value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6 * 4))))
-	value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 * 4))))
-	var option4 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9 * 4)))) {
-	case 0:
-
-		option4 = witTypes.None[string]()
-	case 1:
-		value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11 * 4))))
-
-		option4 = witTypes.Some[string](value3)
-	default:
-		panic("unreachable")
-	}
-	var option6 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13 * 4)))) {
-	case 0:
-
-		option6 = witTypes.None[string]()
-	case 1:
-		value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15 * 4))))
-
-		option6 = witTypes.Some[string](value5)
-	default:
-		panic("unreachable")
-	}
-	var option8 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 * 4)))) {
-	case 0:
-
-		option8 = witTypes.None[string]()
-	case 1:
-		value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18 * 4))))
-
-		option8 = witTypes.Some[string](value7)
-	default:
-		panic("unreachable")
-	}
-	var option10 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19 * 4)))) {
-	case 0:
-
-		option10 = witTypes.None[string]()
-	case 1:
-		value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21 * 4))))
-
-		option10 = witTypes.Some[string](value9)
-	default:
-		panic("unreachable")
-	}
-	var option12 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22 * 4)))) {
-	case 0:
-
-		option12 = witTypes.None[string]()
-	case 1:
-		value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24 * 4))))
-
-		option12 = witTypes.Some[string](value11)
-	default:
-		panic("unreachable")
-	}
-	value13 := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (25 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (26 * 4))))
+	value := unsafe.Slice((*uint8)(unsafe.Pointer(arg0)), arg1)
 	witRuntime.Unpin()
-	result := export_wasmtpd_filter_filter.OnDataLines(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12 * 4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, value13, (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (27 * 4)))) != 0))
+	result := export_wasmtpd_filter_filter.OnDataLines(value, (arg2 != 0))
 
 	switch result.Tag() {
 	case wasmtpd_filter_types.LinesOut_Pass:
@@ -339,109 +189,34 @@ func wasm_export_post_return_wasmtpd_filter_filter_on_data_lines(result uintptr)
 }
 
 //go:wasmexport wasmtpd:filter/filter@0.2.0#on-report
-func wasm_export_wasmtpd_filter_filter_on_report(arg0 uintptr) {
+func wasm_export_wasmtpd_filter_filter_on_report(arg0 int32, arg1 uintptr, arg2 uintptr, arg3 int64, arg4 uintptr, arg5 uint32) {
 
-	value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), 4)))
-	var option witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (2 * 4)))) {
-	case 0:
-
-		option = witTypes.None[string]()
-	case 1:
-		value0 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (3 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (4 * 4))))
-
-		option = witTypes.Some[string](value0)
-	default:
-		panic("unreachable")
-	}
-	value1 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (5 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (6 * 4))))
-	value2 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (7 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 * 4))))
-	var option4 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (9 * 4)))) {
-	case 0:
-
-		option4 = witTypes.None[string]()
-	case 1:
-		value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (10 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (11 * 4))))
-
-		option4 = witTypes.Some[string](value3)
-	default:
-		panic("unreachable")
-	}
-	var option6 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (13 * 4)))) {
-	case 0:
-
-		option6 = witTypes.None[string]()
-	case 1:
-		value5 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (14 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (15 * 4))))
-
-		option6 = witTypes.Some[string](value5)
-	default:
-		panic("unreachable")
-	}
-	var option8 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 * 4)))) {
-	case 0:
-
-		option8 = witTypes.None[string]()
-	case 1:
-		value7 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (17 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (18 * 4))))
-
-		option8 = witTypes.Some[string](value7)
-	default:
-		panic("unreachable")
-	}
-	var option10 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (19 * 4)))) {
-	case 0:
-
-		option10 = witTypes.None[string]()
-	case 1:
-		value9 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (20 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (21 * 4))))
-
-		option10 = witTypes.Some[string](value9)
-	default:
-		panic("unreachable")
-	}
-	var option12 witTypes.Option[string]
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (22 * 4)))) {
-	case 0:
-
-		option12 = witTypes.None[string]()
-	case 1:
-		value11 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (23 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (24 * 4))))
-
-		option12 = witTypes.Some[string](value11)
-	default:
-		panic("unreachable")
-	}
 	var variant wasmtpd_filter_types.Report
-	switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (8 + 24*4)))) {
+	switch arg0 {
 	case 0:
 
 		variant = wasmtpd_filter_types.MakeReportLinkConnect()
 
 	case 1:
-		value13 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportLinkGreeting(value13)
+		variant = wasmtpd_filter_types.MakeReportLinkGreeting(value)
 
 	case 2:
-		value14 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value0 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportLinkIdentify(value14)
+		variant = wasmtpd_filter_types.MakeReportLinkIdentify(value0)
 
 	case 3:
-		value15 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value1 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportLinkTls(value15)
+		variant = wasmtpd_filter_types.MakeReportLinkTls(value1)
 
 	case 4:
-		value16 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value17 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4))))
+		value2 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
+		value3 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(arg3))), uint32(arg4))
 
-		variant = wasmtpd_filter_types.MakeReportLinkAuth(wasmtpd_filter_types.AuthReport{User: value16, Result: value17})
+		variant = wasmtpd_filter_types.MakeReportLinkAuth(wasmtpd_filter_types.AuthReport{User: value2, Result: value3})
 
 	case 5:
 
@@ -452,57 +227,57 @@ func wasm_export_wasmtpd_filter_filter_on_report(arg0 uintptr) {
 		variant = wasmtpd_filter_types.MakeReportTxReset()
 
 	case 7:
-		value18 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value4 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportTxBegin(value18)
+		variant = wasmtpd_filter_types.MakeReportTxBegin(value4)
 
 	case 8:
-		value19 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value20 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 28*4))))
+		value5 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
+		value6 := unsafe.String((*uint8)(unsafe.Pointer(arg4)), arg5)
 
-		variant = wasmtpd_filter_types.MakeReportTxMail(wasmtpd_filter_types.TxAddress{Msgid: value19, Outcome: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))), Address: value20})
+		variant = wasmtpd_filter_types.MakeReportTxMail(wasmtpd_filter_types.TxAddress{Msgid: value5, Outcome: uint8(int32(arg3)), Address: value6})
 
 	case 9:
-		value21 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value22 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 28*4))))
+		value7 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
+		value8 := unsafe.String((*uint8)(unsafe.Pointer(arg4)), arg5)
 
-		variant = wasmtpd_filter_types.MakeReportTxRcpt(wasmtpd_filter_types.TxAddress{Msgid: value21, Outcome: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))), Address: value22})
+		variant = wasmtpd_filter_types.MakeReportTxRcpt(wasmtpd_filter_types.TxAddress{Msgid: value7, Outcome: uint8(int32(arg3)), Address: value8})
 
 	case 10:
-		value23 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
-		value24 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 27*4))))
+		value9 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
+		value10 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(arg3))), uint32(arg4))
 
-		variant = wasmtpd_filter_types.MakeReportTxEnvelope(witTypes.Tuple2[string, string]{F0: value23, F1: value24})
+		variant = wasmtpd_filter_types.MakeReportTxEnvelope(witTypes.Tuple2[string, string]{F0: value9, F1: value10})
 
 	case 11:
-		value25 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value11 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportTxData(witTypes.Tuple2[string, wasmtpd_filter_types.Outcome]{F0: value25, F1: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4)))))})
+		variant = wasmtpd_filter_types.MakeReportTxData(witTypes.Tuple2[string, wasmtpd_filter_types.Outcome]{F0: value11, F1: uint8(int32(arg3))})
 
 	case 12:
-		value26 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value12 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportTxCommit(witTypes.Tuple2[string, uint64]{F0: value26, F1: uint64(*(*int64)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))})
+		variant = wasmtpd_filter_types.MakeReportTxCommit(witTypes.Tuple2[string, uint64]{F0: value12, F1: uint64(arg3)})
 
 	case 13:
-		value27 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value13 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportTxRollback(value27)
+		variant = wasmtpd_filter_types.MakeReportTxRollback(value13)
 
 	case 14:
-		value28 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value14 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportProtocolClient(value28)
+		variant = wasmtpd_filter_types.MakeReportProtocolClient(value14)
 
 	case 15:
-		value29 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4))))
+		value15 := unsafe.String((*uint8)(unsafe.Pointer(arg1)), uint32(arg2))
 
-		variant = wasmtpd_filter_types.MakeReportProtocolServer(value29)
+		variant = wasmtpd_filter_types.MakeReportProtocolServer(value15)
 
 	case 16:
-		value30 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 25*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 26*4))))
+		value16 := unsafe.String((*uint8)(unsafe.Pointer(arg2)), int32(arg3))
 
-		variant = wasmtpd_filter_types.MakeReportFilterResponse(witTypes.Tuple2[wasmtpd_filter_types.Phase, string]{F0: uint8(uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (16 + 24*4))))), F1: value30})
+		variant = wasmtpd_filter_types.MakeReportFilterResponse(witTypes.Tuple2[wasmtpd_filter_types.Phase, string]{F0: uint8(int32(arg1)), F1: value16})
 
 	case 17:
 
@@ -512,7 +287,7 @@ func wasm_export_wasmtpd_filter_filter_on_report(arg0 uintptr) {
 		panic("unreachable")
 	}
 	witRuntime.Unpin()
-	export_wasmtpd_filter_filter.OnReport(wasmtpd_filter_types.Session{Id: value, Tenant: option, LocalAddress: value1, RemoteAddress: value2, Rdns: option4, Fcrdns: (uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(arg0), (12 * 4)))) != 0), Helo: option6, Tls: option8, AuthUser: option10, Tag: option12}, variant)
+	export_wasmtpd_filter_filter.OnReport(variant)
 
 }
 

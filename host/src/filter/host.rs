@@ -15,7 +15,7 @@ use wasmtime_wasi::{
 };
 
 use super::bindings::wasmtpd::filter::{
-    host_config, host_dns, host_kv, host_log, host_regex, types,
+    host_config, host_dns, host_kv, host_log, host_regex, host_session, types,
 };
 use super::bindings::{Level, RecordType};
 use super::limits::{LOG_LINES_PER_SESSION, REGEX_BYTES_PER_SESSION};
@@ -129,6 +129,8 @@ pub struct FilterHost {
     /// When the export call under way must have answered: an import
     /// that waits (DNS) gives up then.
     pub call_deadline: Option<Instant>,
+    /// The session the call under way is about (`host-session`).
+    pub session: types::Session,
     /// The filter's pattern sets this instance used, by handle, and the
     /// handles of the pattern lists it compiled: after the first session
     /// of a reused instance, `host-regex` takes no lock and hashes no
@@ -227,16 +229,19 @@ impl FilterHost {
             log_left: LOG_LINES_PER_SESSION,
             regex_bytes_left: REGEX_BYTES_PER_SESSION,
             call_deadline: None,
+            session: empty_session(),
             regex_sets: Vec::new(),
             regex_compiled: Vec::new(),
             wasi: None,
         }
     }
 
-    /// Gives a reused instance's next session its own id and budgets.
+    /// Gives a reused instance's next session its own id and budgets,
+    /// and forgets the last session's record.
     pub fn begin_session(&mut self, session_id: &str, dns_queries: u32) {
         self.session_id.clear();
         self.session_id.push_str(session_id);
+        self.session = empty_session();
         self.dns_left = dns_queries;
         self.log_left = LOG_LINES_PER_SESSION;
         self.regex_bytes_left = REGEX_BYTES_PER_SESSION;
@@ -256,6 +261,44 @@ pub struct CallDeadline;
 pub struct BudgetExceeded(pub &'static str);
 
 impl types::Host for FilterHost {}
+
+impl host_session::Host for FilterHost {
+    fn current(&mut self) -> wasmtime::Result<types::Session> {
+        Ok(self.session.clone())
+    }
+}
+
+/// The record before any session event (what `init` sees).
+fn empty_session() -> types::Session {
+    types::Session {
+        id: String::new(),
+        tenant: None,
+        local_address: String::new(),
+        remote_address: String::new(),
+        rdns: None,
+        fcrdns: false,
+        helo: None,
+        tls: None,
+        auth_user: None,
+        tag: None,
+    }
+}
+
+/// Copies `src` over `dst` field by field, reusing `dst`'s buffers: done
+/// before every call, so it should not allocate once the strings have
+/// their size.
+pub fn refresh_session(dst: &mut types::Session, src: &types::Session) {
+    dst.id.clone_from(&src.id);
+    dst.tenant.clone_from(&src.tenant);
+    dst.local_address.clone_from(&src.local_address);
+    dst.remote_address.clone_from(&src.remote_address);
+    dst.rdns.clone_from(&src.rdns);
+    dst.fcrdns = src.fcrdns;
+    dst.helo.clone_from(&src.helo);
+    dst.tls.clone_from(&src.tls);
+    dst.auth_user.clone_from(&src.auth_user);
+    dst.tag.clone_from(&src.tag);
+}
 
 impl host_log::Host for FilterHost {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {

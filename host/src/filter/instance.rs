@@ -10,7 +10,7 @@ use wasmtime::Store;
 
 use super::bindings::{Decision, LinesOut, MailFilter, Phase, Report, Session, Subscriptions};
 use super::engine::TICK;
-use super::host::{BudgetExceeded, CallDeadline, FilterHost};
+use super::host::{refresh_session, BudgetExceeded, CallDeadline, FilterHost};
 use super::limits::{Limits, YIELD_INTERVAL};
 use super::registry::LoadedFilter;
 use super::stats::{FilterStats, TenantStats};
@@ -189,7 +189,8 @@ impl Instance {
         phase: Phase,
         param: &str,
     ) -> Result<Decision, Failure> {
-        export_call!(self, call_on_phase(session, phase, param))
+        refresh_session(&mut self.store.data_mut().session, session);
+        export_call!(self, call_on_phase(phase, param))
     }
 
     pub async fn on_data_lines(
@@ -198,11 +199,13 @@ impl Instance {
         lines: &[u8],
         last: bool,
     ) -> Result<LinesOut, Failure> {
-        export_call!(self, call_on_data_lines(session, lines, last))
+        refresh_session(&mut self.store.data_mut().session, session);
+        export_call!(self, call_on_data_lines(lines, last))
     }
 
     pub async fn on_report(&mut self, session: &Session, report: &Report) -> Result<(), Failure> {
-        export_call!(self, call_on_report(session, report))
+        refresh_session(&mut self.store.data_mut().session, session);
+        export_call!(self, call_on_report(report))
     }
 
     /// Gives the next export call fresh per-call fuel (bounded by what is

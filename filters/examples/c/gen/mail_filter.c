@@ -3,6 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Imported Functions from `wasmtpd:filter/host-session@0.2.0`
+
+__attribute__((__import_module__("wasmtpd:filter/host-session@0.2.0"), __import_name__("current")))
+extern void __wasm_import_wasmtpd_filter_host_session_current(uint8_t *);
+
 // Imported Functions from `wasmtpd:filter/host-log@0.2.0`
 
 __attribute__((__import_module__("wasmtpd:filter/host-log@0.2.0"), __import_name__("log")))
@@ -151,96 +156,9 @@ static uint8_t RET_AREA[(7*sizeof(void*))];
 
 // Helper Functions
 
-void mail_filter_list_string_free(mail_filter_list_string_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    mail_filter_string_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-      mail_filter_string_free(&list_ptr[i]);
-    }
-    free(list_ptr);
-  }
-}
-
-void wasmtpd_filter_host_dns_result_list_string_string_free(wasmtpd_filter_host_dns_result_list_string_string_t *ptr) {
-  if (!ptr->is_err) {
-    mail_filter_list_string_free(&ptr->val.ok);
-  } else {
-    mail_filter_string_free(&ptr->val.err);
-  }
-}
-
-void mail_filter_list_u8_free(mail_filter_list_u8_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    uint8_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
-}
-
-void mail_filter_option_list_u8_free(mail_filter_option_list_u8_t *ptr) {
-  if (ptr->is_some) {
-    mail_filter_list_u8_free(&ptr->val);
-  }
-}
-
-void wasmtpd_filter_host_kv_result_void_string_free(wasmtpd_filter_host_kv_result_void_string_t *ptr) {
-  if (!ptr->is_err) {
-  } else {
-    mail_filter_string_free(&ptr->val.err);
-  }
-}
-
 void mail_filter_option_string_free(mail_filter_option_string_t *ptr) {
   if (ptr->is_some) {
     mail_filter_string_free(&ptr->val);
-  }
-}
-
-void mail_filter_tuple2_string_string_free(mail_filter_tuple2_string_string_t *ptr) {
-  mail_filter_string_free(&ptr->f0);
-  mail_filter_string_free(&ptr->f1);
-}
-
-void mail_filter_list_tuple2_string_string_free(mail_filter_list_tuple2_string_string_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    mail_filter_tuple2_string_string_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-      mail_filter_tuple2_string_string_free(&list_ptr[i]);
-    }
-    free(list_ptr);
-  }
-}
-
-void mail_filter_tuple2_u32_string_free(mail_filter_tuple2_u32_string_t *ptr) {
-  mail_filter_string_free(&ptr->f1);
-}
-
-void mail_filter_list_tuple2_u32_string_free(mail_filter_list_tuple2_u32_string_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    mail_filter_tuple2_u32_string_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-      mail_filter_tuple2_u32_string_free(&list_ptr[i]);
-    }
-    free(list_ptr);
-  }
-}
-
-void wasmtpd_filter_host_regex_compiled_free(wasmtpd_filter_host_regex_compiled_t *ptr) {
-  mail_filter_list_tuple2_u32_string_free(&ptr->errors);
-}
-
-void mail_filter_list_u32_free(mail_filter_list_u32_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    uint32_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
   }
 }
 
@@ -286,6 +204,11 @@ void wasmtpd_filter_types_tx_address_free(wasmtpd_filter_types_tx_address_t *ptr
 void wasmtpd_filter_types_auth_report_free(wasmtpd_filter_types_auth_report_t *ptr) {
   mail_filter_string_free(&ptr->user);
   mail_filter_string_free(&ptr->result);
+}
+
+void mail_filter_tuple2_string_string_free(mail_filter_tuple2_string_string_t *ptr) {
+  mail_filter_string_free(&ptr->f0);
+  mail_filter_string_free(&ptr->f1);
 }
 
 void wasmtpd_filter_types_tuple2_string_outcome_free(wasmtpd_filter_types_tuple2_string_outcome_t *ptr) {
@@ -361,6 +284,16 @@ void wasmtpd_filter_types_report_free(wasmtpd_filter_types_report_t *ptr) {
   }
 }
 
+void mail_filter_list_u8_free(mail_filter_list_u8_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    uint8_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+    }
+    free(list_ptr);
+  }
+}
+
 void wasmtpd_filter_types_lines_out_free(wasmtpd_filter_types_lines_out_t *ptr) {
   switch ((int32_t) ptr->tag) {
     case 1: {
@@ -384,8 +317,80 @@ void wasmtpd_filter_types_subscriptions_free(wasmtpd_filter_types_subscriptions_
   wasmtpd_filter_types_list_phase_free(&ptr->phases);
 }
 
-void exports_wasmtpd_filter_filter_session_free(exports_wasmtpd_filter_filter_session_t *ptr) {
+void wasmtpd_filter_host_session_session_free(wasmtpd_filter_host_session_session_t *ptr) {
   wasmtpd_filter_types_session_free(ptr);
+}
+
+void mail_filter_list_string_free(mail_filter_list_string_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    mail_filter_string_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      mail_filter_string_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void wasmtpd_filter_host_dns_result_list_string_string_free(wasmtpd_filter_host_dns_result_list_string_string_t *ptr) {
+  if (!ptr->is_err) {
+    mail_filter_list_string_free(&ptr->val.ok);
+  } else {
+    mail_filter_string_free(&ptr->val.err);
+  }
+}
+
+void mail_filter_option_list_u8_free(mail_filter_option_list_u8_t *ptr) {
+  if (ptr->is_some) {
+    mail_filter_list_u8_free(&ptr->val);
+  }
+}
+
+void wasmtpd_filter_host_kv_result_void_string_free(wasmtpd_filter_host_kv_result_void_string_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    mail_filter_string_free(&ptr->val.err);
+  }
+}
+
+void mail_filter_list_tuple2_string_string_free(mail_filter_list_tuple2_string_string_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    mail_filter_tuple2_string_string_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      mail_filter_tuple2_string_string_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void mail_filter_tuple2_u32_string_free(mail_filter_tuple2_u32_string_t *ptr) {
+  mail_filter_string_free(&ptr->f1);
+}
+
+void mail_filter_list_tuple2_u32_string_free(mail_filter_list_tuple2_u32_string_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    mail_filter_tuple2_u32_string_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      mail_filter_tuple2_u32_string_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void wasmtpd_filter_host_regex_compiled_free(wasmtpd_filter_host_regex_compiled_t *ptr) {
+  mail_filter_list_tuple2_u32_string_free(&ptr->errors);
+}
+
+void mail_filter_list_u32_free(mail_filter_list_u32_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    uint32_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+    }
+    free(list_ptr);
+  }
 }
 
 void exports_wasmtpd_filter_filter_decision_free(exports_wasmtpd_filter_filter_decision_t *ptr) {
@@ -430,6 +435,97 @@ void mail_filter_string_free(mail_filter_string_t *ret) {
 }
 
 // Component Adapters
+
+void wasmtpd_filter_host_session_current(wasmtpd_filter_host_session_session_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(25*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_wasmtpd_filter_host_session_current(ptr);
+  mail_filter_option_string_t option;
+  switch ((int32_t) *((uint8_t*) (ptr + (2*sizeof(void*))))) {
+    case 0: {
+      option.is_some = false;
+      break;
+    }
+    case 1: {
+      option.is_some = true;
+      option.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (3*sizeof(void*))))), (*((size_t*) (ptr + (4*sizeof(void*))))) };
+      break;
+    }
+  }
+  mail_filter_option_string_t option0;
+  switch ((int32_t) *((uint8_t*) (ptr + (9*sizeof(void*))))) {
+    case 0: {
+      option0.is_some = false;
+      break;
+    }
+    case 1: {
+      option0.is_some = true;
+      option0.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (10*sizeof(void*))))), (*((size_t*) (ptr + (11*sizeof(void*))))) };
+      break;
+    }
+  }
+  mail_filter_option_string_t option1;
+  switch ((int32_t) *((uint8_t*) (ptr + (13*sizeof(void*))))) {
+    case 0: {
+      option1.is_some = false;
+      break;
+    }
+    case 1: {
+      option1.is_some = true;
+      option1.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (14*sizeof(void*))))), (*((size_t*) (ptr + (15*sizeof(void*))))) };
+      break;
+    }
+  }
+  mail_filter_option_string_t option2;
+  switch ((int32_t) *((uint8_t*) (ptr + (16*sizeof(void*))))) {
+    case 0: {
+      option2.is_some = false;
+      break;
+    }
+    case 1: {
+      option2.is_some = true;
+      option2.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (17*sizeof(void*))))), (*((size_t*) (ptr + (18*sizeof(void*))))) };
+      break;
+    }
+  }
+  mail_filter_option_string_t option3;
+  switch ((int32_t) *((uint8_t*) (ptr + (19*sizeof(void*))))) {
+    case 0: {
+      option3.is_some = false;
+      break;
+    }
+    case 1: {
+      option3.is_some = true;
+      option3.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (20*sizeof(void*))))), (*((size_t*) (ptr + (21*sizeof(void*))))) };
+      break;
+    }
+  }
+  mail_filter_option_string_t option4;
+  switch ((int32_t) *((uint8_t*) (ptr + (22*sizeof(void*))))) {
+    case 0: {
+      option4.is_some = false;
+      break;
+    }
+    case 1: {
+      option4.is_some = true;
+      option4.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (23*sizeof(void*))))), (*((size_t*) (ptr + (24*sizeof(void*))))) };
+      break;
+    }
+  }
+  *ret = (wasmtpd_filter_types_session_t) {
+    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) },
+    (mail_filter_option_string_t) option,
+    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (5*sizeof(void*))))), (*((size_t*) (ptr + (6*sizeof(void*))))) },
+    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (7*sizeof(void*))))), (*((size_t*) (ptr + (8*sizeof(void*))))) },
+    (mail_filter_option_string_t) option0,
+    (bool) (int32_t) *((uint8_t*) (ptr + (12*sizeof(void*)))),
+    (mail_filter_option_string_t) option1,
+    (mail_filter_option_string_t) option2,
+    (mail_filter_option_string_t) option3,
+    (mail_filter_option_string_t) option4,
+  };
+}
 
 void wasmtpd_filter_host_log_log(wasmtpd_filter_host_log_level_t level, mail_filter_string_t *message) {
   __wasm_import_wasmtpd_filter_host_log_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
@@ -583,95 +679,10 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
 }
 
 __attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-phase")))
-uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(uint8_t * arg) {
-  mail_filter_option_string_t option;
-  switch ((int32_t) *((uint8_t*) (arg + (2*sizeof(void*))))) {
-    case 0: {
-      option.is_some = false;
-      break;
-    }
-    case 1: {
-      option.is_some = true;
-      option.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (3*sizeof(void*))))), (*((size_t*) (arg + (4*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option0;
-  switch ((int32_t) *((uint8_t*) (arg + (9*sizeof(void*))))) {
-    case 0: {
-      option0.is_some = false;
-      break;
-    }
-    case 1: {
-      option0.is_some = true;
-      option0.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (10*sizeof(void*))))), (*((size_t*) (arg + (11*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option1;
-  switch ((int32_t) *((uint8_t*) (arg + (13*sizeof(void*))))) {
-    case 0: {
-      option1.is_some = false;
-      break;
-    }
-    case 1: {
-      option1.is_some = true;
-      option1.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (14*sizeof(void*))))), (*((size_t*) (arg + (15*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option2;
-  switch ((int32_t) *((uint8_t*) (arg + (16*sizeof(void*))))) {
-    case 0: {
-      option2.is_some = false;
-      break;
-    }
-    case 1: {
-      option2.is_some = true;
-      option2.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (17*sizeof(void*))))), (*((size_t*) (arg + (18*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option3;
-  switch ((int32_t) *((uint8_t*) (arg + (19*sizeof(void*))))) {
-    case 0: {
-      option3.is_some = false;
-      break;
-    }
-    case 1: {
-      option3.is_some = true;
-      option3.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (20*sizeof(void*))))), (*((size_t*) (arg + (21*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option4;
-  switch ((int32_t) *((uint8_t*) (arg + (22*sizeof(void*))))) {
-    case 0: {
-      option4.is_some = false;
-      break;
-    }
-    case 1: {
-      option4.is_some = true;
-      option4.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (23*sizeof(void*))))), (*((size_t*) (arg + (24*sizeof(void*))))) };
-      break;
-    }
-  }
-  exports_wasmtpd_filter_filter_session_t arg5 = (wasmtpd_filter_types_session_t) {
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
-    (mail_filter_option_string_t) option,
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (5*sizeof(void*))))), (*((size_t*) (arg + (6*sizeof(void*))))) },
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (7*sizeof(void*))))), (*((size_t*) (arg + (8*sizeof(void*))))) },
-    (mail_filter_option_string_t) option0,
-    (bool) (int32_t) *((uint8_t*) (arg + (12*sizeof(void*)))),
-    (mail_filter_option_string_t) option1,
-    (mail_filter_option_string_t) option2,
-    (mail_filter_option_string_t) option3,
-    (mail_filter_option_string_t) option4,
-  };
-  mail_filter_string_t arg6 = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (26*sizeof(void*))))), (*((size_t*) (arg + (27*sizeof(void*))))) };
+uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(int32_t arg, uint8_t * arg0, size_t arg1) {
+  mail_filter_string_t arg2 = (mail_filter_string_t) { (uint8_t*)(arg0), (arg1) };
   exports_wasmtpd_filter_filter_decision_t ret;
-  exports_wasmtpd_filter_filter_on_phase(&arg5, (int32_t) *((uint8_t*) (arg + (25*sizeof(void*)))), &arg6, &ret);
-  free(arg);
+  exports_wasmtpd_filter_filter_on_phase(arg, &arg2, &ret);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   switch ((int32_t) (ret).tag) {
     case 0: {
@@ -683,42 +694,42 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(uint8_t * arg) {
       break;
     }
     case 2: {
-      const wasmtpd_filter_types_reply_t *payload8 = &(ret).val.reject;
+      const wasmtpd_filter_types_reply_t *payload4 = &(ret).val.reject;
       *((int8_t*)(ptr + 0)) = 2;
-      *((int16_t*)(ptr + sizeof(void*))) = (int32_t) ((*payload8).code);
-      if (((*payload8).enhanced).is_some) {
-        const mail_filter_string_t *payload10 = &((*payload8).enhanced).val;
+      *((int16_t*)(ptr + sizeof(void*))) = (int32_t) ((*payload4).code);
+      if (((*payload4).enhanced).is_some) {
+        const mail_filter_string_t *payload6 = &((*payload4).enhanced).val;
         *((int8_t*)(ptr + (2*sizeof(void*)))) = 1;
-        *((size_t*)(ptr + (4*sizeof(void*)))) = (*payload10).len;
-        *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) (*payload10).ptr;
+        *((size_t*)(ptr + (4*sizeof(void*)))) = (*payload6).len;
+        *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) (*payload6).ptr;
       } else {
         *((int8_t*)(ptr + (2*sizeof(void*)))) = 0;
       }
-      *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload8).text).len;
-      *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload8).text).ptr;
+      *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload4).text).len;
+      *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload4).text).ptr;
       break;
     }
     case 3: {
-      const wasmtpd_filter_types_reply_t *payload11 = &(ret).val.disconnect;
+      const wasmtpd_filter_types_reply_t *payload7 = &(ret).val.disconnect;
       *((int8_t*)(ptr + 0)) = 3;
-      *((int16_t*)(ptr + sizeof(void*))) = (int32_t) ((*payload11).code);
-      if (((*payload11).enhanced).is_some) {
-        const mail_filter_string_t *payload13 = &((*payload11).enhanced).val;
+      *((int16_t*)(ptr + sizeof(void*))) = (int32_t) ((*payload7).code);
+      if (((*payload7).enhanced).is_some) {
+        const mail_filter_string_t *payload9 = &((*payload7).enhanced).val;
         *((int8_t*)(ptr + (2*sizeof(void*)))) = 1;
-        *((size_t*)(ptr + (4*sizeof(void*)))) = (*payload13).len;
-        *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) (*payload13).ptr;
+        *((size_t*)(ptr + (4*sizeof(void*)))) = (*payload9).len;
+        *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) (*payload9).ptr;
       } else {
         *((int8_t*)(ptr + (2*sizeof(void*)))) = 0;
       }
-      *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload11).text).len;
-      *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload11).text).ptr;
+      *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload7).text).len;
+      *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload7).text).ptr;
       break;
     }
     case 4: {
-      const mail_filter_string_t *payload14 = &(ret).val.rewrite;
+      const mail_filter_string_t *payload10 = &(ret).val.rewrite;
       *((int8_t*)(ptr + 0)) = 4;
-      *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload14).len;
-      *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload14).ptr;
+      *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload10).len;
+      *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload10).ptr;
       break;
     }
     case 5: {
@@ -730,95 +741,10 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(uint8_t * arg) {
 }
 
 __attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-data-lines")))
-uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * arg) {
-  mail_filter_option_string_t option;
-  switch ((int32_t) *((uint8_t*) (arg + (2*sizeof(void*))))) {
-    case 0: {
-      option.is_some = false;
-      break;
-    }
-    case 1: {
-      option.is_some = true;
-      option.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (3*sizeof(void*))))), (*((size_t*) (arg + (4*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option0;
-  switch ((int32_t) *((uint8_t*) (arg + (9*sizeof(void*))))) {
-    case 0: {
-      option0.is_some = false;
-      break;
-    }
-    case 1: {
-      option0.is_some = true;
-      option0.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (10*sizeof(void*))))), (*((size_t*) (arg + (11*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option1;
-  switch ((int32_t) *((uint8_t*) (arg + (13*sizeof(void*))))) {
-    case 0: {
-      option1.is_some = false;
-      break;
-    }
-    case 1: {
-      option1.is_some = true;
-      option1.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (14*sizeof(void*))))), (*((size_t*) (arg + (15*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option2;
-  switch ((int32_t) *((uint8_t*) (arg + (16*sizeof(void*))))) {
-    case 0: {
-      option2.is_some = false;
-      break;
-    }
-    case 1: {
-      option2.is_some = true;
-      option2.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (17*sizeof(void*))))), (*((size_t*) (arg + (18*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option3;
-  switch ((int32_t) *((uint8_t*) (arg + (19*sizeof(void*))))) {
-    case 0: {
-      option3.is_some = false;
-      break;
-    }
-    case 1: {
-      option3.is_some = true;
-      option3.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (20*sizeof(void*))))), (*((size_t*) (arg + (21*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option4;
-  switch ((int32_t) *((uint8_t*) (arg + (22*sizeof(void*))))) {
-    case 0: {
-      option4.is_some = false;
-      break;
-    }
-    case 1: {
-      option4.is_some = true;
-      option4.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (23*sizeof(void*))))), (*((size_t*) (arg + (24*sizeof(void*))))) };
-      break;
-    }
-  }
-  exports_wasmtpd_filter_filter_session_t arg5 = (wasmtpd_filter_types_session_t) {
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
-    (mail_filter_option_string_t) option,
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (5*sizeof(void*))))), (*((size_t*) (arg + (6*sizeof(void*))))) },
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (7*sizeof(void*))))), (*((size_t*) (arg + (8*sizeof(void*))))) },
-    (mail_filter_option_string_t) option0,
-    (bool) (int32_t) *((uint8_t*) (arg + (12*sizeof(void*)))),
-    (mail_filter_option_string_t) option1,
-    (mail_filter_option_string_t) option2,
-    (mail_filter_option_string_t) option3,
-    (mail_filter_option_string_t) option4,
-  };
-  mail_filter_list_u8_t arg6 = (mail_filter_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (25*sizeof(void*))))), (*((size_t*) (arg + (26*sizeof(void*))))) };
+uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * arg, size_t arg0, int32_t arg1) {
+  mail_filter_list_u8_t arg2 = (mail_filter_list_u8_t) { (uint8_t*)(arg), (arg0) };
   exports_wasmtpd_filter_filter_lines_out_t ret;
-  exports_wasmtpd_filter_filter_on_data_lines(&arg5, &arg6, (int32_t) *((uint8_t*) (arg + (27*sizeof(void*)))), &ret);
-  free(arg);
+  exports_wasmtpd_filter_filter_on_data_lines(&arg2, arg1, &ret);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   switch ((int32_t) (ret).tag) {
     case 0: {
@@ -826,10 +752,10 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * ar
       break;
     }
     case 1: {
-      const mail_filter_list_u8_t *payload7 = &(ret).val.replace;
+      const mail_filter_list_u8_t *payload3 = &(ret).val.replace;
       *((int8_t*)(ptr + 0)) = 1;
-      *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload7).len;
-      *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload7).ptr;
+      *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload3).len;
+      *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload3).ptr;
       break;
     }
   }
@@ -837,101 +763,29 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * ar
 }
 
 __attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-report")))
-void __wasm_export_exports_wasmtpd_filter_filter_on_report(uint8_t * arg) {
-  mail_filter_option_string_t option;
-  switch ((int32_t) *((uint8_t*) (arg + (2*sizeof(void*))))) {
-    case 0: {
-      option.is_some = false;
-      break;
-    }
-    case 1: {
-      option.is_some = true;
-      option.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (3*sizeof(void*))))), (*((size_t*) (arg + (4*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option0;
-  switch ((int32_t) *((uint8_t*) (arg + (9*sizeof(void*))))) {
-    case 0: {
-      option0.is_some = false;
-      break;
-    }
-    case 1: {
-      option0.is_some = true;
-      option0.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (10*sizeof(void*))))), (*((size_t*) (arg + (11*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option1;
-  switch ((int32_t) *((uint8_t*) (arg + (13*sizeof(void*))))) {
-    case 0: {
-      option1.is_some = false;
-      break;
-    }
-    case 1: {
-      option1.is_some = true;
-      option1.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (14*sizeof(void*))))), (*((size_t*) (arg + (15*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option2;
-  switch ((int32_t) *((uint8_t*) (arg + (16*sizeof(void*))))) {
-    case 0: {
-      option2.is_some = false;
-      break;
-    }
-    case 1: {
-      option2.is_some = true;
-      option2.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (17*sizeof(void*))))), (*((size_t*) (arg + (18*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option3;
-  switch ((int32_t) *((uint8_t*) (arg + (19*sizeof(void*))))) {
-    case 0: {
-      option3.is_some = false;
-      break;
-    }
-    case 1: {
-      option3.is_some = true;
-      option3.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (20*sizeof(void*))))), (*((size_t*) (arg + (21*sizeof(void*))))) };
-      break;
-    }
-  }
-  mail_filter_option_string_t option4;
-  switch ((int32_t) *((uint8_t*) (arg + (22*sizeof(void*))))) {
-    case 0: {
-      option4.is_some = false;
-      break;
-    }
-    case 1: {
-      option4.is_some = true;
-      option4.val = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (23*sizeof(void*))))), (*((size_t*) (arg + (24*sizeof(void*))))) };
-      break;
-    }
-  }
+void __wasm_export_exports_wasmtpd_filter_filter_on_report(int32_t arg, uint8_t * arg0, uint8_t * arg1, int64_t arg2, uint8_t * arg3, size_t arg4) {
   wasmtpd_filter_types_report_t variant;
-  variant.tag = (int32_t) *((uint8_t*) (arg + (8+24*sizeof(void*))));
+  variant.tag = arg;
   switch ((int32_t) variant.tag) {
     case 0: {
       break;
     }
     case 1: {
-      variant.val.link_greeting = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) };
+      variant.val.link_greeting = (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) };
       break;
     }
     case 2: {
-      variant.val.link_identify = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) };
+      variant.val.link_identify = (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) };
       break;
     }
     case 3: {
-      variant.val.link_tls = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) };
+      variant.val.link_tls = (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) };
       break;
     }
     case 4: {
       variant.val.link_auth = (wasmtpd_filter_types_auth_report_t) {
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) },
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+26*sizeof(void*))))), (*((size_t*) (arg + (16+27*sizeof(void*))))) },
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) },
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)((uint8_t *) arg2), ((uintptr_t) arg3) },
       };
       break;
     }
@@ -942,62 +796,62 @@ void __wasm_export_exports_wasmtpd_filter_filter_on_report(uint8_t * arg) {
       break;
     }
     case 7: {
-      variant.val.tx_begin = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) };
+      variant.val.tx_begin = (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) };
       break;
     }
     case 8: {
       variant.val.tx_mail = (wasmtpd_filter_types_tx_address_t) {
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) },
-        (wasmtpd_filter_types_outcome_t) (int32_t) *((uint8_t*) (arg + (16+26*sizeof(void*)))),
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+27*sizeof(void*))))), (*((size_t*) (arg + (16+28*sizeof(void*))))) },
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) },
+        (wasmtpd_filter_types_outcome_t) (int32_t) arg2,
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg3), (arg4) },
       };
       break;
     }
     case 9: {
       variant.val.tx_rcpt = (wasmtpd_filter_types_tx_address_t) {
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) },
-        (wasmtpd_filter_types_outcome_t) (int32_t) *((uint8_t*) (arg + (16+26*sizeof(void*)))),
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+27*sizeof(void*))))), (*((size_t*) (arg + (16+28*sizeof(void*))))) },
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) },
+        (wasmtpd_filter_types_outcome_t) (int32_t) arg2,
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg3), (arg4) },
       };
       break;
     }
     case 10: {
       variant.val.tx_envelope = (mail_filter_tuple2_string_string_t) {
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) },
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+26*sizeof(void*))))), (*((size_t*) (arg + (16+27*sizeof(void*))))) },
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) },
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)((uint8_t *) arg2), ((uintptr_t) arg3) },
       };
       break;
     }
     case 11: {
       variant.val.tx_data = (wasmtpd_filter_types_tuple2_string_outcome_t) {
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) },
-        (wasmtpd_filter_types_outcome_t) (int32_t) *((uint8_t*) (arg + (16+26*sizeof(void*)))),
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) },
+        (wasmtpd_filter_types_outcome_t) (int32_t) arg2,
       };
       break;
     }
     case 12: {
       variant.val.tx_commit = (mail_filter_tuple2_string_u64_t) {
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) },
-        (uint64_t) (uint64_t) (*((int64_t*) (arg + (16+26*sizeof(void*))))),
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) },
+        (uint64_t) (uint64_t) (arg2),
       };
       break;
     }
     case 13: {
-      variant.val.tx_rollback = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) };
+      variant.val.tx_rollback = (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) };
       break;
     }
     case 14: {
-      variant.val.protocol_client = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) };
+      variant.val.protocol_client = (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) };
       break;
     }
     case 15: {
-      variant.val.protocol_server = (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+24*sizeof(void*))))), (*((size_t*) (arg + (16+25*sizeof(void*))))) };
+      variant.val.protocol_server = (mail_filter_string_t) { (uint8_t*)(arg0), ((uintptr_t) arg1) };
       break;
     }
     case 16: {
       variant.val.filter_response = (wasmtpd_filter_types_tuple2_phase_string_t) {
-        (wasmtpd_filter_types_phase_t) (int32_t) *((uint8_t*) (arg + (16+24*sizeof(void*)))),
-        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+25*sizeof(void*))))), (*((size_t*) (arg + (16+26*sizeof(void*))))) },
+        (wasmtpd_filter_types_phase_t) (uintptr_t) arg0,
+        (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(arg1), ((int32_t) arg2) },
       };
       break;
     }
@@ -1005,21 +859,8 @@ void __wasm_export_exports_wasmtpd_filter_filter_on_report(uint8_t * arg) {
       break;
     }
   }
-  exports_wasmtpd_filter_filter_session_t arg5 = (wasmtpd_filter_types_session_t) {
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
-    (mail_filter_option_string_t) option,
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (5*sizeof(void*))))), (*((size_t*) (arg + (6*sizeof(void*))))) },
-    (mail_filter_string_t) (mail_filter_string_t) { (uint8_t*)(*((uint8_t **) (arg + (7*sizeof(void*))))), (*((size_t*) (arg + (8*sizeof(void*))))) },
-    (mail_filter_option_string_t) option0,
-    (bool) (int32_t) *((uint8_t*) (arg + (12*sizeof(void*)))),
-    (mail_filter_option_string_t) option1,
-    (mail_filter_option_string_t) option2,
-    (mail_filter_option_string_t) option3,
-    (mail_filter_option_string_t) option4,
-  };
-  exports_wasmtpd_filter_filter_report_t arg6 = variant;
-  exports_wasmtpd_filter_filter_on_report(&arg5, &arg6);
-  free(arg);
+  exports_wasmtpd_filter_filter_report_t arg5 = variant;
+  exports_wasmtpd_filter_filter_on_report(&arg5);
 }
 
 // Ensure that the *_component_type.o object is linked in

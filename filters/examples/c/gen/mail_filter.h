@@ -14,89 +14,12 @@ typedef struct mail_filter_string_t {
   size_t len;
 } mail_filter_string_t;
 
-typedef uint8_t wasmtpd_filter_host_log_level_t;
-
-#define WASMTPD_FILTER_HOST_LOG_LEVEL_DEBUG 0
-#define WASMTPD_FILTER_HOST_LOG_LEVEL_INFO 1
-#define WASMTPD_FILTER_HOST_LOG_LEVEL_WARN 2
-#define WASMTPD_FILTER_HOST_LOG_LEVEL_ERROR 3
-
-typedef uint8_t wasmtpd_filter_host_dns_record_type_t;
-
-#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_A 0
-#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_AAAA 1
-#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_TXT 2
-#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_MX 3
-#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_PTR 4
-
-typedef struct {
-  mail_filter_string_t *ptr;
-  size_t len;
-} mail_filter_list_string_t;
-
-typedef struct {
-  bool is_err;
-  union {
-    mail_filter_list_string_t ok;
-    mail_filter_string_t err;
-  } val;
-} wasmtpd_filter_host_dns_result_list_string_string_t;
-
-typedef struct {
-  uint8_t *ptr;
-  size_t len;
-} mail_filter_list_u8_t;
-
-typedef struct {
-  bool is_some;
-  mail_filter_list_u8_t val;
-} mail_filter_option_list_u8_t;
-
-typedef struct {
-  bool is_err;
-  union {
-    mail_filter_string_t err;
-  } val;
-} wasmtpd_filter_host_kv_result_void_string_t;
-
 typedef struct {
   bool is_some;
   mail_filter_string_t val;
 } mail_filter_option_string_t;
 
-typedef struct {
-  mail_filter_string_t f0;
-  mail_filter_string_t f1;
-} mail_filter_tuple2_string_string_t;
-
-typedef struct {
-  mail_filter_tuple2_string_string_t *ptr;
-  size_t len;
-} mail_filter_list_tuple2_string_string_t;
-
-typedef struct {
-  uint32_t f0;
-  mail_filter_string_t f1;
-} mail_filter_tuple2_u32_string_t;
-
-typedef struct {
-  mail_filter_tuple2_u32_string_t *ptr;
-  size_t len;
-} mail_filter_list_tuple2_u32_string_t;
-
-typedef struct wasmtpd_filter_host_regex_compiled_t {
-  // The set, for `matches` and `is-match`.
-  uint32_t   handle;
-  // Patterns that did not compile (index, why); they never match.
-  mail_filter_list_tuple2_u32_string_t   errors;
-} wasmtpd_filter_host_regex_compiled_t;
-
-typedef struct {
-  uint32_t *ptr;
-  size_t len;
-} mail_filter_list_u32_t;
-
-// What the host knows about the session when it calls a filter.
+// What the host knows about a session (`host-session`).
 typedef struct wasmtpd_filter_types_session_t {
   // OpenSMTPD-style 64-bit session id, 16 hex digits.
   mail_filter_string_t   id;
@@ -191,6 +114,11 @@ typedef struct wasmtpd_filter_types_auth_report_t {
 
 typedef struct {
   mail_filter_string_t f0;
+  mail_filter_string_t f1;
+} mail_filter_tuple2_string_string_t;
+
+typedef struct {
+  mail_filter_string_t f0;
   wasmtpd_filter_types_outcome_t f1;
 } wasmtpd_filter_types_tuple2_string_outcome_t;
 
@@ -260,6 +188,11 @@ typedef struct wasmtpd_filter_types_report_t {
 // The session timed out.
 #define WASMTPD_FILTER_TYPES_REPORT_TIMEOUT 17
 
+typedef struct {
+  uint8_t *ptr;
+  size_t len;
+} mail_filter_list_u8_t;
+
 // What a filter passes on for a batch of message lines.
 typedef struct wasmtpd_filter_types_lines_out_t {
   uint8_t tag;
@@ -296,7 +229,74 @@ typedef struct wasmtpd_filter_types_subscriptions_t {
   bool   reusable;
 } wasmtpd_filter_types_subscriptions_t;
 
-typedef wasmtpd_filter_types_session_t exports_wasmtpd_filter_filter_session_t;
+typedef wasmtpd_filter_types_session_t wasmtpd_filter_host_session_session_t;
+
+typedef uint8_t wasmtpd_filter_host_log_level_t;
+
+#define WASMTPD_FILTER_HOST_LOG_LEVEL_DEBUG 0
+#define WASMTPD_FILTER_HOST_LOG_LEVEL_INFO 1
+#define WASMTPD_FILTER_HOST_LOG_LEVEL_WARN 2
+#define WASMTPD_FILTER_HOST_LOG_LEVEL_ERROR 3
+
+typedef uint8_t wasmtpd_filter_host_dns_record_type_t;
+
+#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_A 0
+#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_AAAA 1
+#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_TXT 2
+#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_MX 3
+#define WASMTPD_FILTER_HOST_DNS_RECORD_TYPE_PTR 4
+
+typedef struct {
+  mail_filter_string_t *ptr;
+  size_t len;
+} mail_filter_list_string_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    mail_filter_list_string_t ok;
+    mail_filter_string_t err;
+  } val;
+} wasmtpd_filter_host_dns_result_list_string_string_t;
+
+typedef struct {
+  bool is_some;
+  mail_filter_list_u8_t val;
+} mail_filter_option_list_u8_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    mail_filter_string_t err;
+  } val;
+} wasmtpd_filter_host_kv_result_void_string_t;
+
+typedef struct {
+  mail_filter_tuple2_string_string_t *ptr;
+  size_t len;
+} mail_filter_list_tuple2_string_string_t;
+
+typedef struct {
+  uint32_t f0;
+  mail_filter_string_t f1;
+} mail_filter_tuple2_u32_string_t;
+
+typedef struct {
+  mail_filter_tuple2_u32_string_t *ptr;
+  size_t len;
+} mail_filter_list_tuple2_u32_string_t;
+
+typedef struct wasmtpd_filter_host_regex_compiled_t {
+  // The set, for `matches` and `is-match`.
+  uint32_t   handle;
+  // Patterns that did not compile (index, why); they never match.
+  mail_filter_list_tuple2_u32_string_t   errors;
+} wasmtpd_filter_host_regex_compiled_t;
+
+typedef struct {
+  uint32_t *ptr;
+  size_t len;
+} mail_filter_list_u32_t;
 
 typedef wasmtpd_filter_types_decision_t exports_wasmtpd_filter_filter_decision_t;
 
@@ -307,6 +307,9 @@ typedef wasmtpd_filter_types_report_t exports_wasmtpd_filter_filter_report_t;
 typedef wasmtpd_filter_types_subscriptions_t exports_wasmtpd_filter_filter_subscriptions_t;
 
 typedef wasmtpd_filter_types_lines_out_t exports_wasmtpd_filter_filter_lines_out_t;
+
+// Imported Functions from `wasmtpd:filter/host-session@0.2.0`
+extern void wasmtpd_filter_host_session_current(wasmtpd_filter_host_session_session_t *ret);
 
 // Imported Functions from `wasmtpd:filter/host-log@0.2.0`
 extern void wasmtpd_filter_host_log_log(wasmtpd_filter_host_log_level_t level, mail_filter_string_t *message);
@@ -337,35 +340,13 @@ extern void wasmtpd_filter_host_regex_matches_any_line(uint32_t handle, mail_fil
 
 // Exported Functions from `wasmtpd:filter/filter@0.2.0`
 void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscriptions_t *ret);
-void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_session_t *session, exports_wasmtpd_filter_filter_phase_t phase, mail_filter_string_t *param, exports_wasmtpd_filter_filter_decision_t *ret);
-void exports_wasmtpd_filter_filter_on_data_lines(exports_wasmtpd_filter_filter_session_t *session, mail_filter_list_u8_t *lines, bool last, exports_wasmtpd_filter_filter_lines_out_t *ret);
-void exports_wasmtpd_filter_filter_on_report(exports_wasmtpd_filter_filter_session_t *session, exports_wasmtpd_filter_filter_report_t *event);
+void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_phase_t phase, mail_filter_string_t *param, exports_wasmtpd_filter_filter_decision_t *ret);
+void exports_wasmtpd_filter_filter_on_data_lines(mail_filter_list_u8_t *lines, bool last, exports_wasmtpd_filter_filter_lines_out_t *ret);
+void exports_wasmtpd_filter_filter_on_report(exports_wasmtpd_filter_filter_report_t *event);
 
 // Helper Functions
 
-void mail_filter_list_string_free(mail_filter_list_string_t *ptr);
-
-void wasmtpd_filter_host_dns_result_list_string_string_free(wasmtpd_filter_host_dns_result_list_string_string_t *ptr);
-
-void mail_filter_list_u8_free(mail_filter_list_u8_t *ptr);
-
-void mail_filter_option_list_u8_free(mail_filter_option_list_u8_t *ptr);
-
-void wasmtpd_filter_host_kv_result_void_string_free(wasmtpd_filter_host_kv_result_void_string_t *ptr);
-
 void mail_filter_option_string_free(mail_filter_option_string_t *ptr);
-
-void mail_filter_tuple2_string_string_free(mail_filter_tuple2_string_string_t *ptr);
-
-void mail_filter_list_tuple2_string_string_free(mail_filter_list_tuple2_string_string_t *ptr);
-
-void mail_filter_tuple2_u32_string_free(mail_filter_tuple2_u32_string_t *ptr);
-
-void mail_filter_list_tuple2_u32_string_free(mail_filter_list_tuple2_u32_string_t *ptr);
-
-void wasmtpd_filter_host_regex_compiled_free(wasmtpd_filter_host_regex_compiled_t *ptr);
-
-void mail_filter_list_u32_free(mail_filter_list_u32_t *ptr);
 
 void wasmtpd_filter_types_session_free(wasmtpd_filter_types_session_t *ptr);
 
@@ -377,6 +358,8 @@ void wasmtpd_filter_types_tx_address_free(wasmtpd_filter_types_tx_address_t *ptr
 
 void wasmtpd_filter_types_auth_report_free(wasmtpd_filter_types_auth_report_t *ptr);
 
+void mail_filter_tuple2_string_string_free(mail_filter_tuple2_string_string_t *ptr);
+
 void wasmtpd_filter_types_tuple2_string_outcome_free(wasmtpd_filter_types_tuple2_string_outcome_t *ptr);
 
 void mail_filter_tuple2_string_u64_free(mail_filter_tuple2_string_u64_t *ptr);
@@ -385,13 +368,33 @@ void wasmtpd_filter_types_tuple2_phase_string_free(wasmtpd_filter_types_tuple2_p
 
 void wasmtpd_filter_types_report_free(wasmtpd_filter_types_report_t *ptr);
 
+void mail_filter_list_u8_free(mail_filter_list_u8_t *ptr);
+
 void wasmtpd_filter_types_lines_out_free(wasmtpd_filter_types_lines_out_t *ptr);
 
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr);
 
 void wasmtpd_filter_types_subscriptions_free(wasmtpd_filter_types_subscriptions_t *ptr);
 
-void exports_wasmtpd_filter_filter_session_free(exports_wasmtpd_filter_filter_session_t *ptr);
+void wasmtpd_filter_host_session_session_free(wasmtpd_filter_host_session_session_t *ptr);
+
+void mail_filter_list_string_free(mail_filter_list_string_t *ptr);
+
+void wasmtpd_filter_host_dns_result_list_string_string_free(wasmtpd_filter_host_dns_result_list_string_string_t *ptr);
+
+void mail_filter_option_list_u8_free(mail_filter_option_list_u8_t *ptr);
+
+void wasmtpd_filter_host_kv_result_void_string_free(wasmtpd_filter_host_kv_result_void_string_t *ptr);
+
+void mail_filter_list_tuple2_string_string_free(mail_filter_list_tuple2_string_string_t *ptr);
+
+void mail_filter_tuple2_u32_string_free(mail_filter_tuple2_u32_string_t *ptr);
+
+void mail_filter_list_tuple2_u32_string_free(mail_filter_list_tuple2_u32_string_t *ptr);
+
+void wasmtpd_filter_host_regex_compiled_free(wasmtpd_filter_host_regex_compiled_t *ptr);
+
+void mail_filter_list_u32_free(mail_filter_list_u32_t *ptr);
 
 void exports_wasmtpd_filter_filter_decision_free(exports_wasmtpd_filter_filter_decision_t *ptr);
 

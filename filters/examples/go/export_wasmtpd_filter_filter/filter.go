@@ -16,6 +16,7 @@ package export_wasmtpd_filter_filter
 
 import (
 	"wit_component/wasmtpd_filter_host_log"
+	"wit_component/wasmtpd_filter_host_session"
 	"wit_component/wasmtpd_filter_types"
 )
 
@@ -42,7 +43,7 @@ func Init() wasmtpd_filter_types.Subscriptions {
 
 // OnPhase is never called (no phases subscribed); it would let
 // everything through.
-func OnPhase(_ wasmtpd_filter_types.Session, _ wasmtpd_filter_types.Phase, _ string) wasmtpd_filter_types.Decision {
+func OnPhase(_ wasmtpd_filter_types.Phase, _ string) wasmtpd_filter_types.Decision {
 	return wasmtpd_filter_types.MakeDecisionProceed()
 }
 
@@ -50,14 +51,14 @@ func OnPhase(_ wasmtpd_filter_types.Session, _ wasmtpd_filter_types.Phase, _ str
 // buffer of CRLF-terminated lines. The first batch of each message is
 // replaced by our header followed by the batch; the others pass on as
 // they came (nothing is copied back). `last` closes the message.
-func OnDataLines(session wasmtpd_filter_types.Session, lines []uint8, last bool) wasmtpd_filter_types.LinesOut {
+func OnDataLines(lines []uint8, last bool) wasmtpd_filter_types.LinesOut {
 	first := !inMessage
 	inMessage = !last
 	if !first {
 		return wasmtpd_filter_types.MakeLinesOutPass()
 	}
 	wasmtpd_filter_host_log.Log(wasmtpd_filter_host_log.Level_Debug,
-		"Go filter: header added in session "+session.Id)
+		"Go filter: header added in session "+wasmtpd_filter_host_session.Current().Id)
 	// The generated glue may reuse `lines`' memory: build a new slice.
 	out := make([]uint8, 0, len(header)+len(lines))
 	out = append(out, header...)
@@ -66,4 +67,4 @@ func OnDataLines(session wasmtpd_filter_types.Session, lines []uint8, last bool)
 }
 
 // OnReport is never called (no reports subscribed).
-func OnReport(_ wasmtpd_filter_types.Session, _ wasmtpd_filter_types.Report) {}
+func OnReport(_ wasmtpd_filter_types.Report) {}

@@ -9,7 +9,6 @@ import (
 	"wit_component/wasmtpd_filter_types"
 )
 
-type Session = wasmtpd_filter_types.Session
 type Decision = wasmtpd_filter_types.Decision
 type Phase = wasmtpd_filter_types.Phase
 type Report = wasmtpd_filter_types.Report

@@ -9,7 +9,7 @@ import (
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 )
 
-// What the host knows about the session when it calls a filter.
+// What the host knows about a session (`host-session`).
 type Session struct {
 	// OpenSMTPD-style 64-bit session id, 16 hex digits.
 	Id string
