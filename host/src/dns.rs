@@ -11,7 +11,7 @@ use std::time::Duration;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::{ResolveError, TokioResolver};
 
@@ -98,11 +98,10 @@ impl Dns {
             Kind::Mx => RecordType::MX,
             Kind::Ptr => RecordType::PTR,
         };
-        let fqdn = if name.ends_with('.') {
-            name.to_string()
-        } else {
-            format!("{name}.")
-        };
+        // valid_name let only ASCII through: parsed as such, the name
+        // skips IDNA mapping, the dearest part of a cached lookup.
+        let mut fqdn = Name::from_ascii(name).map_err(|_| DnsError::BadName)?;
+        fqdn.set_fqdn(true);
         let lookup =
             match tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(fqdn, rtype)).await {
                 Err(_) => return Err(DnsError::Lookup("timed out".into())),
