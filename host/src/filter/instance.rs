@@ -56,16 +56,14 @@ pub struct Instance {
 }
 
 /// Calls one of the filter's exports the way every call goes: fresh
-/// fuel and deadline first, the fuel burnt counted after. The session,
-/// parameter and lines are borrowed, not copied (a batch of lines is up
-/// to 256 KiB, copied once more per filter otherwise); a closure could
-/// not borrow them for a future that also borrows the store.
+/// fuel and deadline first, the fuel burnt counted after. The parameter
+/// and lines are borrowed, not copied (a batch of lines is up to
+/// 256 KiB, copied once more per filter otherwise); a closure could not
+/// borrow them for a future that also borrows the store.
 ///
 /// The deadline needs no timer of its own: the epoch stops a guest that
 /// computes, and the only import that waits (DNS) is bounded by what is
-/// left of the call's time. A tokio timer per call cost more than the
-/// call: arming one sooner than every other timer wakes the runtime's
-/// parked thread, a context switch per call.
+/// left of the call's time (see `host-dns` in [`super::host`]).
 macro_rules! export_call {
     ($instance:expr, $export:ident($($arg:expr),*)) => {{
         let given = $instance.begin_call()?;
