@@ -43,6 +43,10 @@ enum State {
     Live(Box<Instance>),
     /// Failed earlier in the session: its policy answers from now on.
     Failed,
+    /// Done with the session: it asked for nothing after the connection
+    /// (a DNSBL check), so its instance went back to the idle list right
+    /// after the connect phase instead of idling until the session ends.
+    Done,
 }
 
 /// A chain's member: a wasm filter (instantiated per session) or a
@@ -112,7 +116,7 @@ impl SessionFilters {
             Slot::Wasm(m) => match &m.state {
                 State::NotStarted => true,
                 State::Live(instance) => instance.subscriptions.reports,
-                State::Failed => false,
+                State::Failed | State::Done => false,
             },
             Slot::Builtin(_) => false,
         })
@@ -132,6 +136,39 @@ impl SessionFilters {
     /// Asks the chain about a phase. Filters that did not subscribe to
     /// it are not called; a rewrite feeds the next filter's parameter.
     pub async fn phase(&mut self, session: &Session, phase: Phase, param: &str) -> Verdict {
+        let verdict = self.ask(session, phase, param).await;
+        if phase == Phase::Connect {
+            self.release_connect_only();
+        }
+        verdict
+    }
+
+    /// Parks the instances that will not be called again in this
+    /// session: nothing after the connect phase was subscribed. Their
+    /// next session may start while this one goes on, on a hot instance.
+    fn release_connect_only(&mut self) {
+        for slot in &mut self.members {
+            let Slot::Wasm(member) = slot else { continue };
+            let State::Live(instance) = &member.state else {
+                continue;
+            };
+            let subs = &instance.subscriptions;
+            let connect_only = !subs.data_lines
+                && !subs.reports
+                && subs.phases.iter().all(|p| *p == Phase::Connect);
+            if !connect_only {
+                continue;
+            }
+            let State::Live(instance) = std::mem::replace(&mut member.state, State::Done) else {
+                continue;
+            };
+            if instance.reusable() {
+                member.filter.idle.park(self.tenant.clone(), instance);
+            }
+        }
+    }
+
+    async fn ask(&mut self, session: &Session, phase: Phase, param: &str) -> Verdict {
         let mut param = param.to_string();
         let (mut rewritten, mut junk) = (false, false);
         for i in 0..self.members.len() {
@@ -266,6 +303,7 @@ impl SessionFilters {
         }
         match &mut member.state {
             State::Live(instance) => Ok(Some(instance)),
+            State::Done => Ok(None),
             State::Failed if member.filter.on_error == OnError::Proceed => Ok(None),
             State::Failed | State::NotStarted => Err(Failure::Quarantined),
         }

@@ -370,6 +370,35 @@ async fn finished_instances_serve_the_same_tenants_next_sessions_afresh() {
 }
 
 #[tokio::test]
+async fn a_connect_only_filter_frees_its_instance_after_the_connect_phase() {
+    let reg = registry(&hostile("proceed", "phase connect"));
+    let filter = reg.get("h").unwrap();
+    let mut first = SessionFilters::new(reg.chain("h"), "1");
+    assert_eq!(
+        first.phase(&session(), Phase::Connect, "192.0.2.7").await,
+        Verdict::PROCEED
+    );
+    // The first session goes on, but its instance is already idle: the
+    // next session starts on it.
+    assert_eq!(filter.idle.len(), 1);
+    let mut second = SessionFilters::new(reg.chain("h"), "2");
+    second.phase(&session(), Phase::Connect, "192.0.2.8").await;
+    assert_eq!(filter.stats.reuses.get(), 1);
+    // The rest of the first session calls nothing, and its end parks
+    // nothing twice.
+    assert_eq!(
+        first
+            .phase(&session(), Phase::MailFrom, "joe@example.org")
+            .await,
+        Verdict::PROCEED
+    );
+    drop(first);
+    drop(second);
+    assert_eq!(filter.idle.len(), 1);
+    assert_eq!(filter.stats.calls.get(), 4, "init and connect, twice");
+}
+
+#[tokio::test]
 async fn max_use_bounds_the_sessions_of_one_instance() {
     let reg = registry("filter r regex body \"EICAR\" max-use 2\n");
     let filter = reg.get("r").unwrap();

@@ -5,8 +5,10 @@
 //! (`--nameserver IP:PORT`, which the tests use to reach a DNS server on
 //! loopback).
 
+mod answers;
+
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
@@ -59,6 +61,8 @@ pub enum LookupError {
 
 pub struct Dns {
     resolver: TokioResolver,
+    /// The filters' answers, kept for their TTL (see [`answers`]).
+    answers: answers::Answers,
 }
 
 impl Dns {
@@ -81,15 +85,21 @@ impl Dns {
         };
         Ok(Dns {
             resolver: builder.with_options(opts).build(),
+            answers: answers::Answers::default(),
         })
     }
 
     /// Records as text: addresses, TXT strings joined, "PREF HOST" for MX,
     /// names for PTR. A name or record that does not exist is an empty
-    /// list, not an error.
+    /// list, not an error; a server failure (SERVFAIL, REFUSED) or a
+    /// time-out is an error.
     pub async fn lookup(&self, name: &str, kind: Kind) -> Result<Vec<String>, DnsError> {
         if !valid_name(name) {
             return Err(DnsError::BadName);
+        }
+        let now = Instant::now();
+        if let Some(records) = self.answers.get(name, kind, now) {
+            return Ok(records);
         }
         let rtype = match kind {
             Kind::A => RecordType::A,
@@ -105,15 +115,28 @@ impl Dns {
         let lookup =
             match tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(fqdn, rtype)).await {
                 Err(_) => return Err(DnsError::Lookup("timed out".into())),
-                Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => return Ok(Vec::new()),
-                Ok(Err(e)) => return Err(DnsError::Lookup(e.to_string())),
+                Ok(Err(e)) => {
+                    return match classify(&e) {
+                        LookupError::NotFound | LookupError::NoRecords => {
+                            if let Some(ttl) = negative_ttl(&e) {
+                                let expires = now + ttl.min(answers::MAX_NEGATIVE_TTL);
+                                self.answers.put(name, kind, Vec::new(), expires, now);
+                            }
+                            Ok(Vec::new())
+                        }
+                        _ => Err(DnsError::Lookup(e.to_string())),
+                    };
+                }
                 Ok(Ok(l)) => l,
             };
-        Ok(lookup
+        let records: Vec<String> = lookup
             .record_iter()
             .filter(|r| r.record_type() == rtype)
             .filter_map(|r| text_of(r.data()))
-            .collect())
+            .collect();
+        self.answers
+            .put(name, kind, records.clone(), lookup.valid_until(), now);
+        Ok(records)
     }
 }
 
@@ -203,6 +226,18 @@ fn classify(e: &ResolveError) -> LookupError {
             code => LookupError::Temporary(code.to_string()),
         },
         _ => LookupError::Temporary(e.to_string()),
+    }
+}
+
+/// How long a "no such name/record" may be kept: the SOA's negative
+/// TTL, when the server sent one.
+fn negative_ttl(e: &ResolveError) -> Option<Duration> {
+    match e.proto().map(|p| p.kind()) {
+        Some(ProtoErrorKind::NoRecordsFound {
+            negative_ttl: Some(ttl),
+            ..
+        }) => Some(Duration::from_secs(u64::from(*ttl))),
+        _ => None,
     }
 }
 
@@ -353,6 +388,37 @@ mod tests {
         assert!(matches!(
             dns.lookup_ip("halfbroken.test").await,
             Err(LookupError::Temporary(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn filter_lookups_answer_lists_and_fail_on_server_failure() {
+        let dns = Dns::new(Some(fake_server().await)).unwrap();
+        for _ in 0..2 {
+            // The second round is answered from what the first kept.
+            assert_eq!(
+                dns.lookup("host.test", Kind::A).await.unwrap(),
+                ["192.0.2.1"]
+            );
+            assert_eq!(
+                dns.lookup("HOST.test.", Kind::A).await.unwrap(),
+                ["192.0.2.1"]
+            );
+            assert!(dns.lookup("nx.test", Kind::A).await.unwrap().is_empty());
+            assert!(dns
+                .lookup("empty.test", Kind::Txt)
+                .await
+                .unwrap()
+                .is_empty());
+            // SERVFAIL is no answer: a DNSBL must not read it as "not listed".
+            assert!(matches!(
+                dns.lookup("fail.test", Kind::A).await,
+                Err(DnsError::Lookup(_))
+            ));
+        }
+        assert!(matches!(
+            dns.lookup("bad name", Kind::A).await,
+            Err(DnsError::BadName)
         ));
     }
 
