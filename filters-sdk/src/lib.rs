@@ -22,8 +22,16 @@
 //! prepare what every session needs there. The SDK keeps that value as
 //! init left it, and every session, the first included, starts from a
 //! clone of it (hence `Clone`): nothing of the last session remains, and
-//! no session pays for parsing the configuration again. Keep state in the
-//! value, not in other statics, or set [`Filter::REUSABLE`] to `false`.
+//! no session pays for parsing the configuration again (the host numbers
+//! an instance's sessions, [`session::serial`], and the SDK starts the
+//! value afresh at the first call of each). Keep state in the value, not
+//! in other statics, or set [`Filter::REUSABLE`] to `false`.
+//!
+//! A filter that reads message lines and subscribes to
+//! [`Phase::Commit`] has its `on_phase(Commit)` called right after the
+//! last batch's `on_data_lines`, in the same call from the host (which
+//! then applies the answer at commit): one call less per message.
+//! Nothing happens to the filter in between either way.
 //!
 //! # Subscriptions
 //!
@@ -125,7 +133,7 @@ pub mod bindings {
 }
 
 pub use bindings::wasmtpd::filter::types::{
-    AuthReport, Decision, Outcome, Phase, Reply, Report, Subscriptions, TxAddress,
+    AuthReport, Decision, LinesAnswer, Outcome, Phase, Reply, Report, Subscriptions, TxAddress,
 };
 pub use lines::{Lines, LinesOut};
 pub use session::{Session, SessionInfo};
@@ -376,39 +384,46 @@ macro_rules! export_filter {
                 static PRISTINE: ::core::cell::RefCell<
                     ::core::option::Option<($ty, $crate::Subscriptions)>,
                 > = const { ::core::cell::RefCell::new(::core::option::Option::None) };
+                /// The host's serial of the session INSTANCE belongs to.
+                static SERIAL: ::core::cell::Cell<u64> = const { ::core::cell::Cell::new(0) };
             }
 
-            fn with<R>(f: impl FnOnce(&mut $ty) -> R) -> R {
-                INSTANCE.with(|cell| {
-                    let mut slot = cell.borrow_mut();
-                    f(slot.get_or_insert_with(|| $init))
-                })
-            }
-
-            /// A session begins (the host calls `init` before each): the
-            /// last session's value goes, and the session starts from a
-            /// clone of the value `Filter::init` left, built and
-            /// initialised on the instance's first session.
-            fn begin_session() -> $crate::Subscriptions {
-                INSTANCE.with(|cell| ::core::mem::drop(cell.take()));
-                let (value, subscriptions) = PRISTINE.with(|cell| {
+            /// The value as `Filter::init` left it, and its answer; built
+            /// and initialised on first use.
+            fn pristine<R>(f: impl FnOnce(&($ty, $crate::Subscriptions)) -> R) -> R {
+                PRISTINE.with(|cell| {
                     let mut pristine = cell.borrow_mut();
-                    let (value, subscriptions) = pristine.get_or_insert_with(|| {
+                    f(pristine.get_or_insert_with(|| {
                         let mut value: $ty = $init;
                         let subscriptions = <$ty as $crate::Filter>::init(&mut value);
                         (value, subscriptions)
-                    });
-                    (value.clone(), subscriptions.clone())
-                });
-                INSTANCE.with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(value));
-                subscriptions
+                    }))
+                })
+            }
+
+            /// Runs `f` on the session's value. When the host's session
+            /// serial moved on, a new session began on this (reused)
+            /// instance: the last session's value goes, and the new one
+            /// starts from a clone of the value `Filter::init` left.
+            fn with<R>(f: impl FnOnce(&mut $ty) -> R) -> R {
+                let serial = $crate::session::serial();
+                if serial != SERIAL.get() {
+                    INSTANCE.with(|cell| ::core::mem::drop(cell.take()));
+                    let value = pristine(|(value, _)| value.clone());
+                    INSTANCE.with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(value));
+                    SERIAL.set(serial);
+                }
+                INSTANCE.with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    f(slot.get_or_insert_with(|| pristine(|(value, _)| value.clone())))
+                })
             }
 
             struct WasmtpdFilterExport;
 
             impl $crate::bindings::exports::wasmtpd::filter::filter::Guest for WasmtpdFilterExport {
                 fn init() -> $crate::Subscriptions {
-                    begin_session()
+                    pristine(|(_, subscriptions)| subscriptions.clone())
                 }
                 fn on_phase(
                     phase: $crate::Phase,
@@ -417,10 +432,27 @@ macro_rules! export_filter {
                     let session = $crate::Session::current();
                     with(|f| <$ty as $crate::Filter>::on_phase(f, &session, phase, &param))
                 }
-                fn on_data_lines(lines: ::std::vec::Vec<u8>, last: bool) -> $crate::LinesOut {
+                fn on_data_lines(lines: ::std::vec::Vec<u8>, last: bool) -> $crate::LinesAnswer {
                     let session = $crate::Session::current();
                     let lines = $crate::Lines::from_bytes(lines);
-                    with(|f| <$ty as $crate::Filter>::on_data_lines(f, &session, lines, last))
+                    // The commit phase comes next for this filter: its
+                    // answer goes back with the last lines, saving the
+                    // host a call.
+                    let early =
+                        last && pristine(|(_, s)| s.phases.contains(&$crate::Phase::Commit));
+                    with(|f| {
+                        let lines =
+                            <$ty as $crate::Filter>::on_data_lines(f, &session, lines, last);
+                        let commit = early.then(|| {
+                            <$ty as $crate::Filter>::on_phase(
+                                f,
+                                &session,
+                                $crate::Phase::Commit,
+                                "",
+                            )
+                        });
+                        $crate::LinesAnswer { lines, commit }
+                    })
                 }
                 fn on_report(event: $crate::Report) {
                     let session = $crate::Session::current();

@@ -56,3 +56,17 @@ fn fetch() -> SessionInfo {
 fn fetch() -> SessionInfo {
     panic!("no host here: build the session with Session::from_info")
 }
+
+/// Which of the instance's sessions the call under way belongs to
+/// (`host-session.serial`): [`crate::export_filter!`] starts the filter's
+/// value afresh when it changes.
+#[cfg(target_family = "wasm")]
+pub fn serial() -> u64 {
+    crate::bindings::wasmtpd::filter::host_session::serial()
+}
+
+/// Off wasm, one session.
+#[cfg(not(target_family = "wasm"))]
+pub fn serial() -> u64 {
+    1
+}

@@ -68,9 +68,10 @@ static bool domain_is_blocked(const mail_filter_string_t *address) {
     return blocked;
 }
 
-/* Called first in every session: we only want to see MAIL FROM. The
- * filter keeps no state between calls, so an instance may serve session
- * after session (`reusable`): the host then skips starting a new one. */
+/* Called once per instance: we only want to see MAIL FROM. The filter
+ * keeps no state between calls, so an instance may serve session after
+ * session (`reusable`) with nothing to reset when a new one begins (a
+ * filter with state would watch wasmtpd_filter_host_session_serial()). */
 void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscriptions_t *ret) {
     ret->phases.len = 1;
     ret->phases.ptr = malloc(sizeof(wasmtpd_filter_types_phase_t));
@@ -110,11 +111,12 @@ void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_phase_
 }
 
 /* Not subscribed, so never called; if it were, pass the lines on as they
- * came (the host copies nothing back). */
+ * came (the host copies nothing back) and leave commit to its phase. */
 void exports_wasmtpd_filter_filter_on_data_lines(mail_filter_list_u8_t *lines, bool last,
-                                                 exports_wasmtpd_filter_filter_lines_out_t *ret) {
+                                                 exports_wasmtpd_filter_filter_lines_answer_t *ret) {
     (void)last;
-    ret->tag = WASMTPD_FILTER_TYPES_LINES_OUT_PASS;
+    ret->lines.tag = WASMTPD_FILTER_TYPES_LINES_OUT_PASS;
+    ret->commit.is_some = false;
     mail_filter_list_u8_free(lines);
 }
 

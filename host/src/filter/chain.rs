@@ -66,6 +66,9 @@ struct Member {
     state: State,
     /// Why it failed, when it did.
     failure: Option<Failure>,
+    /// Its commit decision for the message under way, given with the
+    /// last batch of lines: commit then asks it nothing.
+    commit: Option<Decision>,
 }
 
 pub struct SessionFilters {
@@ -86,6 +89,7 @@ impl SessionFilters {
                         filter,
                         state: State::NotStarted,
                         failure: None,
+                        commit: None,
                     }),
                     ChainMember::Builtin(b) => Slot::Builtin(b),
                 })
@@ -177,6 +181,8 @@ impl SessionFilters {
                     Some(d) => Ok(d),
                     None => continue,
                 }
+            } else if let Some(d) = self.early_commit(i, phase) {
+                Ok(d)
             } else {
                 match self.live(i).await {
                     Err(failure) => Err(failure),
@@ -232,6 +238,15 @@ impl SessionFilters {
         }
     }
 
+    /// The commit decision member `i` gave with the message's last
+    /// lines, when `phase` is commit.
+    fn early_commit(&mut self, i: usize, phase: Phase) -> Option<Decision> {
+        match &mut self.members[i] {
+            Slot::Wasm(member) if phase == Phase::Commit => member.commit.take(),
+            _ => None,
+        }
+    }
+
     /// Runs the message through every filter that reads lines, in
     /// batches. `content` is CRLF lines; so is the result. `max_size`
     /// bounds what a filter may hand back.
@@ -241,6 +256,11 @@ impl SessionFilters {
         mut content: Vec<u8>,
         max_size: usize,
     ) -> Result<Vec<u8>, Verdict> {
+        for slot in &mut self.members {
+            if let Slot::Wasm(member) = slot {
+                member.commit = None;
+            }
+        }
         for i in 0..self.members.len() {
             let instance = match self.live(i).await {
                 Err(failure) => match self.failed(i, "data-line", failure) {
@@ -252,8 +272,14 @@ impl SessionFilters {
                 Ok(Some(instance)) => instance,
             };
             match run_lines(instance, session, &content, max_size).await {
-                Ok(Some(out)) => content = out,
-                Ok(None) => {}
+                Ok((out, commit)) => {
+                    if let Some(out) = out {
+                        content = out;
+                    }
+                    if let Slot::Wasm(member) = &mut self.members[i] {
+                        member.commit = commit;
+                    }
+                }
                 Err(failure) => {
                     if let Some(v) = self.failed(i, "data-line", failure) {
                         return Err(v);
@@ -292,7 +318,7 @@ impl SessionFilters {
             let tenant = self.tenant_stats.clone();
             let instance = match member.filter.idle.take(self.tenant.as_deref()) {
                 Some(mut idle) => {
-                    idle.restart(&self.session_id, tenant).await?;
+                    idle.restart(&self.session_id, tenant);
                     idle
                 }
                 None => {
@@ -414,21 +440,23 @@ fn count_failure(stats: &FilterStats, tenant: Option<&TenantStats>, failure: &Fa
     }
 }
 
-/// One filter over all the lines, batch by batch; None when it passed
-/// every batch on unchanged, so nothing was copied.
+/// One filter over all the lines, batch by batch: the lines (None when
+/// it passed every batch on unchanged, so nothing was copied) and the
+/// commit decision it gave with the last batch, if it did.
 async fn run_lines(
     instance: &mut Instance,
     session: &Session,
     input: &[u8],
     max_size: usize,
-) -> Result<Option<Vec<u8>>, Failure> {
+) -> Result<(Option<Vec<u8>>, Option<Decision>), Failure> {
     let mut out: Option<Vec<u8>> = None;
     let mut start = 0;
     loop {
         let end = batch_end(input, start);
         let last = end == input.len();
         let batch = &input[start..end];
-        match instance.on_data_lines(session, batch, last).await? {
+        let answer = instance.on_data_lines(session, batch, last).await?;
+        match answer.lines {
             LinesOut::Pass => {
                 if let Some(out) = &mut out {
                     out.extend_from_slice(batch);
@@ -454,7 +482,7 @@ async fn run_lines(
             ));
         }
         if last {
-            return Ok(out);
+            return Ok((out, answer.commit));
         }
         start = end;
     }

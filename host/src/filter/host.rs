@@ -131,6 +131,10 @@ pub struct FilterHost {
     pub call_deadline: Option<Instant>,
     /// The session the call under way is about (`host-session`).
     pub session: types::Session,
+    /// Which of the instance's sessions this is (`host-session.serial`):
+    /// how a reused instance, whose `init` is not called again, learns
+    /// that a new session began.
+    pub serial: u64,
     /// The filter's pattern sets this instance used, by handle, and the
     /// handles of the pattern lists it compiled: after the first session
     /// of a reused instance, `host-regex` takes no lock and hashes no
@@ -230,6 +234,7 @@ impl FilterHost {
             regex_bytes_left: REGEX_BYTES_PER_SESSION,
             call_deadline: None,
             session: empty_session(),
+            serial: 1,
             regex_sets: Vec::new(),
             regex_compiled: Vec::new(),
             wasi: None,
@@ -242,6 +247,7 @@ impl FilterHost {
         self.session_id.clear();
         self.session_id.push_str(session_id);
         self.session = empty_session();
+        self.serial += 1;
         self.dns_left = dns_queries;
         self.log_left = LOG_LINES_PER_SESSION;
         self.regex_bytes_left = REGEX_BYTES_PER_SESSION;
@@ -265,6 +271,10 @@ impl types::Host for FilterHost {}
 impl host_session::Host for FilterHost {
     fn current(&mut self) -> wasmtime::Result<types::Session> {
         Ok(self.session.clone())
+    }
+
+    fn serial(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.serial)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use wasmtime::Store;
 
-use super::bindings::{Decision, LinesOut, MailFilter, Phase, Report, Session, Subscriptions};
+use super::bindings::{Decision, LinesAnswer, MailFilter, Phase, Report, Session, Subscriptions};
 use super::engine::TICK;
 use super::host::{refresh_session, BudgetExceeded, CallDeadline, FilterHost};
 use super::limits::{Limits, YIELD_INTERVAL};
@@ -98,13 +98,9 @@ impl Instance {
     }
 
     /// Makes a finished instance ready for another session: fresh
-    /// budgets, and `init` again, which the filter promised starts it
-    /// afresh.
-    pub async fn restart(
-        &mut self,
-        session_id: &str,
-        tenant: Option<Arc<TenantStats>>,
-    ) -> Result<(), Failure> {
+    /// budgets and the next session serial, which tells the filter to
+    /// start afresh. No call: `init` answered for the instance.
+    pub fn restart(&mut self, session_id: &str, tenant: Option<Arc<TenantStats>>) {
         self.store
             .data_mut()
             .begin_session(session_id, self.limits.dns_queries);
@@ -112,8 +108,6 @@ impl Instance {
         self.tenant = tenant;
         self.uses += 1;
         self.stats.reuses.inc();
-        self.subscriptions = export_call!(self, call_init())?;
-        Ok(())
     }
 
     /// Whether the instance may serve another session after this one:
@@ -196,7 +190,7 @@ impl Instance {
         session: &Session,
         lines: &[u8],
         last: bool,
-    ) -> Result<LinesOut, Failure> {
+    ) -> Result<LinesAnswer, Failure> {
         refresh_session(&mut self.store.data_mut().session, session);
         export_call!(self, call_on_data_lines(lines, last))
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::config;
+use crate::filter::bindings::Decision;
 
 fn filters_dir() -> &'static str {
     env!("WASMTPD_FILTERS_DIR")
@@ -344,8 +345,8 @@ async fn finished_instances_serve_the_same_tenants_next_sessions_afresh() {
     let reg = registry(REGEX_FILTER);
     let filter = reg.get("r").unwrap();
     let spam = b"Subject: x\r\n\r\nEICAR here\r\n";
-    // The first session matches, and goes away before its commit: its
-    // instance remembers a match it never reported.
+    // The first session's message matches, and the session goes away
+    // before its commit.
     regex_session(&reg, Some("a"), Some(spam), false).await;
     assert_eq!(filter.idle.len(), 1);
     // The next session of the tenant gets that instance, started afresh:
@@ -395,7 +396,55 @@ async fn a_connect_only_filter_frees_its_instance_after_the_connect_phase() {
     drop(first);
     drop(second);
     assert_eq!(filter.idle.len(), 1);
-    assert_eq!(filter.stats.calls.get(), 4, "init and connect, twice");
+    assert_eq!(filter.stats.calls.get(), 3, "init once, connect twice");
+}
+
+#[tokio::test]
+async fn a_reused_instance_starts_afresh_even_mid_message() {
+    let reg = registry(REGEX_FILTER);
+    let filter = reg.get("r").unwrap();
+    let spam: &[u8] = b"Subject: x\r\n\r\nEICAR here\r\n";
+    let mut instance = instance::Instance::start(&filter, "1").await.unwrap();
+    // Within a session the filter keeps what it saw...
+    instance
+        .on_data_lines(&session(), spam, false)
+        .await
+        .unwrap();
+    let commit = instance.on_phase(&session(), Phase::Commit, "").await;
+    assert!(matches!(commit, Ok(Decision::Reject(_))), "{commit:?}");
+    // ...but a session cut off half way through its message leaves
+    // nothing to the next one: init is not called again, the new
+    // session serial is what resets the filter.
+    instance
+        .on_data_lines(&session(), spam, false)
+        .await
+        .unwrap();
+    instance.restart("2", None);
+    let commit = instance.on_phase(&session(), Phase::Commit, "").await;
+    assert!(matches!(commit, Ok(Decision::Proceed)), "{commit:?}");
+}
+
+#[tokio::test]
+async fn a_content_filter_answers_commit_with_the_last_lines() {
+    let reg = registry(REGEX_FILTER);
+    let filter = reg.get("r").unwrap();
+    let mut f = SessionFilters::new(reg.chain("r"), "1");
+    for (message, rejected) in [
+        (&b"Subject: x\r\n\r\nEICAR here\r\n"[..], true),
+        (&b"Subject: y\r\n\r\nclean\r\n"[..], false),
+    ] {
+        f.data(&session(), message.to_vec(), 1 << 20).await.unwrap();
+        let calls = filter.stats.calls.get();
+        let verdict = f.phase(&session(), Phase::Commit, "").await;
+        assert_eq!(
+            matches!(verdict, Verdict::Reject(_)),
+            rejected,
+            "{verdict:?}"
+        );
+        assert_eq!(filter.stats.calls.get(), calls, "no call at commit");
+    }
+    // init, then one call per message.
+    assert_eq!(filter.stats.calls.get(), 3);
 }
 
 #[tokio::test]

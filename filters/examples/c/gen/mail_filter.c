@@ -3,54 +3,57 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `wasmtpd:filter/host-session@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-session@0.3.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-session@0.2.0"), __import_name__("current")))
+__attribute__((__import_module__("wasmtpd:filter/host-session@0.3.0"), __import_name__("current")))
 extern void __wasm_import_wasmtpd_filter_host_session_current(uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-log@0.2.0`
+__attribute__((__import_module__("wasmtpd:filter/host-session@0.3.0"), __import_name__("serial")))
+extern int64_t __wasm_import_wasmtpd_filter_host_session_serial(void);
 
-__attribute__((__import_module__("wasmtpd:filter/host-log@0.2.0"), __import_name__("log")))
+// Imported Functions from `wasmtpd:filter/host-log@0.3.0`
+
+__attribute__((__import_module__("wasmtpd:filter/host-log@0.3.0"), __import_name__("log")))
 extern void __wasm_import_wasmtpd_filter_host_log_log(int32_t, uint8_t *, size_t);
 
-// Imported Functions from `wasmtpd:filter/host-dns@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-dns@0.3.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-dns@0.2.0"), __import_name__("lookup")))
+__attribute__((__import_module__("wasmtpd:filter/host-dns@0.3.0"), __import_name__("lookup")))
 extern void __wasm_import_wasmtpd_filter_host_dns_lookup(uint8_t *, size_t, int32_t, uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-kv@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-kv@0.3.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-kv@0.2.0"), __import_name__("get")))
+__attribute__((__import_module__("wasmtpd:filter/host-kv@0.3.0"), __import_name__("get")))
 extern void __wasm_import_wasmtpd_filter_host_kv_get(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-kv@0.2.0"), __import_name__("set")))
+__attribute__((__import_module__("wasmtpd:filter/host-kv@0.3.0"), __import_name__("set")))
 extern void __wasm_import_wasmtpd_filter_host_kv_set(uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-config@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-config@0.3.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-config@0.2.0"), __import_name__("get")))
+__attribute__((__import_module__("wasmtpd:filter/host-config@0.3.0"), __import_name__("get")))
 extern void __wasm_import_wasmtpd_filter_host_config_get(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-config@0.2.0"), __import_name__("all")))
+__attribute__((__import_module__("wasmtpd:filter/host-config@0.3.0"), __import_name__("all")))
 extern void __wasm_import_wasmtpd_filter_host_config_all(uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-regex@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-regex@0.3.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("compile")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("compile")))
 extern void __wasm_import_wasmtpd_filter_host_regex_compile(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("matches")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("matches")))
 extern void __wasm_import_wasmtpd_filter_host_regex_matches(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("is-match")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("is-match")))
 extern int32_t __wasm_import_wasmtpd_filter_host_regex_is_match(int32_t, uint8_t *, size_t);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.2.0"), __import_name__("matches-any-line")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("matches-any-line")))
 extern void __wasm_import_wasmtpd_filter_host_regex_matches_any_line(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Exported Functions from `wasmtpd:filter/filter@0.2.0`
+// Exported Functions from `wasmtpd:filter/filter@0.3.0`
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.2.0#init")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.3.0#init")))
 void __wasm_export_exports_wasmtpd_filter_filter_init_post_return(uint8_t * arg0) {
   size_t len = *((size_t*) (arg0 + sizeof(void*)));
   if (len > 0) {
@@ -63,7 +66,7 @@ void __wasm_export_exports_wasmtpd_filter_filter_init_post_return(uint8_t * arg0
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.2.0#on-phase")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.3.0#on-phase")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_phase_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -118,7 +121,7 @@ void __wasm_export_exports_wasmtpd_filter_filter_on_phase_post_return(uint8_t * 
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.2.0#on-data-lines")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.3.0#on-data-lines")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_data_lines_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -133,6 +136,65 @@ void __wasm_export_exports_wasmtpd_filter_filter_on_data_lines_post_return(uint8
           (void) base;
         }
         free(ptr);
+      }
+      break;
+    }
+  }
+  switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + (3*sizeof(void*))))) {
+    case 0: {
+      break;
+    }
+    case 1: {
+      switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + (4*sizeof(void*))))) {
+        case 0: {
+          break;
+        }
+        case 1: {
+          break;
+        }
+        case 2: {
+          switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + (6*sizeof(void*))))) {
+            case 0: {
+              break;
+            }
+            case 1: {
+              if ((*((size_t*) (arg0 + (8*sizeof(void*))))) > 0) {
+                free(*((uint8_t **) (arg0 + (7*sizeof(void*)))));
+              }
+              break;
+            }
+          }
+          if ((*((size_t*) (arg0 + (10*sizeof(void*))))) > 0) {
+            free(*((uint8_t **) (arg0 + (9*sizeof(void*)))));
+          }
+          break;
+        }
+        case 3: {
+          switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + (6*sizeof(void*))))) {
+            case 0: {
+              break;
+            }
+            case 1: {
+              if ((*((size_t*) (arg0 + (8*sizeof(void*))))) > 0) {
+                free(*((uint8_t **) (arg0 + (7*sizeof(void*)))));
+              }
+              break;
+            }
+          }
+          if ((*((size_t*) (arg0 + (10*sizeof(void*))))) > 0) {
+            free(*((uint8_t **) (arg0 + (9*sizeof(void*)))));
+          }
+          break;
+        }
+        case 4: {
+          if ((*((size_t*) (arg0 + (6*sizeof(void*))))) > 0) {
+            free(*((uint8_t **) (arg0 + (5*sizeof(void*)))));
+          }
+          break;
+        }
+        case 5: {
+          break;
+        }
       }
       break;
     }
@@ -152,7 +214,7 @@ void *cabi_realloc(void *ptr, size_t old_size, size_t align, size_t new_size) {
 }
 
 __attribute__((__aligned__(sizeof(void*))))
-static uint8_t RET_AREA[(7*sizeof(void*))];
+static uint8_t RET_AREA[(11*sizeof(void*))];
 
 // Helper Functions
 
@@ -303,6 +365,17 @@ void wasmtpd_filter_types_lines_out_free(wasmtpd_filter_types_lines_out_t *ptr) 
   }
 }
 
+void wasmtpd_filter_types_option_decision_free(wasmtpd_filter_types_option_decision_t *ptr) {
+  if (ptr->is_some) {
+    wasmtpd_filter_types_decision_free(&ptr->val);
+  }
+}
+
+void wasmtpd_filter_types_lines_answer_free(wasmtpd_filter_types_lines_answer_t *ptr) {
+  wasmtpd_filter_types_lines_out_free(&ptr->lines);
+  wasmtpd_filter_types_option_decision_free(&ptr->commit);
+}
+
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr) {
   size_t list_len = ptr->len;
   if (list_len > 0) {
@@ -405,8 +478,8 @@ void exports_wasmtpd_filter_filter_subscriptions_free(exports_wasmtpd_filter_fil
   wasmtpd_filter_types_subscriptions_free(ptr);
 }
 
-void exports_wasmtpd_filter_filter_lines_out_free(exports_wasmtpd_filter_filter_lines_out_t *ptr) {
-  wasmtpd_filter_types_lines_out_free(ptr);
+void exports_wasmtpd_filter_filter_lines_answer_free(exports_wasmtpd_filter_filter_lines_answer_t *ptr) {
+  wasmtpd_filter_types_lines_answer_free(ptr);
 }
 
 void mail_filter_string_set(mail_filter_string_t *ret, const char*s) {
@@ -525,6 +598,11 @@ void wasmtpd_filter_host_session_current(wasmtpd_filter_host_session_session_t *
     (mail_filter_option_string_t) option3,
     (mail_filter_option_string_t) option4,
   };
+}
+
+uint64_t wasmtpd_filter_host_session_serial(void) {
+  int64_t ret = __wasm_import_wasmtpd_filter_host_session_serial();
+  return (uint64_t) (ret);
 }
 
 void wasmtpd_filter_host_log_log(wasmtpd_filter_host_log_level_t level, mail_filter_string_t *message) {
@@ -665,7 +743,7 @@ void wasmtpd_filter_host_regex_matches_any_line(uint32_t handle, mail_filter_lis
   *ret = (mail_filter_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#init")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#init")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   exports_wasmtpd_filter_filter_subscriptions_t ret;
   exports_wasmtpd_filter_filter_init(&ret);
@@ -678,7 +756,7 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-phase")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#on-phase")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(int32_t arg, uint8_t * arg0, size_t arg1) {
   mail_filter_string_t arg2 = (mail_filter_string_t) { (uint8_t*)(arg0), (arg1) };
   exports_wasmtpd_filter_filter_decision_t ret;
@@ -740,29 +818,88 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(int32_t arg, uint
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-data-lines")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#on-data-lines")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * arg, size_t arg0, int32_t arg1) {
   mail_filter_list_u8_t arg2 = (mail_filter_list_u8_t) { (uint8_t*)(arg), (arg0) };
-  exports_wasmtpd_filter_filter_lines_out_t ret;
+  exports_wasmtpd_filter_filter_lines_answer_t ret;
   exports_wasmtpd_filter_filter_on_data_lines(&arg2, arg1, &ret);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
-  switch ((int32_t) (ret).tag) {
+  switch ((int32_t) ((ret).lines).tag) {
     case 0: {
       *((int8_t*)(ptr + 0)) = 0;
       break;
     }
     case 1: {
-      const mail_filter_list_u8_t *payload3 = &(ret).val.replace;
+      const mail_filter_list_u8_t *payload3 = &((ret).lines).val.replace;
       *((int8_t*)(ptr + 0)) = 1;
       *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload3).len;
       *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload3).ptr;
       break;
     }
   }
+  if (((ret).commit).is_some) {
+    const wasmtpd_filter_types_decision_t *payload5 = &((ret).commit).val;
+    *((int8_t*)(ptr + (3*sizeof(void*)))) = 1;
+    switch ((int32_t) (*payload5).tag) {
+      case 0: {
+        *((int8_t*)(ptr + (4*sizeof(void*)))) = 0;
+        break;
+      }
+      case 1: {
+        *((int8_t*)(ptr + (4*sizeof(void*)))) = 1;
+        break;
+      }
+      case 2: {
+        const wasmtpd_filter_types_reply_t *payload8 = &(*payload5).val.reject;
+        *((int8_t*)(ptr + (4*sizeof(void*)))) = 2;
+        *((int16_t*)(ptr + (5*sizeof(void*)))) = (int32_t) ((*payload8).code);
+        if (((*payload8).enhanced).is_some) {
+          const mail_filter_string_t *payload10 = &((*payload8).enhanced).val;
+          *((int8_t*)(ptr + (6*sizeof(void*)))) = 1;
+          *((size_t*)(ptr + (8*sizeof(void*)))) = (*payload10).len;
+          *((uint8_t **)(ptr + (7*sizeof(void*)))) = (uint8_t *) (*payload10).ptr;
+        } else {
+          *((int8_t*)(ptr + (6*sizeof(void*)))) = 0;
+        }
+        *((size_t*)(ptr + (10*sizeof(void*)))) = ((*payload8).text).len;
+        *((uint8_t **)(ptr + (9*sizeof(void*)))) = (uint8_t *) ((*payload8).text).ptr;
+        break;
+      }
+      case 3: {
+        const wasmtpd_filter_types_reply_t *payload11 = &(*payload5).val.disconnect;
+        *((int8_t*)(ptr + (4*sizeof(void*)))) = 3;
+        *((int16_t*)(ptr + (5*sizeof(void*)))) = (int32_t) ((*payload11).code);
+        if (((*payload11).enhanced).is_some) {
+          const mail_filter_string_t *payload13 = &((*payload11).enhanced).val;
+          *((int8_t*)(ptr + (6*sizeof(void*)))) = 1;
+          *((size_t*)(ptr + (8*sizeof(void*)))) = (*payload13).len;
+          *((uint8_t **)(ptr + (7*sizeof(void*)))) = (uint8_t *) (*payload13).ptr;
+        } else {
+          *((int8_t*)(ptr + (6*sizeof(void*)))) = 0;
+        }
+        *((size_t*)(ptr + (10*sizeof(void*)))) = ((*payload11).text).len;
+        *((uint8_t **)(ptr + (9*sizeof(void*)))) = (uint8_t *) ((*payload11).text).ptr;
+        break;
+      }
+      case 4: {
+        const mail_filter_string_t *payload14 = &(*payload5).val.rewrite;
+        *((int8_t*)(ptr + (4*sizeof(void*)))) = 4;
+        *((size_t*)(ptr + (6*sizeof(void*)))) = (*payload14).len;
+        *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) (*payload14).ptr;
+        break;
+      }
+      case 5: {
+        *((int8_t*)(ptr + (4*sizeof(void*)))) = 5;
+        break;
+      }
+    }
+  } else {
+    *((int8_t*)(ptr + (3*sizeof(void*)))) = 0;
+  }
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.2.0#on-report")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#on-report")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_report(int32_t arg, uint8_t * arg0, uint8_t * arg1, int64_t arg2, uint8_t * arg3, size_t arg4) {
   wasmtpd_filter_types_report_t variant;
   variant.tag = arg;

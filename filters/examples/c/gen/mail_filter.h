@@ -210,6 +210,24 @@ typedef struct wasmtpd_filter_types_lines_out_t {
 #define WASMTPD_FILTER_TYPES_LINES_OUT_REPLACE 1
 
 typedef struct {
+  bool is_some;
+  wasmtpd_filter_types_decision_t val;
+} wasmtpd_filter_types_option_decision_t;
+
+// A filter's answer to a batch of message lines.
+typedef struct wasmtpd_filter_types_lines_answer_t {
+  // The lines it passes on.
+  wasmtpd_filter_types_lines_out_t   lines;
+  // With the last batch only (ignored with the others): the
+  // filter's `commit` decision, given now. The host then does not
+  // call `on-phase(commit)` for this message; it applies the
+  // decision at commit, in chain order, as if it had asked. A
+  // content filter saves a call per message this way. `none`: ask
+  // at commit as usual.
+  wasmtpd_filter_types_option_decision_t   commit;
+} wasmtpd_filter_types_lines_answer_t;
+
+typedef struct {
   wasmtpd_filter_types_phase_t *ptr;
   size_t len;
 } wasmtpd_filter_types_list_phase_t;
@@ -223,8 +241,9 @@ typedef struct wasmtpd_filter_types_subscriptions_t {
   // Report events through `on-report`.
   bool   reports;
   // The instance may serve more sessions of the same tenant, one
-  // after another: the host calls `init` again before each, and
-  // the filter then starts afresh, forgetting the last session.
+  // after another. `init` is not called again: the filter sees
+  // that a new session began when `host-session.serial` changes,
+  // and must then start afresh, forgetting the last session.
   // False: a fresh instance for every session (slower to start).
   bool   reusable;
 } wasmtpd_filter_types_subscriptions_t;
@@ -306,26 +325,30 @@ typedef wasmtpd_filter_types_report_t exports_wasmtpd_filter_filter_report_t;
 
 typedef wasmtpd_filter_types_subscriptions_t exports_wasmtpd_filter_filter_subscriptions_t;
 
-typedef wasmtpd_filter_types_lines_out_t exports_wasmtpd_filter_filter_lines_out_t;
+typedef wasmtpd_filter_types_lines_answer_t exports_wasmtpd_filter_filter_lines_answer_t;
 
-// Imported Functions from `wasmtpd:filter/host-session@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-session@0.3.0`
 extern void wasmtpd_filter_host_session_current(wasmtpd_filter_host_session_session_t *ret);
+// Which of this instance's sessions the call belongs to: 1 for the
+// first (and in `init`), one more for each session after it on a
+// `reusable` instance. A number, cheap to ask on every call.
+extern uint64_t wasmtpd_filter_host_session_serial(void);
 
-// Imported Functions from `wasmtpd:filter/host-log@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-log@0.3.0`
 extern void wasmtpd_filter_host_log_log(wasmtpd_filter_host_log_level_t level, mail_filter_string_t *message);
 
-// Imported Functions from `wasmtpd:filter/host-dns@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-dns@0.3.0`
 extern bool wasmtpd_filter_host_dns_lookup(mail_filter_string_t *name, wasmtpd_filter_host_dns_record_type_t kind, mail_filter_list_string_t *ret, mail_filter_string_t *err);
 
-// Imported Functions from `wasmtpd:filter/host-kv@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-kv@0.3.0`
 extern bool wasmtpd_filter_host_kv_get(mail_filter_string_t *key, mail_filter_list_u8_t *ret);
 extern bool wasmtpd_filter_host_kv_set(mail_filter_string_t *key, mail_filter_list_u8_t *value, mail_filter_string_t *err);
 
-// Imported Functions from `wasmtpd:filter/host-config@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-config@0.3.0`
 extern bool wasmtpd_filter_host_config_get(mail_filter_string_t *key, mail_filter_string_t *ret);
 extern void wasmtpd_filter_host_config_all(mail_filter_list_tuple2_string_string_t *ret);
 
-// Imported Functions from `wasmtpd:filter/host-regex@0.2.0`
+// Imported Functions from `wasmtpd:filter/host-regex@0.3.0`
 extern void wasmtpd_filter_host_regex_compile(mail_filter_list_string_t *patterns, wasmtpd_filter_host_regex_compiled_t *ret);
 // Indexes (in the list given to `compile`) of the patterns matching
 // `text`.
@@ -338,10 +361,10 @@ extern bool wasmtpd_filter_host_regex_is_match(uint32_t handle, mail_filter_list
 // for `matches`, each once, ascending.
 extern void wasmtpd_filter_host_regex_matches_any_line(uint32_t handle, mail_filter_list_u8_t *lines, mail_filter_list_u32_t *ret);
 
-// Exported Functions from `wasmtpd:filter/filter@0.2.0`
+// Exported Functions from `wasmtpd:filter/filter@0.3.0`
 void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscriptions_t *ret);
 void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_phase_t phase, mail_filter_string_t *param, exports_wasmtpd_filter_filter_decision_t *ret);
-void exports_wasmtpd_filter_filter_on_data_lines(mail_filter_list_u8_t *lines, bool last, exports_wasmtpd_filter_filter_lines_out_t *ret);
+void exports_wasmtpd_filter_filter_on_data_lines(mail_filter_list_u8_t *lines, bool last, exports_wasmtpd_filter_filter_lines_answer_t *ret);
 void exports_wasmtpd_filter_filter_on_report(exports_wasmtpd_filter_filter_report_t *event);
 
 // Helper Functions
@@ -371,6 +394,10 @@ void wasmtpd_filter_types_report_free(wasmtpd_filter_types_report_t *ptr);
 void mail_filter_list_u8_free(mail_filter_list_u8_t *ptr);
 
 void wasmtpd_filter_types_lines_out_free(wasmtpd_filter_types_lines_out_t *ptr);
+
+void wasmtpd_filter_types_option_decision_free(wasmtpd_filter_types_option_decision_t *ptr);
+
+void wasmtpd_filter_types_lines_answer_free(wasmtpd_filter_types_lines_answer_t *ptr);
 
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr);
 
@@ -402,7 +429,7 @@ void exports_wasmtpd_filter_filter_report_free(exports_wasmtpd_filter_filter_rep
 
 void exports_wasmtpd_filter_filter_subscriptions_free(exports_wasmtpd_filter_filter_subscriptions_t *ptr);
 
-void exports_wasmtpd_filter_filter_lines_out_free(exports_wasmtpd_filter_filter_lines_out_t *ptr);
+void exports_wasmtpd_filter_filter_lines_answer_free(exports_wasmtpd_filter_filter_lines_answer_t *ptr);
 
 // Sets the string `ret` to reference the input string `s` without copying it
 void mail_filter_string_set(mail_filter_string_t *ret, const char*s);
