@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::bindings::{Decision, LinesOut, Phase, Report, Session};
+use super::bindings::{Decision, LinesOut, Phase, Report, Session, Subscriptions};
 use super::builtin::Builtin;
 use super::instance::{Failure, Instance};
 use super::registry::LoadedFilter;
@@ -118,7 +118,7 @@ impl SessionFilters {
     pub fn wants_reports(&self) -> bool {
         self.members.iter().any(|slot| match slot {
             Slot::Wasm(m) => match &m.state {
-                State::NotStarted => true,
+                State::NotStarted => m.filter.subscriptions.get().is_none_or(|s| s.reports),
                 State::Live(instance) => instance.subscriptions.reports,
                 State::Failed | State::Done => false,
             },
@@ -183,6 +183,8 @@ impl SessionFilters {
                 }
             } else if let Some(d) = self.early_commit(i, phase) {
                 Ok(d)
+            } else if self.not_wanted(i, |s| s.phases.contains(&phase)) {
+                continue;
             } else {
                 match self.live(i).await {
                     Err(failure) => Err(failure),
@@ -238,6 +240,22 @@ impl SessionFilters {
         }
     }
 
+    /// Whether member `i` has no instance yet and its filter's
+    /// subscriptions (known once any instance answered `init`) say it
+    /// does not want this event: it is then not started for it. An
+    /// instance is taken at the first event its filter asked for, and
+    /// touched no earlier: every instance touched costs a session cache
+    /// misses.
+    fn not_wanted(&self, i: usize, wants: impl Fn(&Subscriptions) -> bool) -> bool {
+        match &self.members[i] {
+            Slot::Wasm(member) => {
+                matches!(member.state, State::NotStarted)
+                    && member.filter.subscriptions.get().is_some_and(|s| !wants(s))
+            }
+            Slot::Builtin(_) => false,
+        }
+    }
+
     /// The commit decision member `i` gave with the message's last
     /// lines, when `phase` is commit.
     fn early_commit(&mut self, i: usize, phase: Phase) -> Option<Decision> {
@@ -262,6 +280,9 @@ impl SessionFilters {
             }
         }
         for i in 0..self.members.len() {
+            if self.not_wanted(i, |s| s.data_lines) {
+                continue;
+            }
             let instance = match self.live(i).await {
                 Err(failure) => match self.failed(i, "data-line", failure) {
                     Some(v) => return Err(v),
@@ -294,6 +315,9 @@ impl SessionFilters {
     /// marks the filter failed; its policy answers at the next phase.
     pub async fn report(&mut self, session: &Session, report: Report) {
         for i in 0..self.members.len() {
+            if self.not_wanted(i, |s| s.reports) {
+                continue;
+            }
             let instance = match self.live(i).await {
                 Ok(Some(instance)) if instance.subscriptions.reports => instance,
                 _ => continue,
@@ -322,7 +346,11 @@ impl SessionFilters {
                     idle
                 }
                 None => {
-                    Box::new(Instance::start_for(&member.filter, &self.session_id, tenant).await?)
+                    let instance =
+                        Instance::start_for(&member.filter, &self.session_id, tenant).await?;
+                    let known = &member.filter.subscriptions;
+                    known.get_or_init(|| instance.subscriptions.clone());
+                    Box::new(instance)
                 }
             };
             member.state = State::Live(instance);

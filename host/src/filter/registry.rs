@@ -4,12 +4,12 @@
 //! disturbs a session in flight.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use tracing::{error, info};
 
-use super::bindings::MailFilterPre;
+use super::bindings::{MailFilterPre, Subscriptions};
 use super::builtin::Builtin;
 use super::bundled;
 use super::chain::ChainMember;
@@ -37,6 +37,10 @@ pub struct LoadedFilter {
     pub stats: Arc<FilterStats>,
     /// Finished instances of this version, for the next sessions.
     pub idle: IdleInstances,
+    /// What the first instance's `init` asked for. A session starts an
+    /// instance only at the first event it subscribed to (`init`
+    /// answers for the filter: it runs before any session).
+    pub subscriptions: OnceLock<Subscriptions>,
 }
 
 impl LoadedFilter {
@@ -199,6 +203,7 @@ impl Registry {
             quarantine: Quarantine::default(),
             stats: Arc::new(FilterStats::new(&self.stats, name)),
             idle: IdleInstances::default(),
+            subscriptions: OnceLock::new(),
         })
     }
 

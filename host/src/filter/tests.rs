@@ -448,6 +448,26 @@ async fn a_content_filter_answers_commit_with_the_last_lines() {
 }
 
 #[tokio::test]
+async fn an_instance_is_taken_only_at_the_first_event_its_filter_asked_for() {
+    // Content only: message lines and commit.
+    let reg = registry(REGEX_FILTER);
+    let filter = reg.get("r").unwrap();
+    // The first session starts an instance, which tells what it wants.
+    regex_session(&reg, None, None, true).await;
+    let (calls, idle) = (filter.stats.calls.get(), filter.idle.len());
+    // A session that never gets to a message leaves the filter alone.
+    let mut f = SessionFilters::new(reg.chain("r"), "2");
+    assert!(!f.wants_reports());
+    f.report(&session(), Report::LinkConnect).await;
+    for phase in [Phase::Connect, Phase::Ehlo, Phase::MailFrom, Phase::RcptTo] {
+        assert_eq!(f.phase(&session(), phase, "x").await, Verdict::PROCEED);
+    }
+    drop(f);
+    assert_eq!(filter.stats.calls.get(), calls);
+    assert_eq!((filter.stats.reuses.get(), filter.idle.len()), (0, idle));
+}
+
+#[tokio::test]
 async fn max_use_bounds_the_sessions_of_one_instance() {
     let reg = registry("filter r regex body \"EICAR\" max-use 2\n");
     let filter = reg.get("r").unwrap();

@@ -94,6 +94,9 @@ pub struct Inbound {
     auth_failures: u32,
     /// The listener's filters, instantiated for this session.
     filters: Option<SessionFilters>,
+    /// What the filters see of the session, updated in place before each
+    /// question (its strings are not rebuilt every time).
+    filter_view: Option<crate::filter::FilterSession>,
     /// A filter said junk before MAIL: every message of the session is.
     session_junk: bool,
     /// "TLSv1.3:cipher:bits" once TLS is on, for the filters.
@@ -187,6 +190,7 @@ impl Inbound {
             tx: None,
             auth_failures: 0,
             filters: None,
+            filter_view: None,
             session_junk: false,
             tls_info: None,
             stats,

@@ -69,11 +69,11 @@ impl Inbound {
         phase: Phase,
         param: &str,
     ) -> Result<(Option<String>, bool), Decision> {
-        let view = self.view(session);
-        let Some(filters) = self.filters.as_mut() else {
+        self.refresh_view(session);
+        let (Some(filters), Some(view)) = (self.filters.as_mut(), self.filter_view.as_ref()) else {
             return Ok((None, false));
         };
-        let verdict = filters.phase(&view, phase, param).await;
+        let verdict = filters.phase(view, phase, param).await;
         let said = match &verdict {
             Verdict::Proceed {
                 rewrite: Some(_), ..
@@ -116,12 +116,12 @@ impl Inbound {
         tx: &mut Transaction,
         content: Vec<u8>,
     ) -> Result<Vec<u8>, Decision> {
-        let view = self.view(session);
+        self.refresh_view(session);
         let max = usize::try_from(self.services.config.smtp.max_message_size).unwrap_or(usize::MAX);
-        let Some(filters) = self.filters.as_mut() else {
+        let (Some(filters), Some(view)) = (self.filters.as_mut(), self.filter_view.as_ref()) else {
             return Ok(content);
         };
-        let content = match filters.data(&view, content, max).await {
+        let content = match filters.data(view, content, max).await {
             Ok(c) => c,
             Err(verdict) => return Err(self.refuse_message(session, tx, verdict).await),
         };
@@ -160,9 +160,9 @@ impl Inbound {
         if !self.reports_wanted() {
             return;
         }
-        let view = self.view(session);
-        if let Some(filters) = self.filters.as_mut() {
-            filters.report(&view, report).await;
+        self.refresh_view(session);
+        if let (Some(filters), Some(view)) = (self.filters.as_mut(), self.filter_view.as_ref()) {
+            filters.report(view, report).await;
         }
     }
 
@@ -253,25 +253,37 @@ impl Inbound {
             .is_some_and(SessionFilters::wants_reports)
     }
 
-    fn view(&self, session: &Session) -> FilterSession {
-        FilterSession {
-            id: self.session_id.clone(),
-            tenant: self.listener.tag.clone(),
-            local_address: match self.enqueue {
-                Some(_) => "local".to_string(),
-                None => self.local.to_string(),
-            },
-            remote_address: match self.enqueue {
-                Some(_) => "local".to_string(),
-                None => self.peer.to_string(),
-            },
-            rdns: (self.peer_name != "<unknown>").then(|| self.peer_name.clone()),
-            fcrdns: self.peer_confirmed(),
-            helo: session.helo().map(str::to_string),
-            tls: self.tls_info.clone(),
-            auth_user: session.auth_user().map(str::to_string),
-            tag: self.listener.tag.clone(),
+    /// Brings the filters' view of the session up to date: the
+    /// addresses and names are set once, what changes during a session
+    /// (HELO, TLS, AUTH) is copied in place.
+    fn refresh_view(&mut self, session: &Session) {
+        if self.filters.is_none() {
+            return;
         }
+        if self.filter_view.is_none() {
+            let (local, remote) = match self.enqueue {
+                Some(_) => ("local".to_string(), "local".to_string()),
+                None => (self.local.to_string(), self.peer.to_string()),
+            };
+            self.filter_view = Some(FilterSession {
+                id: self.session_id.clone(),
+                tenant: self.listener.tag.clone(),
+                local_address: local,
+                remote_address: remote,
+                rdns: (self.peer_name != "<unknown>").then(|| self.peer_name.clone()),
+                fcrdns: self.peer_confirmed(),
+                helo: None,
+                tls: None,
+                auth_user: None,
+                tag: self.listener.tag.clone(),
+            });
+        }
+        let Some(view) = self.filter_view.as_mut() else {
+            return;
+        };
+        set_text(&mut view.helo, session.helo());
+        view.tls.clone_from(&self.tls_info);
+        set_text(&mut view.auth_user, session.auth_user());
     }
 
     fn log_refusal(&self, phase: Phase, r: &Reply) {
@@ -303,4 +315,17 @@ pub(super) fn invalid_rewrite() -> Decision {
         "4.3.0",
         "Temporary failure: filter rewrote an invalid address",
     ))
+}
+
+/// `field = value`, reusing the field's buffer.
+fn set_text(field: &mut Option<String>, value: Option<&str>) {
+    match (field.as_mut(), value) {
+        (Some(have), Some(v)) if have != v => {
+            have.clear();
+            have.push_str(v);
+        }
+        (Some(_), Some(_)) => {}
+        (None, Some(v)) => *field = Some(v.to_string()),
+        (_, None) => *field = None,
+    }
 }
