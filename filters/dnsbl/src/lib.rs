@@ -17,6 +17,8 @@
 //! proceeds with a warning (fail open): a broken list must not stop mail.
 
 use std::net::IpAddr;
+use std::rc::Rc;
+
 use wasmtpd_filter::{config, dns, log, net, Decision, Filter, Phase, Session, Subscriptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,9 +28,10 @@ enum Action {
     Junk,
 }
 
+/// The configuration, shared by every session's copy of the value.
 #[derive(Default, Clone)]
 struct Dnsbl {
-    zones: Vec<String>,
+    zones: Rc<[String]>,
     action: Action,
     check_local: bool,
 }
@@ -101,7 +104,7 @@ fn listed_decision(action: Action, zone: &str, reasons: &[String]) -> Decision {
 
 impl Dnsbl {
     fn check(&self, ip: IpAddr) -> Decision {
-        for zone in &self.zones {
+        for zone in self.zones.iter() {
             match net::dnsbl_listed(ip, zone) {
                 Ok(false) => {}
                 Ok(true) => {
@@ -132,7 +135,7 @@ impl Filter for Dnsbl {
         if zones.is_empty() {
             log::warn("no zone configured: every client passes");
         }
-        self.zones = zones;
+        self.zones = zones.into();
         self.check_local = matches!(
             config::get("check-local").as_deref().map(str::trim),
             Some("yes") | Some("true")

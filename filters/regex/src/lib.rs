@@ -21,6 +21,8 @@
 //! compile is logged then and ignored. The patterns of a key are matched
 //! together, in one pass over each line.
 
+use std::rc::Rc;
+
 use wasmtpd_filter::message::{MessageReader, Part};
 use wasmtpd_filter::patterns::Patterns;
 use wasmtpd_filter::{
@@ -180,16 +182,15 @@ impl Rules {
         }
     }
 
-    /// The patterns for a phase's parameter, compiled; errors for the log.
-    fn for_phase(&mut self, phase: Phase) -> (Option<&KeyPatterns>, Vec<String>) {
-        let patterns = match phase {
-            Phase::Helo | Phase::Ehlo => &mut self.helo,
-            Phase::MailFrom => &mut self.mail_from,
-            Phase::RcptTo => &mut self.rcpt_to,
-            _ => return (None, Vec::new()),
-        };
-        let errors = patterns.prepare();
-        (Some(patterns), errors)
+    /// The patterns for a phase's parameter (compiled by
+    /// [`Rules::prepare_all`] at init).
+    fn for_phase(&self, phase: Phase) -> Option<&KeyPatterns> {
+        match phase {
+            Phase::Helo | Phase::Ehlo => Some(&self.helo),
+            Phase::MailFrom => Some(&self.mail_from),
+            Phase::RcptTo => Some(&self.rcpt_to),
+            _ => None,
+        }
     }
 
     /// Compiles every key's patterns; errors for the log.
@@ -246,9 +247,12 @@ impl Scan {
     }
 }
 
+/// The filter's value: the rules, shared (every session's value is a
+/// copy of the one init left, and the rules never change after init),
+/// and the message being scanned.
 #[derive(Default, Clone)]
 struct RegexFilter {
-    rules: Rules,
+    rules: Rc<Rules>,
     scan: Scan,
 }
 
@@ -260,13 +264,14 @@ fn log_errors(errors: Vec<String>) {
 
 impl Filter for RegexFilter {
     fn init(&mut self) -> Subscriptions {
-        let (rules, errors) = Rules::parse(&config::all());
+        let (mut rules, errors) = Rules::parse(&config::all());
         log_errors(errors);
-        self.rules = rules;
         // Compiled here, once per instance: every session starts from a
         // copy of what init left (see the SDK), handles included.
-        log_errors(self.rules.prepare_all());
-        self.rules.subscriptions()
+        log_errors(rules.prepare_all());
+        let subscriptions = rules.subscriptions();
+        self.rules = Rc::new(rules);
+        subscriptions
     }
 
     fn on_phase(&mut self, _: &Session, phase: Phase, param: &str) -> Decision {
@@ -282,10 +287,8 @@ impl Filter for RegexFilter {
             }
             _ => {}
         }
-        let (patterns, errors) = self.rules.for_phase(phase);
-        let matched = patterns.is_some_and(|p| p.any_match(param.as_bytes()));
-        log_errors(errors);
-        if matched {
+        let patterns = self.rules.for_phase(phase);
+        if patterns.is_some_and(|p| p.any_match(param.as_bytes())) {
             log::info(&format!("{} {param:?} matched", phase.name()));
             self.rules.verdict()
         } else {
@@ -294,7 +297,6 @@ impl Filter for RegexFilter {
     }
 
     fn on_data_lines(&mut self, _: &Session, lines: Lines, last: bool) -> LinesOut {
-        log_errors(self.rules.prepare_content());
         self.scan.feed(&self.rules, lines.as_bytes(), last);
         LinesOut::Pass
     }
@@ -356,12 +358,12 @@ mod tests {
     #[test]
     fn phase_parameters_are_matched() {
         let (mut rules, _) = Rules::parse(&pairs(&[("mail-from", "(?i)@spam\\.example$")]));
-        let (patterns, errors) = rules.for_phase(Phase::MailFrom);
-        assert!(errors.is_empty());
+        assert!(rules.prepare_all().is_empty());
+        let patterns = rules.for_phase(Phase::MailFrom);
         assert!(patterns.unwrap().any_match(b"a@SPAM.example"));
-        let (patterns, _) = rules.for_phase(Phase::Helo);
+        let patterns = rules.for_phase(Phase::Helo);
         assert!(!patterns.unwrap().any_match(b"a@SPAM.example"));
-        assert!(rules.for_phase(Phase::Data).0.is_none());
+        assert!(rules.for_phase(Phase::Data).is_none());
     }
 
     #[test]

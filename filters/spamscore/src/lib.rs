@@ -30,6 +30,7 @@
 //! not compile is logged then.
 
 use std::net::IpAddr;
+use std::rc::Rc;
 
 use wasmtpd_filter::message::{MessageReader, Part};
 use wasmtpd_filter::patterns::Patterns;
@@ -384,7 +385,9 @@ fn mark(settings: &Settings, hits: &mut [bool], part: Part<'_>) {
 
 #[derive(Default, Clone)]
 struct SpamScore {
-    settings: Settings,
+    /// Shared by every session's copy of the value: never changed
+    /// after init.
+    settings: Rc<Settings>,
     /// DNSBL tests the client matched at connect: (name, score).
     listed: Vec<(String, f64)>,
     message: Message,
@@ -404,17 +407,18 @@ impl SpamScore {
 
 impl Filter for SpamScore {
     fn init(&mut self) -> Subscriptions {
-        let (settings, errors) = Settings::parse(&config::all());
+        let (mut settings, errors) = Settings::parse(&config::all());
         for e in errors {
             log::error(&e);
         }
-        self.settings = settings;
         // Compiled here, once per instance: every session starts from a
         // copy of what init left (see the SDK), handles included.
-        for e in self.settings.prepare() {
+        for e in settings.prepare() {
             log::error(&e);
         }
-        self.settings.subscriptions()
+        let subscriptions = settings.subscriptions();
+        self.settings = Rc::new(settings);
+        subscriptions
     }
 
     fn on_phase(&mut self, session: &Session, phase: Phase, _: &str) -> Decision {
@@ -443,9 +447,6 @@ impl Filter for SpamScore {
     }
 
     fn on_data_lines(&mut self, _: &Session, lines: Lines, last: bool) -> LinesOut {
-        for e in self.settings.prepare() {
-            log::error(&e);
-        }
         self.message
             .feed(&self.settings, &self.listed, lines.as_bytes(), last)
     }
