@@ -215,31 +215,37 @@ impl Rules {
 #[derive(Default, Clone)]
 struct Scan {
     reader: MessageReader,
+    /// Header fields completed in the batch under way, one per line.
+    fields: Lines,
     matched: bool,
     /// The last batch was seen; the next batch starts a new message.
     done: bool,
 }
 
 impl Scan {
-    /// Looks at `lines` with the (prepared) content patterns.
+    /// Looks at `lines` with the (prepared) content patterns: the header
+    /// fields the batch completed, unfolded, in one host call, and its
+    /// body lines in another.
     fn feed(&mut self, rules: &Rules, lines: &[u8], last: bool) {
         if self.done {
             *self = Scan::default();
         }
-        let matched = &mut self.matched;
-        let mut check = |part: Part<'_>| {
-            let (patterns, text) = match part {
-                Part::Header(h) => (&rules.header, h),
-                Part::Body(b) => (&rules.body, b),
-            };
-            if !*matched && patterns.any_match(text) {
-                *matched = true;
+        let fields = &mut self.fields;
+        let mut collect = |part: Part<'_>| {
+            if let Part::Header(field) = part {
+                fields.push(field);
             }
         };
-        let body = self.reader.feed_header(lines, &mut check);
+        let body = self.reader.feed_header(lines, &mut collect);
         if last {
-            self.reader.finish(&mut check);
+            self.reader.finish(&mut collect);
             self.done = true;
+        }
+        if !self.fields.is_empty() {
+            let fields = std::mem::take(&mut self.fields);
+            if !self.matched && rules.header.any_match_line(fields.as_bytes()) {
+                self.matched = true;
+            }
         }
         if !self.matched && rules.body.any_match_line(body) {
             self.matched = true;

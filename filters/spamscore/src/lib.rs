@@ -278,6 +278,9 @@ fn is_spam_field(line: &[u8]) -> bool {
 #[derive(Default, Clone)]
 struct Message {
     reader: MessageReader,
+    /// Header fields completed in the batch under way, unfolded, one per
+    /// line: matched in one host call.
+    fields: Lines,
     hits: Vec<bool>,
     held: Lines,
     /// Dropping a forged X-Spam field and its continuation lines.
@@ -289,10 +292,26 @@ struct Message {
 }
 
 impl Message {
-    fn scan(&mut self, settings: &Settings, line: &[u8]) {
+    fn scan(&mut self, line: &[u8]) {
+        let fields = &mut self.fields;
+        self.reader.feed(line, |part| {
+            if let Part::Header(field) = part {
+                fields.push(field);
+            }
+        });
+    }
+
+    /// Marks the header rules matching the fields read so far.
+    fn match_fields(&mut self, settings: &Settings) {
+        let Some(c) = &settings.compiled else { return };
+        if self.fields.is_empty() {
+            return;
+        }
         let hits = &mut self.hits;
         hits.resize(settings.specs.len(), false);
-        self.reader.feed(line, |part| mark(settings, hits, part));
+        c.header
+            .each_match_any_line(self.fields.as_bytes(), |i| hits[c.header_rules[i]] = true);
+        self.fields = Lines::new();
     }
 
     fn scan_body(&mut self, settings: &Settings, body: &[u8]) {
@@ -304,9 +323,15 @@ impl Message {
     }
 
     fn total(&mut self, settings: &Settings, listed: &[(String, f64)]) -> Score {
+        let fields = &mut self.fields;
+        self.reader.finish(|part| {
+            if let Part::Header(field) = part {
+                fields.push(field);
+            }
+        });
+        self.match_fields(settings);
         let hits = &mut self.hits;
         hits.resize(settings.specs.len(), false);
-        self.reader.finish(|part| mark(settings, hits, part));
         let mut score = Score {
             total: 0.0,
             tests: Vec::new(),
@@ -350,9 +375,10 @@ impl Message {
                     continue;
                 }
             }
-            self.scan(settings, line);
+            self.scan(line);
             self.held.push(line);
         }
+        self.match_fields(settings);
         // The rest of the batch is body: matched in one host call.
         let body = lines.rest();
         self.scan_body(settings, body);
@@ -370,17 +396,6 @@ impl Message {
         self.score = Some(score);
         out.into()
     }
-}
-
-/// Marks the rules matching one part of the message (none before
-/// [`Settings::prepare`]).
-fn mark(settings: &Settings, hits: &mut [bool], part: Part<'_>) {
-    let Some(c) = &settings.compiled else { return };
-    let (set, rules, text) = match part {
-        Part::Header(h) => (&c.header, &c.header_rules, h),
-        Part::Body(b) => (&c.body, &c.body_rules, b),
-    };
-    set.each_match(text, |i| hits[rules[i]] = true);
 }
 
 #[derive(Default, Clone)]
