@@ -241,12 +241,13 @@ impl FilterHost {
         }
     }
 
-    /// Gives a reused instance's next session its own id and budgets,
-    /// and forgets the last session's record.
+    /// Gives a reused instance's next session its own id, serial and
+    /// budgets. The session record is left as it is: every call
+    /// overwrites it first (reusing its strings' buffers), and nothing
+    /// reads it between calls.
     pub fn begin_session(&mut self, session_id: &str, dns_queries: u32) {
         self.session_id.clear();
         self.session_id.push_str(session_id);
-        self.session = empty_session();
         self.serial += 1;
         self.dns_left = dns_queries;
         self.log_left = LOG_LINES_PER_SESSION;
