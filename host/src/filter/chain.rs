@@ -244,8 +244,8 @@ impl SessionFilters {
     /// subscriptions (known once any instance answered `init`) say it
     /// does not want this event: it is then not started for it. An
     /// instance is taken at the first event its filter asked for, and
-    /// touched no earlier: every instance touched costs a session cache
-    /// misses.
+    /// touched no earlier: each instance a session touches costs it
+    /// cache misses.
     fn not_wanted(&self, i: usize, wants: impl Fn(&Subscriptions) -> bool) -> bool {
         match &self.members[i] {
             Slot::Wasm(member) => {
