@@ -201,6 +201,17 @@ pub trait Filter: Clone + 'static {
         LinesOut::Pass
     }
 
+    /// Called right after the last batch's [`Filter::on_data_lines`]:
+    /// lines to put at the top of the message (header fields that depend
+    /// on the whole message, a score say), so the filter can pass every
+    /// batch on as it comes instead of holding the message back to emit
+    /// them first. The next filter in the chain sees them. None by
+    /// default.
+    fn prepend(&mut self, session: &Session) -> Lines {
+        let _ = session;
+        Lines::new()
+    }
+
     /// An informational event (only with `REPORTS` or a matching `init`).
     fn on_report(&mut self, session: &Session, report: &Report) {
         let _ = (session, report);
@@ -443,6 +454,10 @@ macro_rules! export_filter {
                     with(|f| {
                         let lines =
                             <$ty as $crate::Filter>::on_data_lines(f, &session, lines, last);
+                        let prepend = match last {
+                            true => <$ty as $crate::Filter>::prepend(f, &session).into_bytes(),
+                            false => ::std::vec::Vec::new(),
+                        };
                         let commit = early.then(|| {
                             <$ty as $crate::Filter>::on_phase(
                                 f,
@@ -451,7 +466,11 @@ macro_rules! export_filter {
                                 "",
                             )
                         });
-                        $crate::LinesAnswer { lines, commit }
+                        $crate::LinesAnswer {
+                            lines,
+                            commit,
+                            prepend,
+                        }
                     })
                 }
                 fn on_report(event: $crate::Report) {

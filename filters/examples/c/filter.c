@@ -111,12 +111,15 @@ void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_phase_
 }
 
 /* Not subscribed, so never called; if it were, pass the lines on as they
- * came (the host copies nothing back) and leave commit to its phase. */
+ * came (the host copies nothing back), add nothing on top and leave
+ * commit to its phase. */
 void exports_wasmtpd_filter_filter_on_data_lines(mail_filter_list_u8_t *lines, bool last,
                                                  exports_wasmtpd_filter_filter_lines_answer_t *ret) {
     (void)last;
     ret->lines.tag = WASMTPD_FILTER_TYPES_LINES_OUT_PASS;
     ret->commit.is_some = false;
+    ret->prepend.ptr = NULL;
+    ret->prepend.len = 0;
     mail_filter_list_u8_free(lines);
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 var staticPinner = runtime.Pinner{}
-var exportReturnArea = uintptr(witRuntime.Allocate(&staticPinner, (11 * 4), 4))
+var exportReturnArea = uintptr(witRuntime.Allocate(&staticPinner, (13 * 4), 4))
 var syncExportPinner = runtime.Pinner{}
 
 //go:wasmexport wasmtpd:filter/filter@0.3.0#init
@@ -266,6 +266,10 @@ func wasm_export_wasmtpd_filter_filter_on_data_lines(arg0 uintptr, arg1 uint32, 
 	default:
 		panic("unreachable")
 	}
+	data4 := unsafe.Pointer(unsafe.SliceData((result).Prepend))
+	pinner.Pin(data4)
+	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (12 * 4))) = uint32(uint32(len((result).Prepend)))
+	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (11 * 4))) = uint32(uintptr(uintptr(data4)))
 	return exportReturnArea
 
 }

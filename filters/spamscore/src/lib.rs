@@ -15,14 +15,14 @@
 //!   message of the session, as test `DNSBL_ZONE`. Needs `allow dns`;
 //!   lookup errors count as not listed.
 //! - `threshold SCORE` — default 5.0; at or above it the message is junk.
-//! - `max-scan BYTES` — how much of the message is held and scanned,
-//!   default 262144. The headers depend on the body, so lines are held
-//!   back until the end of the message or until more than this was held;
-//!   then the headers and the held lines go out and the rest passes
-//!   straight through, unscanned.
+//! - `max-scan BYTES` — how much of the message is scanned, default
+//!   262144: body lines after that pass unscanned. Nothing is held back:
+//!   lines pass on as they come, and the score's fields go on top of the
+//!   message with the last batch (`prepend` in the interface).
 //!
 //! `X-Spam-Score`/`X-Spam-Status` fields the message already carries are
-//! removed while held, so a sender cannot vouch for itself.
+//! removed (only the batch holding them is copied), so a sender cannot
+//! vouch for itself.
 //!
 //! Bad rules, zones or numbers are logged and skipped (defaults kept).
 //! Patterns are compiled by the host (`host-regex`), once for the filter
@@ -282,10 +282,12 @@ struct Message {
     /// line: matched in one host call.
     fields: Lines,
     hits: Vec<bool>,
-    held: Lines,
+    /// Bytes of the message seen so far: past `max-scan`, the body is no
+    /// longer matched.
+    seen: usize,
     /// Dropping a forged X-Spam field and its continuation lines.
     dropping: bool,
-    /// Set once the held lines went out with the headers.
+    /// The message's score, once its last batch went through.
     score: Option<Score>,
     /// The last batch went through: the next batch is a new message.
     done: bool,
@@ -348,7 +350,9 @@ impl Message {
         score
     }
 
-    /// Takes a batch; returns what goes on.
+    /// Takes a batch; returns what goes on: the batch as it came, or
+    /// without the forged X-Spam fields it held. The score's fields go
+    /// on top at the end (see `prepend`), so nothing is held back.
     fn feed(
         &mut self,
         settings: &Settings,
@@ -360,41 +364,46 @@ impl Message {
             *self = Message::default();
         }
         self.done = last;
-        if self.score.is_some() {
-            return LinesOut::Pass;
-        }
         let mut lines = lines::iter(batch);
+        // The batch without the forged fields, from the first one on.
+        let mut kept: Option<Lines> = None;
+        let mut at = 0;
         while !self.reader.in_body() {
             let Some(line) = lines.next() else { break };
+            let start = at;
+            at += line.len() + 2;
             if !line.is_empty() {
                 let continues = matches!(line[0], b' ' | b'\t');
                 if !continues {
                     self.dropping = is_spam_field(line);
                 }
                 if self.dropping {
+                    kept.get_or_insert_with(|| Lines::from_bytes(batch[..start].to_vec()));
                     continue;
                 }
             }
+            if let Some(kept) = &mut kept {
+                kept.push(line);
+            }
             self.scan(line);
-            self.held.push(line);
         }
         self.match_fields(settings);
         // The rest of the batch is body: matched in one host call.
         let body = lines.rest();
-        self.scan_body(settings, body);
-        self.held.push_lines(body);
-        if !last && self.held.byte_len() <= settings.max_scan {
-            return LinesOut::Replace(Vec::new());
+        if self.seen <= settings.max_scan {
+            self.scan_body(settings, body);
         }
-        let score = self.total(settings, listed);
-        let held = std::mem::take(&mut self.held);
-        let mut out = Lines::new();
-        for field in score.headers(settings.threshold) {
-            out.push(&field);
+        self.seen += batch.len();
+        if last {
+            self.score = Some(self.total(settings, listed));
         }
-        out.push_lines(held.as_bytes());
-        self.score = Some(score);
-        out.into()
+        match kept {
+            Some(mut kept) => {
+                kept.push_lines(body);
+                kept.into()
+            }
+            None => LinesOut::Pass,
+        }
     }
 }
 
@@ -465,6 +474,16 @@ impl Filter for SpamScore {
         self.message
             .feed(&self.settings, &self.listed, lines.as_bytes(), last)
     }
+
+    fn prepend(&mut self, _: &Session) -> Lines {
+        let mut top = Lines::new();
+        if let Some(score) = &self.message.score {
+            for field in score.headers(self.settings.threshold) {
+                top.push(&field);
+            }
+        }
+        top
+    }
 }
 
 wasmtpd_filter::export_filter!(SpamScore);
@@ -501,6 +520,15 @@ mod tests {
                 .map(|l| String::from_utf8_lossy(l).into_owned())
                 .collect(),
         }
+    }
+
+    /// The fields that go on top once the message went through.
+    fn top(m: &Message, s: &Settings) -> String {
+        let score = m.score.as_ref().expect("scored");
+        score
+            .headers(s.threshold)
+            .map(|f| String::from_utf8_lossy(&f).into_owned())
+            .join("\n")
     }
 
     #[test]
@@ -588,19 +616,20 @@ mod tests {
             ("rule", "1 body click"),
         ]);
         let mut m = Message::default();
-        let held = m.feed(
+        let first = m.feed(
             &s,
             &[],
             &lines("Subject: cheap\n Viagra\nFrom: a@b\n"),
             false,
         );
-        assert!(out(held).is_empty(), "held until the end");
-        let answer = m.feed(&s, &[], &lines("Click here\nclick again"), true);
+        assert_eq!(first, LinesOut::Pass, "nothing held back");
+        assert!(m.score.is_none());
+        let last = m.feed(&s, &[], &lines("Click here\nclick again"), true);
+        assert_eq!(last, LinesOut::Pass);
         assert_eq!(
-            out(answer).join("\n"),
+            top(&m, &s),
             "X-Spam-Score: 6.5\n\
-             X-Spam-Status: Yes, score=6.5 required=5.0 tests=R1,R2,R4\n\
-             Subject: cheap\n Viagra\nFrom: a@b\n\nClick here\nclick again"
+             X-Spam-Status: Yes, score=6.5 required=5.0 tests=R1,R2,R4"
         );
         assert_eq!(
             m.score.as_ref().unwrap().total,
@@ -614,28 +643,28 @@ mod tests {
         let s = settings(&[("rule", "1 body x")]);
         let mut m = Message::default();
         let listed = [("DNSBL_bl.example".to_string(), 1.5)];
-        let answer = m.feed(&s, &listed, &lines("A: b\n\nhello"), true);
+        m.feed(&s, &listed, &lines("A: b\n\nhello"), true);
         assert_eq!(
-            out(answer)[..2].join("\n"),
+            top(&m, &s),
             "X-Spam-Score: 1.5\nX-Spam-Status: No, score=1.5 required=5.0 tests=DNSBL_bl.example"
         );
-        let mut m = Message::default();
-        let answer = m.feed(&settings(&[]), &[], &lines("A: b\n\nhello"), true);
+        let (s, mut m) = (settings(&[]), Message::default());
+        m.feed(&s, &[], &lines("A: b\n\nhello"), true);
         assert_eq!(
-            out(answer)[..2].join("\n"),
+            top(&m, &s),
             "X-Spam-Score: 0.0\nX-Spam-Status: No, score=0.0 required=5.0 tests=none"
         );
     }
 
     #[test]
-    fn big_messages_are_released_after_max_scan_and_then_pass_through() {
+    fn big_messages_are_scanned_up_to_max_scan() {
         let s = settings(&[("max-scan", "20"), ("rule", "1 body late")]);
         let mut m = Message::default();
-        assert!(out(m.feed(&s, &[], &lines("A: b\n"), false)).is_empty());
+        assert_eq!(m.feed(&s, &[], &lines("A: b\n"), false), LinesOut::Pass);
         let answer = m.feed(&s, &[], &lines("0123456789\n0123456789"), false);
-        assert_eq!(out(answer).len(), 2 + 4, "headers plus everything held");
+        assert_eq!(answer, LinesOut::Pass);
         let answer = m.feed(&s, &[], &lines("late"), true);
-        assert_eq!(answer, LinesOut::Pass, "not scanned, not held");
+        assert_eq!(answer, LinesOut::Pass, "not scanned");
         assert!(!m.score.as_ref().unwrap().tests.contains(&"R1".to_string()));
     }
 
@@ -645,12 +674,12 @@ mod tests {
         let answer = m.feed(
             &settings(&[]),
             &[],
-            &lines("X-Spam-Status: No,\n  tests=none\nx-spam-score: -10\nSubject: s\n\nX-Spam-Score: body"),
+            &lines("From: a\nX-Spam-Status: No,\n  tests=none\nx-spam-score: -10\nSubject: s\n\nX-Spam-Score: body"),
             true,
         );
         assert_eq!(
-            out(answer)[2..].join("\n"),
-            "Subject: s\n\nX-Spam-Score: body"
+            out(answer).join("\n"),
+            "From: a\nSubject: s\n\nX-Spam-Score: body"
         );
     }
 
@@ -660,7 +689,7 @@ mod tests {
         let mut m = Message::default();
         m.feed(&s, &[], &lines("A: b\n\nspam"), true);
         assert_eq!(m.score.as_ref().unwrap().total, 6.0);
-        let answer = m.feed(&s, &[], &lines("A: b\n\nham"), true);
-        assert_eq!(out(answer)[0], "X-Spam-Score: 0.0");
+        m.feed(&s, &[], &lines("A: b\n\nham"), true);
+        assert!(top(&m, &s).starts_with("X-Spam-Score: 0.0"));
     }
 }

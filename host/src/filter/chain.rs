@@ -293,12 +293,17 @@ impl SessionFilters {
                 Ok(Some(instance)) => instance,
             };
             match run_lines(instance, session, &content, max_size).await {
-                Ok((out, commit)) => {
-                    if let Some(out) = out {
+                Ok(output) => {
+                    if let Some(out) = output.lines {
                         content = out;
                     }
+                    if !output.prepend.is_empty() {
+                        let mut top = output.prepend;
+                        top.extend_from_slice(&content);
+                        content = top;
+                    }
                     if let Slot::Wasm(member) = &mut self.members[i] {
-                        member.commit = commit;
+                        member.commit = output.commit;
                     }
                 }
                 Err(failure) => {
@@ -468,15 +473,24 @@ fn count_failure(stats: &FilterStats, tenant: Option<&TenantStats>, failure: &Fa
     }
 }
 
-/// One filter over all the lines, batch by batch: the lines (None when
-/// it passed every batch on unchanged, so nothing was copied) and the
-/// commit decision it gave with the last batch, if it did.
+/// What one filter made of a message's lines.
+struct LinesOutput {
+    /// The lines, or None when it passed every batch on unchanged (so
+    /// nothing was copied).
+    lines: Option<Vec<u8>>,
+    /// The commit decision it gave with the last batch, if it did.
+    commit: Option<Decision>,
+    /// Lines for the top of the message, given with the last batch.
+    prepend: Vec<u8>,
+}
+
+/// One filter over all the lines, batch by batch.
 async fn run_lines(
     instance: &mut Instance,
     session: &Session,
     input: &[u8],
     max_size: usize,
-) -> Result<(Option<Vec<u8>>, Option<Decision>), Failure> {
+) -> Result<LinesOutput, Failure> {
     let mut out: Option<Vec<u8>> = None;
     let mut start = 0;
     loop {
@@ -504,13 +518,20 @@ async fn run_lines(
                 }
             }
         }
-        if out.as_ref().is_some_and(|o| o.len() > max_size) {
+        let prepend = if last { answer.prepend } else { Vec::new() };
+        check_lines(&prepend)?;
+        let size = out.as_ref().map_or(input.len(), Vec::len) + prepend.len();
+        if size > max_size && (out.is_some() || !prepend.is_empty()) {
             return Err(Failure::BadAnswer(
                 "message grew past the size limit".into(),
             ));
         }
         if last {
-            return Ok((out, answer.commit));
+            return Ok(LinesOutput {
+                lines: out,
+                commit: answer.commit,
+                prepend,
+            });
         }
         start = end;
     }

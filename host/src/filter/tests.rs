@@ -468,6 +468,27 @@ async fn an_instance_is_taken_only_at_the_first_event_its_filter_asked_for() {
 }
 
 #[tokio::test]
+async fn lines_put_on_top_reach_the_next_filter_and_the_message() {
+    let reg = registry(
+        "filter \"s\" spamscore rule \"6 body spam\"\n\
+         filter \"r\" regex header \"^X-Spam-Status: Yes\"\n\
+         filter \"both\" chain { \"s\", \"r\" }\n",
+    );
+    let mut f = SessionFilters::new(reg.chain("both"), "1");
+    let message = b"Subject: x\r\n\r\nspam\r\n";
+    let out = f.data(&session(), message.to_vec(), 1 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("X-Spam-Score: 6.0\r\nX-Spam-Status: Yes, score=6.0"),
+        "{text}"
+    );
+    assert!(out.ends_with(message), "{text}");
+    // The regex filter, next in the chain, saw the status field.
+    let verdict = f.phase(&session(), Phase::Commit, "").await;
+    assert!(matches!(verdict, Verdict::Reject(_)), "{verdict:?}");
+}
+
+#[tokio::test]
 async fn max_use_bounds_the_sessions_of_one_instance() {
     let reg = registry("filter r regex body \"EICAR\" max-use 2\n");
     let filter = reg.get("r").unwrap();

@@ -199,6 +199,15 @@ void __wasm_export_exports_wasmtpd_filter_filter_on_data_lines_post_return(uint8
       break;
     }
   }
+  size_t len0 = *((size_t*) (arg0 + (12*sizeof(void*))));
+  if (len0 > 0) {
+    uint8_t *ptr1 = *((uint8_t **) (arg0 + (11*sizeof(void*))));
+    for (size_t i2 = 0; i2 < len0; i2++) {
+      uint8_t *base = ptr1 + i2 * 1;
+      (void) base;
+    }
+    free(ptr1);
+  }
 }
 
 
@@ -214,7 +223,7 @@ void *cabi_realloc(void *ptr, size_t old_size, size_t align, size_t new_size) {
 }
 
 __attribute__((__aligned__(sizeof(void*))))
-static uint8_t RET_AREA[(11*sizeof(void*))];
+static uint8_t RET_AREA[(13*sizeof(void*))];
 
 // Helper Functions
 
@@ -374,6 +383,7 @@ void wasmtpd_filter_types_option_decision_free(wasmtpd_filter_types_option_decis
 void wasmtpd_filter_types_lines_answer_free(wasmtpd_filter_types_lines_answer_t *ptr) {
   wasmtpd_filter_types_lines_out_free(&ptr->lines);
   wasmtpd_filter_types_option_decision_free(&ptr->commit);
+  mail_filter_list_u8_free(&ptr->prepend);
 }
 
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr) {
@@ -896,6 +906,8 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * ar
   } else {
     *((int8_t*)(ptr + (3*sizeof(void*)))) = 0;
   }
+  *((size_t*)(ptr + (12*sizeof(void*)))) = ((ret).prepend).len;
+  *((uint8_t **)(ptr + (11*sizeof(void*)))) = (uint8_t *) ((ret).prepend).ptr;
   return ptr;
 }
 

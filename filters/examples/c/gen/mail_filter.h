@@ -225,6 +225,12 @@ typedef struct wasmtpd_filter_types_lines_answer_t {
   // content filter saves a call per message this way. `none`: ask
   // at commit as usual.
   wasmtpd_filter_types_option_decision_t   commit;
+  // With the last batch only (ignored with the others): lines to
+  // put at the top of the message, in the batch format (header
+  // fields that depend on the whole message, a score say), so
+  // the filter need not hold the message back to emit them
+  // first. The next filter in the chain sees them. Empty: none.
+  mail_filter_list_u8_t   prepend;
 } wasmtpd_filter_types_lines_answer_t;
 
 typedef struct {

@@ -80,8 +80,9 @@ func OnDataLines(lines []uint8, last bool) wasmtpd_filter_types.LinesAnswer {
 
 func answer(lines wasmtpd_filter_types.LinesOut) wasmtpd_filter_types.LinesAnswer {
 	return wasmtpd_filter_types.LinesAnswer{
-		Lines:  lines,
-		Commit: witTypes.None[wasmtpd_filter_types.Decision](),
+		Lines:   lines,
+		Commit:  witTypes.None[wasmtpd_filter_types.Decision](),
+		Prepend: nil,
 	}
 }
 

@@ -393,6 +393,12 @@ type LinesAnswer struct {
 	// content filter saves a call per message this way. `none`: ask
 	// at commit as usual.
 	Commit witTypes.Option[Decision]
+	// With the last batch only (ignored with the others): lines to
+	// put at the top of the message, in the batch format (header
+	// fields that depend on the whole message, a score say), so
+	// the filter need not hold the message back to emit them
+	// first. The next filter in the chain sees them. Empty: none.
+	Prepend []uint8
 }
 
 // What a filter wants to see, declared once per instance, so the
