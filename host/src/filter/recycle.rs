@@ -3,9 +3,10 @@
 //! Starting an instance and tearing it down is most of what a filter
 //! costs a short session (measured in the daemon: ~50 µs of CPU each,
 //! against ~1 µs per phase call). A filter that declares itself
-//! `reusable` promises to start afresh at `init`, so once a session is
-//! done with its instance, cleanly, the next session of the same tenant
-//! may take it over (Postfix's `max_use` for its long-lived processes).
+//! `reusable` promises to start afresh when `host-session.serial` moves
+//! on, so once a session is done with its instance, cleanly, the next
+//! session of the same tenant may take it over (Postfix's `max_use` for
+//! its long-lived processes).
 //! Instances never cross tenants: an instance belongs to the tenant it
 //! first served. They never serve two sessions at once, and an instance
 //! that failed, was cut off in a call, grew its memory past
