@@ -52,6 +52,25 @@ where
     samples[runs / 2]
 }
 
+/// Step `step` (0 to 6) of an SMTP session through the filters:
+/// connect, helo, mail, rcpt, data, the message's lines, commit.
+async fn session_step(
+    f: &mut SessionFilters,
+    session: &FilterSession,
+    message: &[u8],
+    step: usize,
+) {
+    match step {
+        0 => drop(f.phase(session, Phase::Connect, "192.0.2.7").await),
+        1 => drop(f.phase(session, Phase::Ehlo, "client.example").await),
+        2 => drop(f.phase(session, Phase::MailFrom, "alice@example.org").await),
+        3 => drop(f.phase(session, Phase::RcptTo, "bob@example.org").await),
+        4 => drop(f.phase(session, Phase::Data, "").await),
+        5 => drop(f.data(session, message.to_vec(), 1 << 20).await),
+        _ => drop(f.phase(session, Phase::Commit, "").await),
+    }
+}
+
 fn us(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e6)
 }
@@ -99,17 +118,12 @@ async fn main() {
         .chain(b"\r\n".iter().copied())
         .collect();
     let whole = median_per_iter(9, 50, || {
-        let (chain, session, message) = (registry.chain("all"), session.clone(), message.clone());
+        let (chain, session, message) = (registry.chain("all"), &session, &message);
         async move {
             let mut f = SessionFilters::new(chain, "0123456789abcdef");
-            f.phase(&session, Phase::Connect, "192.0.2.7").await;
-            f.phase(&session, Phase::Ehlo, "client.example").await;
-            f.phase(&session, Phase::MailFrom, "alice@example.org")
-                .await;
-            f.phase(&session, Phase::RcptTo, "bob@example.org").await;
-            f.phase(&session, Phase::Data, "").await;
-            let _ = f.data(&session, message, 1 << 20).await;
-            f.phase(&session, Phase::Commit, "").await;
+            for step in 0..7 {
+                session_step(&mut f, session, message, step).await;
+            }
         }
     })
     .await;
@@ -122,25 +136,14 @@ async fn main() {
     // holding the other sessions' instances.
     const AT_ONCE: usize = 20;
     let interleaved = median_per_iter(9, 5, || {
-        let (registry, session, message) = (&registry, session.clone(), message.clone());
+        let (registry, session, message) = (&registry, &session, &message);
         async move {
             let mut all: Vec<SessionFilters> = (0..AT_ONCE)
                 .map(|_| SessionFilters::new(registry.chain("all"), "0123456789abcdef"))
                 .collect();
             for step in 0..7 {
                 for f in &mut all {
-                    match step {
-                        0 => drop(f.phase(&session, Phase::Connect, "192.0.2.7").await),
-                        1 => drop(f.phase(&session, Phase::Ehlo, "client.example").await),
-                        2 => drop(
-                            f.phase(&session, Phase::MailFrom, "alice@example.org")
-                                .await,
-                        ),
-                        3 => drop(f.phase(&session, Phase::RcptTo, "bob@example.org").await),
-                        4 => drop(f.phase(&session, Phase::Data, "").await),
-                        5 => drop(f.data(&session, message.clone(), 1 << 20).await),
-                        _ => drop(f.phase(&session, Phase::Commit, "").await),
-                    }
+                    session_step(f, session, message, step).await;
                 }
             }
         }
@@ -167,18 +170,7 @@ async fn main() {
                     .for_each(|b| *b = b.wrapping_add(run));
                 std::hint::black_box(&evict);
                 let t = Instant::now();
-                match step {
-                    0 => drop(f.phase(&session, Phase::Connect, "192.0.2.7").await),
-                    1 => drop(f.phase(&session, Phase::Ehlo, "client.example").await),
-                    2 => drop(
-                        f.phase(&session, Phase::MailFrom, "alice@example.org")
-                            .await,
-                    ),
-                    3 => drop(f.phase(&session, Phase::RcptTo, "bob@example.org").await),
-                    4 => drop(f.phase(&session, Phase::Data, "").await),
-                    5 => drop(f.data(&session, message.clone(), 1 << 20).await),
-                    _ => drop(f.phase(&session, Phase::Commit, "").await),
-                }
+                session_step(&mut f, &session, &message, step).await;
                 spent += t.elapsed();
             }
         }
