@@ -27,6 +27,7 @@ impl Inbound {
             filters = filters.with_tenant(tag, registry.tenant_stats(tag));
         }
         self.filters = Some(filters);
+        self.filter_view = Some(self.new_view());
         self.report(session, Report::LinkConnect).await;
         let ip = self.peer_text();
         match self.filter_phase(session, Phase::Connect, &ip).await {
@@ -253,31 +254,30 @@ impl Inbound {
             .is_some_and(SessionFilters::wants_reports)
     }
 
-    /// Brings the filters' view of the session up to date: the
-    /// addresses and names are set once, what changes during a session
-    /// (HELO, TLS, AUTH) is copied in place.
+    /// What the filters see of the session at its start: the addresses
+    /// and names, which do not change.
+    fn new_view(&self) -> FilterSession {
+        let (local, remote) = match self.enqueue {
+            Some(_) => ("local".to_string(), "local".to_string()),
+            None => (self.local.to_string(), self.peer.to_string()),
+        };
+        FilterSession {
+            id: self.session_id.clone(),
+            tenant: self.listener.tag.clone(),
+            local_address: local,
+            remote_address: remote,
+            rdns: (self.peer_name != "<unknown>").then(|| self.peer_name.clone()),
+            fcrdns: self.peer_confirmed(),
+            helo: None,
+            tls: None,
+            auth_user: None,
+            tag: self.listener.tag.clone(),
+        }
+    }
+
+    /// Brings the filters' view up to date with what changes during a
+    /// session (HELO, TLS, AUTH), copied in place.
     fn refresh_view(&mut self, session: &Session) {
-        if self.filters.is_none() {
-            return;
-        }
-        if self.filter_view.is_none() {
-            let (local, remote) = match self.enqueue {
-                Some(_) => ("local".to_string(), "local".to_string()),
-                None => (self.local.to_string(), self.peer.to_string()),
-            };
-            self.filter_view = Some(FilterSession {
-                id: self.session_id.clone(),
-                tenant: self.listener.tag.clone(),
-                local_address: local,
-                remote_address: remote,
-                rdns: (self.peer_name != "<unknown>").then(|| self.peer_name.clone()),
-                fcrdns: self.peer_confirmed(),
-                helo: None,
-                tls: None,
-                auth_user: None,
-                tag: self.listener.tag.clone(),
-            });
-        }
         let Some(view) = self.filter_view.as_mut() else {
             return;
         };
