@@ -94,9 +94,7 @@ impl Dns {
     /// list, not an error; a server failure (SERVFAIL, REFUSED) or a
     /// time-out is an error.
     pub async fn lookup(&self, name: &str, kind: Kind) -> Result<Vec<String>, DnsError> {
-        if !valid_name(name) {
-            return Err(DnsError::BadName);
-        }
+        let fqdn = fqdn(name).ok_or(DnsError::BadName)?;
         let now = Instant::now();
         if let Some(records) = self.answers.get(name, kind, now) {
             return Ok(records);
@@ -108,27 +106,22 @@ impl Dns {
             Kind::Mx => RecordType::MX,
             Kind::Ptr => RecordType::PTR,
         };
-        // valid_name let only ASCII through: parsed as such, the name
-        // skips IDNA mapping, the dearest part of a cached lookup.
-        let mut fqdn = Name::from_ascii(name).map_err(|_| DnsError::BadName)?;
-        fqdn.set_fqdn(true);
-        let lookup =
-            match tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(fqdn, rtype)).await {
-                Err(_) => return Err(DnsError::Lookup("timed out".into())),
-                Ok(Err(e)) => {
-                    return match classify(&e) {
-                        LookupError::NotFound | LookupError::NoRecords => {
-                            if let Some(ttl) = negative_ttl(&e) {
-                                let expires = now + ttl.min(answers::MAX_NEGATIVE_TTL);
-                                self.answers.put(name, kind, Vec::new(), expires, now);
-                            }
-                            Ok(Vec::new())
+        let lookup = match self.resolve(fqdn, rtype).await {
+            None => return Err(DnsError::Lookup("timed out".into())),
+            Some(Err(e)) => {
+                return match classify(&e) {
+                    LookupError::NotFound | LookupError::NoRecords => {
+                        if let Some(ttl) = negative_ttl(&e) {
+                            let expires = now + ttl.min(answers::MAX_NEGATIVE_TTL);
+                            self.answers.put(name, kind, Vec::new(), expires, now);
                         }
-                        _ => Err(DnsError::Lookup(e.to_string())),
-                    };
-                }
-                Ok(Ok(l)) => l,
-            };
+                        Ok(Vec::new())
+                    }
+                    _ => Err(DnsError::Lookup(e.to_string())),
+                };
+            }
+            Some(Ok(l)) => l,
+        };
         let records: Vec<String> = lookup
             .record_iter()
             .filter(|r| r.record_type() == rtype)
@@ -200,20 +193,37 @@ impl Dns {
         name: &str,
         rtype: RecordType,
     ) -> Result<hickory_resolver::lookup::Lookup, LookupError> {
-        if !valid_name(name) {
-            return Err(LookupError::BadName);
-        }
-        let fqdn = if name.ends_with('.') {
-            name.to_string()
-        } else {
-            format!("{name}.")
-        };
-        match tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(fqdn, rtype)).await {
-            Err(_) => Err(LookupError::Temporary("timed out".into())),
-            Ok(Err(e)) => Err(classify(&e)),
-            Ok(Ok(l)) => Ok(l),
+        let fqdn = fqdn(name).ok_or(LookupError::BadName)?;
+        match self.resolve(fqdn, rtype).await {
+            None => Err(LookupError::Temporary("timed out".into())),
+            Some(Err(e)) => Err(classify(&e)),
+            Some(Ok(l)) => Ok(l),
         }
     }
+
+    /// One query through hickory, all attempts bounded by
+    /// [`QUERY_TIMEOUT`]; None when it timed out.
+    async fn resolve(
+        &self,
+        name: Name,
+        rtype: RecordType,
+    ) -> Option<Result<hickory_resolver::lookup::Lookup, ResolveError>> {
+        tokio::time::timeout(QUERY_TIMEOUT, self.resolver.lookup(name, rtype))
+            .await
+            .ok()
+    }
+}
+
+/// `name` fully qualified, when it is one that may be looked up (see
+/// [`valid_name`]). valid_name lets only ASCII through: parsed as such,
+/// the name skips IDNA mapping, the dearest part of a cached lookup.
+fn fqdn(name: &str) -> Option<Name> {
+    if !valid_name(name) {
+        return None;
+    }
+    let mut fqdn = Name::from_ascii(name).ok()?;
+    fqdn.set_fqdn(true);
+    Some(fqdn)
 }
 
 /// hickory reports SERVFAIL and REFUSED as "no records found" too, with
