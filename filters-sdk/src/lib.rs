@@ -417,15 +417,15 @@ macro_rules! export_filter {
             /// instance: the last session's value goes, and the new one
             /// starts from a clone of the value `Filter::init` left.
             fn with<R>(f: impl FnOnce(&mut $ty) -> R) -> R {
-                let serial = $crate::session::serial();
-                if serial != SERIAL.get() {
-                    INSTANCE.with(|cell| ::core::mem::drop(cell.take()));
-                    let value = pristine(|(value, _)| value.clone());
-                    INSTANCE.with(|cell| *cell.borrow_mut() = ::core::option::Option::Some(value));
-                    SERIAL.set(serial);
-                }
                 INSTANCE.with(|cell| {
                     let mut slot = cell.borrow_mut();
+                    let serial = $crate::session::serial();
+                    if serial != SERIAL.get() {
+                        // The last session's value goes before the copy
+                        // is made.
+                        *slot = ::core::option::Option::None;
+                        SERIAL.set(serial);
+                    }
                     f(slot.get_or_insert_with(|| pristine(|(value, _)| value.clone())))
                 })
             }
