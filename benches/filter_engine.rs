@@ -71,6 +71,23 @@ async fn session_step(
     }
 }
 
+/// [`median_per_iter`] for a body that borrows something mutably across
+/// an await (an instance), which a closure returning a future cannot.
+macro_rules! median_of_9 {
+    ($iters:expr, $body:block) => {{
+        let mut samples = Vec::with_capacity(9);
+        for _ in 0..9 {
+            let t = Instant::now();
+            for _ in 0..$iters {
+                $body
+            }
+            samples.push(t.elapsed() / $iters);
+        }
+        samples.sort();
+        samples[4]
+    }};
+}
+
 fn us(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e6)
 }
@@ -218,37 +235,19 @@ async fn main() {
         // for the next session (fresh budgets, a new session serial),
         // whose first call finds the serial changed and starts the
         // filter's value afresh. Less one plain call, below.
-        let reuse_and_call = {
-            let mut samples = Vec::new();
-            for _ in 0..9 {
-                let t = Instant::now();
-                for _ in 0..2000 {
-                    instance.restart("0123456789abcdef", None);
-                    let _ = instance
-                        .on_phase(&session, Phase::MailFrom, "alice@example.org")
-                        .await
-                        .expect("call");
-                }
-                samples.push(t.elapsed() / 2000);
-            }
-            samples.sort();
-            samples[4]
-        };
-        let call = {
-            let mut samples = Vec::new();
-            for _ in 0..9 {
-                let t = Instant::now();
-                for _ in 0..2000 {
-                    let _ = instance
-                        .on_phase(&session, Phase::MailFrom, "alice@example.org")
-                        .await
-                        .expect("call");
-                }
-                samples.push(t.elapsed() / 2000);
-            }
-            samples.sort();
-            samples[4]
-        };
+        let reuse_and_call = median_of_9!(2000, {
+            instance.restart("0123456789abcdef", None);
+            let _ = instance
+                .on_phase(&session, Phase::MailFrom, "alice@example.org")
+                .await
+                .expect("call");
+        });
+        let call = median_of_9!(2000, {
+            let _ = instance
+                .on_phase(&session, Phase::MailFrom, "alice@example.org")
+                .await
+                .expect("call");
+        });
         let lines = {
             let mut samples = Vec::new();
             for _ in 0..9 {
