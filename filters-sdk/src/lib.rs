@@ -41,6 +41,19 @@
 //! when the answer depends on the configuration. The host never calls a
 //! filter for anything it did not subscribe to.
 //!
+//! # Guards
+//!
+//! A filter whose answer depends only on whether some pattern matches (a
+//! blocklist of senders, words in the body) can let the host match
+//! first: add a [`Guard`] to the subscriptions
+//! ([`patterns::Patterns::guard`]) and the host calls the filter for a
+//! phase only when a pattern matches its parameter, and for a message
+//! (its lines and commit) only when a pattern matches one of its
+//! unfolded header fields or body lines. On clean mail such a filter is
+//! not even started: no call, no instance, which is most of what a
+//! filter costs a busy server. The host may still call it for a near
+//! miss, so the filter checks the match itself as usual.
+//!
 //! # The sandbox
 //!
 //! There is no file system, network, clock or environment. Build for
@@ -133,7 +146,8 @@ pub mod bindings {
 }
 
 pub use bindings::wasmtpd::filter::types::{
-    AuthReport, Decision, LinesAnswer, Outcome, Phase, Reply, Report, Subscriptions, TxAddress,
+    AuthReport, Decision, Guard, Guarded, LinesAnswer, Outcome, Phase, Reply, Report,
+    Subscriptions, TxAddress,
 };
 pub use lines::{Lines, LinesOut};
 pub use session::{Session, SessionInfo};
@@ -163,6 +177,7 @@ pub trait Filter: Clone + 'static {
             data_lines: Self::DATA_LINES,
             reports: Self::REPORTS,
             reusable: Self::REUSABLE,
+            guards: Vec::new(),
         }
     }
 

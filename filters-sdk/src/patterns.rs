@@ -121,6 +121,14 @@ impl Patterns {
         Self::compile(sources)
     }
 
+    /// A guard on these patterns for the subscriptions: the host calls
+    /// the filter for `on` only when one of them matches (see the
+    /// crate's docs). None when no pattern was given; when none
+    /// compiled, the guard matches nothing, as the patterns do.
+    pub fn guard(&self, on: crate::Guarded) -> Option<crate::Guard> {
+        self.handle.map(|patterns| crate::Guard { on, patterns })
+    }
+
     /// How many patterns compiled.
     pub fn len(&self) -> usize {
         self.len

@@ -80,6 +80,8 @@ void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscripti
     ret->data_lines = false;
     ret->reports = false;
     ret->reusable = true;
+    ret->guards.len = 0; /* the host matches no patterns for us first */
+    ret->guards.ptr = NULL;
 
     /* host-config `get`: one value (the first `domain`), to say hello. */
     mail_filter_string_t key, first;

@@ -87,12 +87,14 @@ fn subscriptions(place: Place) -> Subscriptions {
             data_lines: false,
             reports: false,
             reusable: true,
+            guards: Vec::new(),
         },
         Place::DataLines => Subscriptions {
             phases: Vec::new(),
             data_lines: true,
             reports: false,
             reusable: true,
+            guards: Vec::new(),
         },
     }
 }

@@ -14,7 +14,10 @@
 //!
 //! Only the phases the configured keys need are subscribed. helo,
 //! mail-from and rcpt-to decide at once; header and body matches are
-//! remembered and decided at `commit`.
+//! remembered and decided at `commit`. Every subscription is guarded by
+//! its patterns (the message by the header and body patterns together),
+//! so the host calls the filter only for what matches: on clean mail it
+//! is never started.
 //!
 //! Patterns are compiled by the host (`host-regex`), once for the filter
 //! and not per session, when an instance starts; a pattern that does not
@@ -26,7 +29,7 @@ use std::rc::Rc;
 use wasmtpd_filter::message::{MessageReader, Part};
 use wasmtpd_filter::patterns::Patterns;
 use wasmtpd_filter::{
-    config, log, Decision, Filter, Lines, LinesOut, Phase, Session, Subscriptions,
+    config, log, Decision, Filter, Guard, Guarded, Lines, LinesOut, Phase, Session, Subscriptions,
 };
 
 const DEFAULT_MESSAGE: &str = "Message rejected by content filter";
@@ -67,6 +70,11 @@ impl KeyPatterns {
             .collect()
     }
 
+    /// A guard on the (prepared) patterns.
+    fn guard(&self, on: Guarded) -> Option<Guard> {
+        self.compiled.as_ref()?.guard(on)
+    }
+
     /// Whether a (prepared) pattern matches.
     fn any_match(&self, text: &[u8]) -> bool {
         self.compiled.as_ref().is_some_and(|p| p.is_match(text))
@@ -100,6 +108,8 @@ struct Rules {
     rcpt_to: KeyPatterns,
     header: KeyPatterns,
     body: KeyPatterns,
+    /// The header and body patterns together: the message's guard.
+    content: KeyPatterns,
     action: Action,
     message: String,
 }
@@ -112,6 +122,7 @@ impl Default for Rules {
             rcpt_to: KeyPatterns::new("rcpt-to"),
             header: KeyPatterns::new("header"),
             body: KeyPatterns::new("body"),
+            content: KeyPatterns::new("content"),
             action: Action::Reject,
             message: DEFAULT_MESSAGE.to_string(),
         }
@@ -167,11 +178,17 @@ impl Rules {
         if content {
             phases.push(Phase::Commit);
         }
+        let mut guards: Vec<Guard> = [Phase::Helo, Phase::Ehlo, Phase::MailFrom, Phase::RcptTo]
+            .into_iter()
+            .filter_map(|phase| self.for_phase(phase)?.guard(Guarded::Phase(phase)))
+            .collect();
+        guards.extend(self.content.guard(Guarded::Message));
         Subscriptions {
             phases,
             data_lines: content,
             reports: false,
             reusable: true,
+            guards,
         }
     }
 
@@ -203,10 +220,15 @@ impl Rules {
         errors
     }
 
-    /// Compiles the content patterns; errors for the log.
+    /// Compiles the content patterns; errors for the log (the guard's
+    /// are the same ones again).
     fn prepare_content(&mut self) -> Vec<String> {
         let mut errors = self.header.prepare();
         errors.extend(self.body.prepare());
+        self.content.sources = [&self.header.sources[..], &self.body.sources[..]].concat();
+        if !self.content.is_empty() {
+            let _ = self.content.prepare();
+        }
         errors
     }
 }
@@ -318,6 +340,29 @@ mod tests {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn every_subscription_is_guarded_by_its_patterns() {
+        let (mut rules, _) = Rules::parse(&pairs(&[
+            ("helo", "^bad$"),
+            ("mail-from", "^spammer@"),
+            ("header", "^Subject:.*pills"),
+            ("body", "EICAR"),
+        ]));
+        assert!(rules.prepare_all().is_empty());
+        let on: Vec<Guarded> = rules.subscriptions().guards.iter().map(|g| g.on).collect();
+        assert_eq!(
+            on,
+            [
+                Guarded::Phase(Phase::Helo),
+                Guarded::Phase(Phase::Ehlo),
+                Guarded::Phase(Phase::MailFrom),
+                Guarded::Message
+            ]
+        );
+        // The message's guard holds the header and body patterns.
+        assert_eq!(rules.content.compiled_len(), 2);
     }
 
     /// `text`'s lines (split at LF) in the batch format.

@@ -238,6 +238,7 @@ impl Settings {
             data_lines: true,
             reports: false,
             reusable: true,
+            guards: Vec::new(),
         }
     }
 }

@@ -18,6 +18,6 @@ pub use self::exports::wasmtpd::filter::filter::Guest;
 pub use self::wasmtpd::filter::host_dns::RecordType;
 pub use self::wasmtpd::filter::host_log::Level;
 pub use self::wasmtpd::filter::types::{
-    AuthReport, Decision, LinesAnswer, LinesOut, Outcome, Phase, Reply, Report, Session,
-    Subscriptions, TxAddress,
+    AuthReport, Decision, Guard, Guarded, LinesAnswer, LinesOut, Outcome, Phase, Reply, Report,
+    Session, Subscriptions, TxAddress,
 };

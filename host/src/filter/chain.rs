@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::bindings::{Decision, LinesOut, Phase, Report, Session, Subscriptions};
+use super::bindings::{Decision, LinesOut, Phase, Report, Session};
 use super::builtin::Builtin;
 use super::instance::{Failure, Instance};
+use super::interest::Interest;
 use super::registry::LoadedFilter;
 use super::reply;
 use super::stats::{FilterStats, TenantStats};
@@ -118,8 +119,12 @@ impl SessionFilters {
     pub fn wants_reports(&self) -> bool {
         self.members.iter().any(|slot| match slot {
             Slot::Wasm(m) => match &m.state {
-                State::NotStarted => m.filter.subscriptions.get().is_none_or(|s| s.reports),
-                State::Live(instance) => instance.subscriptions.reports,
+                State::NotStarted => m
+                    .filter
+                    .interest
+                    .get()
+                    .is_none_or(|s| s.subscriptions.reports),
+                State::Live(instance) => instance.interest.subscriptions.reports,
                 State::Failed | State::Done => false,
             },
             Slot::Builtin(_) => false,
@@ -156,7 +161,7 @@ impl SessionFilters {
             let State::Live(instance) = &member.state else {
                 continue;
             };
-            let subs = &instance.subscriptions;
+            let subs = &instance.interest.subscriptions;
             let connect_only = !subs.data_lines
                 && !subs.reports
                 && subs.phases.iter().all(|p| *p == Phase::Connect);
@@ -183,13 +188,13 @@ impl SessionFilters {
                 }
             } else if let Some(d) = self.early_commit(i, phase) {
                 Ok(d)
-            } else if self.not_wanted(i, |s| s.phases.contains(&phase)) {
+            } else if self.not_wanted(i, |s| s.wants_phase(phase, &param)) {
                 continue;
             } else {
                 match self.live(i).await {
                     Err(failure) => Err(failure),
                     Ok(None) => continue,
-                    Ok(Some(instance)) if !instance.wants(phase) => continue,
+                    Ok(Some(instance)) if !instance.interest.wants_phase(phase, &param) => continue,
                     Ok(Some(instance)) => instance.on_phase(session, phase, &param).await,
                 }
             };
@@ -241,16 +246,16 @@ impl SessionFilters {
     }
 
     /// Whether member `i` has no instance yet and its filter's
-    /// subscriptions (known once any instance answered `init`) say it
-    /// does not want this event: it is then not started for it. An
+    /// interest (known once any instance answered `init`) says it does
+    /// not want this event: it is then not started for it. An
     /// instance is taken at the first event its filter asked for, and
     /// touched no earlier: each instance a session touches costs it
     /// cache misses.
-    fn not_wanted(&self, i: usize, wants: impl Fn(&Subscriptions) -> bool) -> bool {
+    fn not_wanted(&self, i: usize, wants: impl Fn(&Interest) -> bool) -> bool {
         match &self.members[i] {
             Slot::Wasm(member) => {
                 matches!(member.state, State::NotStarted)
-                    && member.filter.subscriptions.get().is_some_and(|s| !wants(s))
+                    && member.filter.interest.get().is_some_and(|s| !wants(s))
             }
             Slot::Builtin(_) => false,
         }
@@ -262,6 +267,14 @@ impl SessionFilters {
         match &mut self.members[i] {
             Slot::Wasm(member) if phase == Phase::Commit => member.commit.take(),
             _ => None,
+        }
+    }
+
+    /// Member `i`'s message guard matched nothing: it is asked nothing
+    /// about this message, its commit answer is proceed.
+    fn pass_message(&mut self, i: usize) {
+        if let Slot::Wasm(member) = &mut self.members[i] {
+            member.commit = Some(Decision::Proceed);
         }
     }
 
@@ -280,7 +293,11 @@ impl SessionFilters {
             }
         }
         for i in 0..self.members.len() {
-            if self.not_wanted(i, |s| s.data_lines) {
+            if self.not_wanted(i, |s| s.subscriptions.data_lines) {
+                continue;
+            }
+            if self.not_wanted(i, |s| s.wants_message(&content)) {
+                self.pass_message(i);
                 continue;
             }
             let instance = match self.live(i).await {
@@ -289,9 +306,13 @@ impl SessionFilters {
                     None => continue,
                 },
                 Ok(None) => continue,
-                Ok(Some(instance)) if !instance.subscriptions.data_lines => continue,
+                Ok(Some(instance)) if !instance.interest.subscriptions.data_lines => continue,
                 Ok(Some(instance)) => instance,
             };
+            if !instance.interest.wants_message(&content) {
+                self.pass_message(i);
+                continue;
+            }
             match run_lines(instance, session, &content, max_size).await {
                 Ok(output) => {
                     if let Some(out) = output.lines {
@@ -320,11 +341,11 @@ impl SessionFilters {
     /// marks the filter failed; its policy answers at the next phase.
     pub async fn report(&mut self, session: &Session, report: Report) {
         for i in 0..self.members.len() {
-            if self.not_wanted(i, |s| s.reports) {
+            if self.not_wanted(i, |s| s.subscriptions.reports) {
                 continue;
             }
             let instance = match self.live(i).await {
-                Ok(Some(instance)) if instance.subscriptions.reports => instance,
+                Ok(Some(instance)) if instance.interest.subscriptions.reports => instance,
                 _ => continue,
             };
             if let Err(failure) = instance.on_report(session, &report).await {
@@ -353,8 +374,8 @@ impl SessionFilters {
                 None => {
                     let instance =
                         Instance::start_for(&member.filter, &self.session_id, tenant).await?;
-                    let known = &member.filter.subscriptions;
-                    known.get_or_init(|| instance.subscriptions.clone());
+                    let known = &member.filter.interest;
+                    known.get_or_init(|| instance.interest.clone());
                     Box::new(instance)
                 }
             };

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use wasmtime::Store;
 
-use super::bindings::{Decision, LinesAnswer, MailFilter, Phase, Report, Session, Subscriptions};
+use super::bindings::{Decision, LinesAnswer, MailFilter, Phase, Report, Session};
 use super::engine::TICK;
 use super::host::{refresh_session, BudgetExceeded, CallDeadline, FilterHost};
+use super::interest::Interest;
 use super::limits::{Limits, YIELD_INTERVAL};
 use super::registry::LoadedFilter;
 use super::stats::{FilterStats, TenantStats};
@@ -45,7 +46,8 @@ pub struct Instance {
     bindings: MailFilter,
     limits: Limits,
     session_fuel_left: u64,
-    pub subscriptions: Subscriptions,
+    /// Its `init` answer.
+    pub interest: Arc<Interest>,
     stats: Arc<FilterStats>,
     tenant: Option<Arc<TenantStats>>,
     /// Sessions served so far, this one included.
@@ -93,7 +95,10 @@ impl Instance {
         tenant: Option<Arc<TenantStats>>,
     ) -> Result<Instance, Failure> {
         let mut instance = Instance::instantiate(filter, session_id, tenant).await?;
-        instance.subscriptions = export_call!(instance, call_init())?;
+        let subscriptions = export_call!(instance, call_init())?;
+        let interest =
+            Interest::resolve(subscriptions, &filter.shared.regex).map_err(Failure::BadAnswer)?;
+        instance.interest = Arc::new(interest);
         Ok(instance)
     }
 
@@ -115,7 +120,7 @@ impl Instance {
     /// sessions left and did not grow much. Failed instances are not
     /// asked: the chain drops them.
     pub fn reusable(&self) -> bool {
-        self.subscriptions.reusable
+        self.interest.subscriptions.reusable
             && !self.in_call
             && self.uses < self.limits.max_use
             && self.store.data().limits.memory_peak <= super::recycle::MAX_RECYCLED_MEMORY
@@ -158,21 +163,12 @@ impl Instance {
             bindings,
             limits,
             session_fuel_left,
-            subscriptions: Subscriptions {
-                phases: Vec::new(),
-                data_lines: false,
-                reports: false,
-                reusable: false,
-            },
+            interest: Arc::new(Interest::nothing()),
             stats: filter.stats.clone(),
             tenant,
             uses: 1,
             in_call: false,
         })
-    }
-
-    pub fn wants(&self, phase: Phase) -> bool {
-        self.subscriptions.phases.contains(&phase)
     }
 
     pub async fn on_phase(

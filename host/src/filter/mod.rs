@@ -10,6 +10,8 @@
 //! - [`chain`]: one session's instances, run in order for each phase,
 //!   batch of message lines and report; failure policies.
 //! - [`instance`]: one instance, its budgets, and what a failure was.
+//! - [`interest`]: what a filter asked to see, and the guards the host
+//!   matches before calling it.
 //! - [`recycle`]: finished instances kept for the tenant's next session.
 //! - [`host`]: the imports (log, dns, kv, config), each checked against
 //!   the operator's grants and the instance's budget.
@@ -28,6 +30,7 @@ pub mod chain;
 pub mod engine;
 pub mod host;
 pub mod instance;
+pub mod interest;
 pub mod limits;
 pub mod quarantine;
 pub mod recycle;

@@ -101,6 +101,16 @@ impl CompiledSet {
         }
     }
 
+    /// Whether a pattern may match one of the lines of `text`: true when
+    /// one does, and possibly when a match spans lines (one search over
+    /// the whole text, see [`CompiledSet::matches_any_line`]).
+    pub fn any_line_may_match(&self, text: &[u8]) -> bool {
+        match &self.joined_any {
+            Some(joined) => joined.is_match(text),
+            None => lines_of(text).any(|line| self.is_match(line)),
+        }
+    }
+
     /// The caller's indexes of the patterns matching at least one line
     /// of `text` (lines ending with LF or CRLF, each matched without its
     /// line end), ascending.

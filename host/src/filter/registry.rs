@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arc_swap::ArcSwap;
 use tracing::{error, info};
 
-use super::bindings::{MailFilterPre, Subscriptions};
+use super::bindings::MailFilterPre;
 use super::builtin::Builtin;
 use super::bundled;
 use super::chain::ChainMember;
 use super::engine::FilterEngine;
 use super::host::{FilterHost, FilterShared, Kv};
+use super::interest::Interest;
 use super::limits::Limits;
 use super::quarantine::Quarantine;
 use super::recycle::IdleInstances;
@@ -40,7 +41,7 @@ pub struct LoadedFilter {
     /// What the first instance's `init` asked for. A session starts an
     /// instance only at the first event it subscribed to (`init`
     /// answers for the filter: it runs before any session).
-    pub subscriptions: OnceLock<Subscriptions>,
+    pub interest: OnceLock<Arc<Interest>>,
 }
 
 impl LoadedFilter {
@@ -203,7 +204,7 @@ impl Registry {
             quarantine: Quarantine::default(),
             stats: Arc::new(FilterStats::new(&self.stats, name)),
             idle: IdleInstances::default(),
-            subscriptions: OnceLock::new(),
+            interest: OnceLock::new(),
         })
     }
 

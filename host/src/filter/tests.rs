@@ -431,7 +431,9 @@ async fn a_content_filter_answers_commit_with_the_last_lines() {
     let mut f = SessionFilters::new(reg.chain("r"), "1");
     for (message, rejected) in [
         (&b"Subject: x\r\n\r\nEICAR here\r\n"[..], true),
-        (&b"Subject: y\r\n\r\nclean\r\n"[..], false),
+        // The message guard lets it through (it matches the pattern in
+        // a header field); the filter looks at body lines only.
+        (&b"Subject: EICAR\r\n\r\nclean\r\n"[..], false),
     ] {
         f.data(&session(), message.to_vec(), 1 << 20).await.unwrap();
         let calls = filter.stats.calls.get();
@@ -445,6 +447,34 @@ async fn a_content_filter_answers_commit_with_the_last_lines() {
     }
     // init, then one call per message.
     assert_eq!(filter.stats.calls.get(), 3);
+}
+
+#[tokio::test]
+async fn a_guarded_filter_is_not_called_for_what_matches_none_of_its_patterns() {
+    let reg = registry("filter r regex mail-from \"^spammer@\" body \"EICAR\"\n");
+    let filter = reg.get("r").unwrap();
+    // The first session starts an instance, which tells what it wants.
+    regex_session(&reg, None, None, false).await;
+    let (calls, reuses) = (filter.stats.calls.get(), filter.stats.reuses.get());
+    // Clean sender, clean message: nothing to ask, no instance taken.
+    let clean: &[u8] = b"Subject: hello\r\n\r\nnothing to see\r\n";
+    assert_eq!(
+        regex_session(&reg, None, Some(clean), true).await,
+        Verdict::PROCEED
+    );
+    assert_eq!(filter.stats.calls.get(), calls);
+    assert_eq!(filter.stats.reuses.get(), reuses);
+    // A match in the message: it is called, and decides.
+    let spam: &[u8] = b"Subject: hello\r\n\r\nEICAR\r\n";
+    let verdict = regex_session(&reg, None, Some(spam), true).await;
+    assert!(matches!(verdict, Verdict::Reject(_)), "{verdict:?}");
+    assert_eq!(filter.stats.calls.get(), calls + 1);
+    // A matching sender is refused at MAIL FROM as before.
+    let mut f = SessionFilters::new(reg.chain("r"), "4");
+    let verdict = f
+        .phase(&session(), Phase::MailFrom, "spammer@example.org")
+        .await;
+    assert!(matches!(verdict, Verdict::Reject(_)), "{verdict:?}");
 }
 
 #[tokio::test]

@@ -3,57 +3,57 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `wasmtpd:filter/host-session@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-session@0.4.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-session@0.3.0"), __import_name__("current")))
+__attribute__((__import_module__("wasmtpd:filter/host-session@0.4.0"), __import_name__("current")))
 extern void __wasm_import_wasmtpd_filter_host_session_current(uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-session@0.3.0"), __import_name__("serial")))
+__attribute__((__import_module__("wasmtpd:filter/host-session@0.4.0"), __import_name__("serial")))
 extern int64_t __wasm_import_wasmtpd_filter_host_session_serial(void);
 
-// Imported Functions from `wasmtpd:filter/host-log@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-log@0.4.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-log@0.3.0"), __import_name__("log")))
+__attribute__((__import_module__("wasmtpd:filter/host-log@0.4.0"), __import_name__("log")))
 extern void __wasm_import_wasmtpd_filter_host_log_log(int32_t, uint8_t *, size_t);
 
-// Imported Functions from `wasmtpd:filter/host-dns@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-dns@0.4.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-dns@0.3.0"), __import_name__("lookup")))
+__attribute__((__import_module__("wasmtpd:filter/host-dns@0.4.0"), __import_name__("lookup")))
 extern void __wasm_import_wasmtpd_filter_host_dns_lookup(uint8_t *, size_t, int32_t, uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-kv@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-kv@0.4.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-kv@0.3.0"), __import_name__("get")))
+__attribute__((__import_module__("wasmtpd:filter/host-kv@0.4.0"), __import_name__("get")))
 extern void __wasm_import_wasmtpd_filter_host_kv_get(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-kv@0.3.0"), __import_name__("set")))
+__attribute__((__import_module__("wasmtpd:filter/host-kv@0.4.0"), __import_name__("set")))
 extern void __wasm_import_wasmtpd_filter_host_kv_set(uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-config@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-config@0.4.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-config@0.3.0"), __import_name__("get")))
+__attribute__((__import_module__("wasmtpd:filter/host-config@0.4.0"), __import_name__("get")))
 extern void __wasm_import_wasmtpd_filter_host_config_get(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-config@0.3.0"), __import_name__("all")))
+__attribute__((__import_module__("wasmtpd:filter/host-config@0.4.0"), __import_name__("all")))
 extern void __wasm_import_wasmtpd_filter_host_config_all(uint8_t *);
 
-// Imported Functions from `wasmtpd:filter/host-regex@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-regex@0.4.0`
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("compile")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.4.0"), __import_name__("compile")))
 extern void __wasm_import_wasmtpd_filter_host_regex_compile(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("matches")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.4.0"), __import_name__("matches")))
 extern void __wasm_import_wasmtpd_filter_host_regex_matches(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("is-match")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.4.0"), __import_name__("is-match")))
 extern int32_t __wasm_import_wasmtpd_filter_host_regex_is_match(int32_t, uint8_t *, size_t);
 
-__attribute__((__import_module__("wasmtpd:filter/host-regex@0.3.0"), __import_name__("matches-any-line")))
+__attribute__((__import_module__("wasmtpd:filter/host-regex@0.4.0"), __import_name__("matches-any-line")))
 extern void __wasm_import_wasmtpd_filter_host_regex_matches_any_line(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Exported Functions from `wasmtpd:filter/filter@0.3.0`
+// Exported Functions from `wasmtpd:filter/filter@0.4.0`
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.3.0#init")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.4.0#init")))
 void __wasm_export_exports_wasmtpd_filter_filter_init_post_return(uint8_t * arg0) {
   size_t len = *((size_t*) (arg0 + sizeof(void*)));
   if (len > 0) {
@@ -64,9 +64,18 @@ void __wasm_export_exports_wasmtpd_filter_filter_init_post_return(uint8_t * arg0
     }
     free(ptr);
   }
+  size_t len0 = *((size_t*) (arg0 + (4*sizeof(void*))));
+  if (len0 > 0) {
+    uint8_t *ptr1 = *((uint8_t **) (arg0 + (3*sizeof(void*))));
+    for (size_t i2 = 0; i2 < len0; i2++) {
+      uint8_t *base = ptr1 + i2 * 8;
+      (void) base;
+    }
+    free(ptr1);
+  }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.3.0#on-phase")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.4.0#on-phase")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_phase_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -121,7 +130,7 @@ void __wasm_export_exports_wasmtpd_filter_filter_on_phase_post_return(uint8_t * 
   }
 }
 
-__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.3.0#on-data-lines")))
+__attribute__((__weak__, __export_name__("cabi_post_wasmtpd:filter/filter@0.4.0#on-data-lines")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_data_lines_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
@@ -386,6 +395,18 @@ void wasmtpd_filter_types_lines_answer_free(wasmtpd_filter_types_lines_answer_t 
   mail_filter_list_u8_free(&ptr->prepend);
 }
 
+void wasmtpd_filter_types_guarded_free(wasmtpd_filter_types_guarded_t *ptr) {
+  switch ((int32_t) ptr->tag) {
+    case 0: {
+      break;
+    }
+  }
+}
+
+void wasmtpd_filter_types_guard_free(wasmtpd_filter_types_guard_t *ptr) {
+  wasmtpd_filter_types_guarded_free(&ptr->on);
+}
+
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr) {
   size_t list_len = ptr->len;
   if (list_len > 0) {
@@ -396,8 +417,20 @@ void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr
   }
 }
 
+void wasmtpd_filter_types_list_guard_free(wasmtpd_filter_types_list_guard_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    wasmtpd_filter_types_guard_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      wasmtpd_filter_types_guard_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
 void wasmtpd_filter_types_subscriptions_free(wasmtpd_filter_types_subscriptions_t *ptr) {
   wasmtpd_filter_types_list_phase_free(&ptr->phases);
+  wasmtpd_filter_types_list_guard_free(&ptr->guards);
 }
 
 void wasmtpd_filter_host_session_session_free(wasmtpd_filter_host_session_session_t *ptr) {
@@ -753,7 +786,7 @@ void wasmtpd_filter_host_regex_matches_any_line(uint32_t handle, mail_filter_lis
   *ret = (mail_filter_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#init")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.4.0#init")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   exports_wasmtpd_filter_filter_subscriptions_t ret;
   exports_wasmtpd_filter_filter_init(&ret);
@@ -763,10 +796,12 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   *((int8_t*)(ptr + (2*sizeof(void*)))) = (ret).data_lines;
   *((int8_t*)(ptr + (1+2*sizeof(void*)))) = (ret).reports;
   *((int8_t*)(ptr + (2+2*sizeof(void*)))) = (ret).reusable;
+  *((size_t*)(ptr + (4*sizeof(void*)))) = ((ret).guards).len;
+  *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) ((ret).guards).ptr;
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#on-phase")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.4.0#on-phase")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(int32_t arg, uint8_t * arg0, size_t arg1) {
   mail_filter_string_t arg2 = (mail_filter_string_t) { (uint8_t*)(arg0), (arg1) };
   exports_wasmtpd_filter_filter_decision_t ret;
@@ -828,7 +863,7 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_phase(int32_t arg, uint
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#on-data-lines")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.4.0#on-data-lines")))
 uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * arg, size_t arg0, int32_t arg1) {
   mail_filter_list_u8_t arg2 = (mail_filter_list_u8_t) { (uint8_t*)(arg), (arg0) };
   exports_wasmtpd_filter_filter_lines_answer_t ret;
@@ -911,7 +946,7 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_on_data_lines(uint8_t * ar
   return ptr;
 }
 
-__attribute__((__export_name__("wasmtpd:filter/filter@0.3.0#on-report")))
+__attribute__((__export_name__("wasmtpd:filter/filter@0.4.0#on-report")))
 void __wasm_export_exports_wasmtpd_filter_filter_on_report(int32_t arg, uint8_t * arg0, uint8_t * arg1, int64_t arg2, uint8_t * arg3, size_t arg4) {
   wasmtpd_filter_types_report_t variant;
   variant.tag = arg;

@@ -233,10 +233,45 @@ typedef struct wasmtpd_filter_types_lines_answer_t {
   mail_filter_list_u8_t   prepend;
 } wasmtpd_filter_types_lines_answer_t;
 
+typedef struct wasmtpd_filter_types_guarded_t {
+  uint8_t tag;
+  union {
+    wasmtpd_filter_types_phase_t     phase;
+  } val;
+} wasmtpd_filter_types_guarded_t;
+
+// A subscribed phase: called only when a pattern matches the
+// phase's parameter (as `on-phase` would get it).
+#define WASMTPD_FILTER_TYPES_GUARDED_PHASE 0
+// The message: the filter is asked nothing about it (no lines,
+// no `commit`: the host answers proceed for it) unless a pattern
+// matches one of its unfolded header fields (continuation lines
+// joined without their CRLF) or one of its body lines, each
+// matched on its own without its CRLF, as the message reaches
+// the filter (after the filters before it in the chain).
+#define WASMTPD_FILTER_TYPES_GUARDED_MESSAGE 1
+
+// A host-side check before an event reaches the filter. A guard is
+// a promise by the filter, not by the host: "for what matches none
+// of these patterns, my answer is proceed". The host calls the
+// filter at least when a pattern matches, and may call it in other
+// cases too (it matches cheaply, over more text than the filter
+// would).
+typedef struct wasmtpd_filter_types_guard_t {
+  wasmtpd_filter_types_guarded_t   on;
+  // A `host-regex` set, from `compile` in `init`.
+  uint32_t   patterns;
+} wasmtpd_filter_types_guard_t;
+
 typedef struct {
   wasmtpd_filter_types_phase_t *ptr;
   size_t len;
 } wasmtpd_filter_types_list_phase_t;
+
+typedef struct {
+  wasmtpd_filter_types_guard_t *ptr;
+  size_t len;
+} wasmtpd_filter_types_list_guard_t;
 
 // What a filter wants to see, declared once per instance, so the
 // host never calls it for anything else.
@@ -252,6 +287,10 @@ typedef struct wasmtpd_filter_types_subscriptions_t {
   // and must then start afresh, forgetting the last session.
   // False: a fresh instance for every session (slower to start).
   bool   reusable;
+  // Patterns the host matches before calling: a filter whose
+  // answer depends only on whether some pattern matches is not
+  // called, nor even started, for what matches none of them.
+  wasmtpd_filter_types_list_guard_t   guards;
 } wasmtpd_filter_types_subscriptions_t;
 
 typedef wasmtpd_filter_types_session_t wasmtpd_filter_host_session_session_t;
@@ -333,28 +372,28 @@ typedef wasmtpd_filter_types_subscriptions_t exports_wasmtpd_filter_filter_subsc
 
 typedef wasmtpd_filter_types_lines_answer_t exports_wasmtpd_filter_filter_lines_answer_t;
 
-// Imported Functions from `wasmtpd:filter/host-session@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-session@0.4.0`
 extern void wasmtpd_filter_host_session_current(wasmtpd_filter_host_session_session_t *ret);
 // Which of this instance's sessions the call belongs to: 1 for the
 // first (and in `init`), one more for each session after it on a
 // `reusable` instance. A number, cheap to ask on every call.
 extern uint64_t wasmtpd_filter_host_session_serial(void);
 
-// Imported Functions from `wasmtpd:filter/host-log@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-log@0.4.0`
 extern void wasmtpd_filter_host_log_log(wasmtpd_filter_host_log_level_t level, mail_filter_string_t *message);
 
-// Imported Functions from `wasmtpd:filter/host-dns@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-dns@0.4.0`
 extern bool wasmtpd_filter_host_dns_lookup(mail_filter_string_t *name, wasmtpd_filter_host_dns_record_type_t kind, mail_filter_list_string_t *ret, mail_filter_string_t *err);
 
-// Imported Functions from `wasmtpd:filter/host-kv@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-kv@0.4.0`
 extern bool wasmtpd_filter_host_kv_get(mail_filter_string_t *key, mail_filter_list_u8_t *ret);
 extern bool wasmtpd_filter_host_kv_set(mail_filter_string_t *key, mail_filter_list_u8_t *value, mail_filter_string_t *err);
 
-// Imported Functions from `wasmtpd:filter/host-config@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-config@0.4.0`
 extern bool wasmtpd_filter_host_config_get(mail_filter_string_t *key, mail_filter_string_t *ret);
 extern void wasmtpd_filter_host_config_all(mail_filter_list_tuple2_string_string_t *ret);
 
-// Imported Functions from `wasmtpd:filter/host-regex@0.3.0`
+// Imported Functions from `wasmtpd:filter/host-regex@0.4.0`
 extern void wasmtpd_filter_host_regex_compile(mail_filter_list_string_t *patterns, wasmtpd_filter_host_regex_compiled_t *ret);
 // Indexes (in the list given to `compile`) of the patterns matching
 // `text`.
@@ -367,7 +406,7 @@ extern bool wasmtpd_filter_host_regex_is_match(uint32_t handle, mail_filter_list
 // for `matches`, each once, ascending.
 extern void wasmtpd_filter_host_regex_matches_any_line(uint32_t handle, mail_filter_list_u8_t *lines, mail_filter_list_u32_t *ret);
 
-// Exported Functions from `wasmtpd:filter/filter@0.3.0`
+// Exported Functions from `wasmtpd:filter/filter@0.4.0`
 void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscriptions_t *ret);
 void exports_wasmtpd_filter_filter_on_phase(exports_wasmtpd_filter_filter_phase_t phase, mail_filter_string_t *param, exports_wasmtpd_filter_filter_decision_t *ret);
 void exports_wasmtpd_filter_filter_on_data_lines(mail_filter_list_u8_t *lines, bool last, exports_wasmtpd_filter_filter_lines_answer_t *ret);
@@ -405,7 +444,13 @@ void wasmtpd_filter_types_option_decision_free(wasmtpd_filter_types_option_decis
 
 void wasmtpd_filter_types_lines_answer_free(wasmtpd_filter_types_lines_answer_t *ptr);
 
+void wasmtpd_filter_types_guarded_free(wasmtpd_filter_types_guarded_t *ptr);
+
+void wasmtpd_filter_types_guard_free(wasmtpd_filter_types_guard_t *ptr);
+
 void wasmtpd_filter_types_list_phase_free(wasmtpd_filter_types_list_phase_t *ptr);
+
+void wasmtpd_filter_types_list_guard_free(wasmtpd_filter_types_list_guard_t *ptr);
 
 void wasmtpd_filter_types_subscriptions_free(wasmtpd_filter_types_subscriptions_t *ptr);
 
