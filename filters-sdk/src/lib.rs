@@ -27,6 +27,13 @@
 //! value afresh at the first call of each). Keep state in the value, not
 //! in other statics, or set [`Filter::REUSABLE`] to `false`.
 //!
+//! A filter that keeps nothing from one message to the next (a content
+//! scanner) can say so with [`Filter::PER_MESSAGE`]: the host then hands
+//! its instance back as soon as a message is decided, and the next
+//! message, of this session or another, may run on any free instance,
+//! starting from the post-init value as a new session does. Fewer
+//! instances serve a busy server that way, and they stay hot.
+//!
 //! A filter that reads message lines and subscribes to
 //! [`Phase::Commit`] has its `on_phase(Commit)` called right after the
 //! last batch's `on_data_lines`, in the same call from the host (which
@@ -166,6 +173,11 @@ pub trait Filter: Clone + 'static {
     /// and state" above): true unless the filter keeps state outside its
     /// value, which `init` would not reset.
     const REUSABLE: bool = true;
+    /// Whether each message may run on a different instance (see
+    /// "Instances and state" above): true only when the filter keeps
+    /// nothing from one message to the next, nor from before the
+    /// message's MAIL FROM.
+    const PER_MESSAGE: bool = false;
 
     /// The subscriptions the constants declare.
     fn default_subscriptions() -> Subscriptions
@@ -177,6 +189,7 @@ pub trait Filter: Clone + 'static {
             data_lines: Self::DATA_LINES,
             reports: Self::REPORTS,
             reusable: Self::REUSABLE,
+            per_message: Self::PER_MESSAGE,
             guards: Vec::new(),
         }
     }

@@ -80,6 +80,7 @@ void exports_wasmtpd_filter_filter_init(exports_wasmtpd_filter_filter_subscripti
     ret->data_lines = false;
     ret->reports = false;
     ret->reusable = true;
+    ret->per_message = false;
     ret->guards.len = 0; /* the host matches no patterns for us first */
     ret->guards.ptr = NULL;
 

@@ -55,11 +55,18 @@ func wasm_export_wasmtpd_filter_filter_init() uintptr {
 		result3 = 0
 	}
 	*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (2 + 2*4))) = int8(result3)
-	slice4 := (result).Guards
-	length6 := uint32(len(slice4))
-	result5 := witRuntime.Allocate(pinner, uintptr(length6*8), 4)
-	for index, element := range slice4 {
-		base := unsafe.Add(result5, index*8)
+	var result4 int32
+	if (result).PerMessage {
+		result4 = 1
+	} else {
+		result4 = 0
+	}
+	*(*int8)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3 + 2*4))) = int8(result4)
+	slice5 := (result).Guards
+	length7 := uint32(len(slice5))
+	result6 := witRuntime.Allocate(pinner, uintptr(length7*8), 4)
+	for index, element := range slice5 {
+		base := unsafe.Add(result6, index*8)
 
 		switch (element).On.Tag() {
 		case wasmtpd_filter_types.Guarded_Phase:
@@ -78,8 +85,8 @@ func wasm_export_wasmtpd_filter_filter_init() uintptr {
 
 	}
 
-	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (4 * 4))) = uint32(length6)
-	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3 * 4))) = uint32(uintptr(uintptr(result5)))
+	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (4 * 4))) = uint32(length7)
+	*(*uint32)(unsafe.Add(unsafe.Pointer(exportReturnArea), (3 * 4))) = uint32(uintptr(uintptr(result6)))
 	return exportReturnArea
 
 }

@@ -87,6 +87,7 @@ fn subscriptions(place: Place) -> Subscriptions {
             data_lines: false,
             reports: false,
             reusable: true,
+            per_message: false,
             guards: Vec::new(),
         },
         Place::DataLines => Subscriptions {
@@ -94,6 +95,7 @@ fn subscriptions(place: Place) -> Subscriptions {
             data_lines: true,
             reports: false,
             reusable: true,
+            per_message: false,
             guards: Vec::new(),
         },
     }

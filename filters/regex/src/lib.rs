@@ -188,6 +188,8 @@ impl Rules {
             data_lines: content,
             reports: false,
             reusable: true,
+            // Addresses are decided at once; only the message is kept.
+            per_message: true,
             guards,
         }
     }

@@ -238,6 +238,8 @@ impl Settings {
             data_lines: true,
             reports: false,
             reusable: true,
+            // The DNSBL answers from the connection are the session's.
+            per_message: self.dnsbls.is_empty(),
             guards: Vec::new(),
         }
     }

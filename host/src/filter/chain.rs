@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::bindings::{Decision, LinesOut, Phase, Report, Session};
+use super::bindings::{Decision, LinesOut, Phase, Report, Session, Subscriptions};
 use super::builtin::Builtin;
 use super::instance::{Failure, Instance};
 use super::interest::Interest;
@@ -146,31 +146,37 @@ impl SessionFilters {
     /// it are not called; a rewrite feeds the next filter's parameter.
     pub async fn phase(&mut self, session: &Session, phase: Phase, param: &str) -> Verdict {
         let verdict = self.ask(session, phase, param).await;
-        if phase == Phase::Connect {
-            self.release_connect_only();
+        match phase {
+            Phase::Connect => self.release(connect_only, || State::Done),
+            Phase::Commit => self.release_per_message(),
+            _ => {}
         }
         verdict
     }
 
-    /// Parks the instances that will not be called again in this
-    /// session: nothing after the connect phase was subscribed. Their
-    /// next session may start while this one goes on, on a hot instance.
-    fn release_connect_only(&mut self) {
+    /// Hands back the instances of the filters that serve a message at a
+    /// time: the message is decided. The next message takes one again.
+    fn release_per_message(&mut self) {
+        self.release(|s| s.per_message, || State::NotStarted);
+    }
+
+    /// Parks the live instances that `done` says will not be called
+    /// again for now, leaving their member in `then`'s state. Their next
+    /// session (or message) may start while this one goes on, on a hot
+    /// instance, and fewer instances go round.
+    fn release(&mut self, done: impl Fn(&Subscriptions) -> bool, then: impl Fn() -> State) {
         for slot in &mut self.members {
             let Slot::Wasm(member) = slot else { continue };
             let State::Live(instance) = &member.state else {
                 continue;
             };
-            let subs = &instance.interest.subscriptions;
-            let connect_only = !subs.data_lines
-                && !subs.reports
-                && subs.phases.iter().all(|p| *p == Phase::Connect);
-            if !connect_only {
+            if !done(&instance.interest.subscriptions) {
                 continue;
             }
-            let State::Live(instance) = std::mem::replace(&mut member.state, State::Done) else {
+            let State::Live(instance) = std::mem::replace(&mut member.state, then()) else {
                 continue;
             };
+            member.commit = None;
             if instance.reusable() {
                 member.filter.idle.park(self.tenant.clone(), instance);
             }
@@ -270,6 +276,13 @@ impl SessionFilters {
         }
     }
 
+    /// The message was refused on its lines: no commit follows, the
+    /// per-message instances are done with it.
+    fn message_refused(&mut self, verdict: Verdict) -> Verdict {
+        self.release_per_message();
+        verdict
+    }
+
     /// Member `i`'s message guard matched nothing: it is asked nothing
     /// about this message, its commit answer is proceed.
     fn pass_message(&mut self, i: usize) {
@@ -302,7 +315,7 @@ impl SessionFilters {
             }
             let instance = match self.live(i).await {
                 Err(failure) => match self.failed(i, "data-line", failure) {
-                    Some(v) => return Err(v),
+                    Some(v) => return Err(self.message_refused(v)),
                     None => continue,
                 },
                 Ok(None) => continue,
@@ -329,7 +342,7 @@ impl SessionFilters {
                 }
                 Err(failure) => {
                     if let Some(v) = self.failed(i, "data-line", failure) {
-                        return Err(v);
+                        return Err(self.message_refused(v));
                     }
                 }
             }
@@ -451,6 +464,11 @@ impl SessionFilters {
             r.text
         );
     }
+}
+
+/// A filter that asked for nothing after the connection (a DNSBL).
+fn connect_only(subs: &Subscriptions) -> bool {
+    !subs.data_lines && !subs.reports && subs.phases.iter().all(|p| *p == Phase::Connect)
 }
 
 /// At the session's end, instances that may serve again are parked for

@@ -51,6 +51,7 @@ impl Interest {
                 data_lines: false,
                 reports: false,
                 reusable: false,
+                per_message: false,
                 guards: Vec::new(),
             },
             phase_guards: Vec::new(),

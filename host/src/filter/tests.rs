@@ -450,6 +450,40 @@ async fn a_content_filter_answers_commit_with_the_last_lines() {
 }
 
 #[tokio::test]
+async fn a_per_message_filter_hands_its_instance_back_once_the_message_is_decided() {
+    let reg = registry("filter s spamscore rule \"6 body spam\"\n");
+    let filter = reg.get("s").unwrap();
+    let message = |body: &str| format!("Subject: x\r\n\r\n{body}\r\n").into_bytes();
+    let mut a = SessionFilters::new(reg.chain("s"), "a");
+    a.phase(&session(), Phase::MailFrom, "x@example.org").await;
+    a.data(&session(), message("spam"), 1 << 20).await.unwrap();
+    let verdict = a.phase(&session(), Phase::Commit, "").await;
+    assert!(
+        matches!(verdict, Verdict::Proceed { junk: true, .. }),
+        "{verdict:?}"
+    );
+    // Session a is still open, but its instance is free again...
+    assert_eq!(filter.idle.len(), 1);
+    // ...for another session's message, which starts afresh on it.
+    let mut b = SessionFilters::new(reg.chain("s"), "b");
+    let out = b.data(&session(), message("clean"), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&out).contains("X-Spam-Status: No"));
+    assert_eq!(
+        b.phase(&session(), Phase::Commit, "").await,
+        Verdict::PROCEED
+    );
+    assert_eq!(filter.stats.reuses.get(), 1);
+    // a's next message takes it back: nothing of the first message stays.
+    let out = a.data(&session(), message("clean"), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&out).contains("X-Spam-Status: No"));
+    assert_eq!(
+        a.phase(&session(), Phase::Commit, "").await,
+        Verdict::PROCEED
+    );
+    assert_eq!((filter.stats.reuses.get(), filter.idle.len()), (2, 1));
+}
+
+#[tokio::test]
 async fn a_guarded_filter_is_not_called_for_what_matches_none_of_its_patterns() {
     let reg = registry("filter r regex mail-from \"^spammer@\" body \"EICAR\"\n");
     let filter = reg.get("r").unwrap();

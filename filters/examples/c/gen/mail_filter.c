@@ -796,6 +796,7 @@ uint8_t * __wasm_export_exports_wasmtpd_filter_filter_init(void) {
   *((int8_t*)(ptr + (2*sizeof(void*)))) = (ret).data_lines;
   *((int8_t*)(ptr + (1+2*sizeof(void*)))) = (ret).reports;
   *((int8_t*)(ptr + (2+2*sizeof(void*)))) = (ret).reusable;
+  *((int8_t*)(ptr + (3+2*sizeof(void*)))) = (ret).per_message;
   *((size_t*)(ptr + (4*sizeof(void*)))) = ((ret).guards).len;
   *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) ((ret).guards).ptr;
   return ptr;

@@ -463,6 +463,16 @@ type Subscriptions struct {
 	// and must then start afresh, forgetting the last session.
 	// False: a fresh instance for every session (slower to start).
 	Reusable bool
+	// Each message may be served by a different instance: the
+	// filter keeps nothing from one message to the next, nor from
+	// the session's phases before the message's `mail-from`. The
+	// host hands the instance back once the message is decided (its
+	// commit, or its refusal) and takes one again for the next
+	// message, which then sees a new `host-session.serial`, as a new
+	// session would. A content filter then needs about as many
+	// instances as messages being filtered at that moment rather
+	// than as sessions open, and they stay hot in the caches.
+	PerMessage bool
 	// Patterns the host matches before calling: a filter whose
 	// answer depends only on whether some pattern matches is not
 	// called, nor even started, for what matches none of them.
