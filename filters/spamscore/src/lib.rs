@@ -24,6 +24,9 @@
 //! removed (only the batch holding them is copied), so a sender cannot
 //! vouch for itself.
 //!
+//! Without `dnsbl` the filter keeps nothing between messages and says so
+//! (`per-message`): any free instance may score the next message.
+//!
 //! Bad rules, zones or numbers are logged and skipped (defaults kept).
 //! Patterns are compiled by the host (`host-regex`), once for the filter
 //! rather than per session, when an instance starts; a pattern that does
