@@ -89,16 +89,23 @@ impl Dns {
         })
     }
 
+    /// The answer kept for `name`, if it is still valid: [`Dns::lookup`]
+    /// without the wait, for callers that would set a timer first.
+    pub fn kept(&self, name: &str, kind: Kind) -> Option<Vec<String>> {
+        self.answers.get(name, kind, Instant::now())
+    }
+
     /// Records as text: addresses, TXT strings joined, "PREF HOST" for MX,
     /// names for PTR. A name or record that does not exist is an empty
     /// list, not an error; a server failure (SERVFAIL, REFUSED) or a
     /// time-out is an error.
     pub async fn lookup(&self, name: &str, kind: Kind) -> Result<Vec<String>, DnsError> {
-        let fqdn = fqdn(name).ok_or(DnsError::BadName)?;
         let now = Instant::now();
+        // Checked before the name: only a valid name got an answer kept.
         if let Some(records) = self.answers.get(name, kind, now) {
             return Ok(records);
         }
+        let fqdn = fqdn(name).ok_or(DnsError::BadName)?;
         let rtype = match kind {
             Kind::A => RecordType::A,
             Kind::Aaaa => RecordType::AAAA,
