@@ -147,8 +147,10 @@ impl Filter for Dnsbl {
         Self::default_subscriptions()
     }
 
-    fn on_phase(&mut self, session: &Session, _: Phase, _: &str) -> Decision {
-        match net::client_ip(&session.remote_address) {
+    /// Connect, whose parameter is the client's address ("local" for a
+    /// local sender): the session's record is not even fetched.
+    fn on_phase(&mut self, _: &Session, _: Phase, client: &str) -> Decision {
+        match net::client_ip(client) {
             Some(ip) if is_local(ip) && !self.check_local => Decision::Proceed,
             Some(ip) => self.check(ip),
             // A local (non-IP) client is nobody a DNSBL knows.

@@ -451,10 +451,12 @@ impl Filter for SpamScore {
         subscriptions
     }
 
-    fn on_phase(&mut self, session: &Session, phase: Phase, _: &str) -> Decision {
+    fn on_phase(&mut self, _: &Session, phase: Phase, param: &str) -> Decision {
         match phase {
+            // The parameter is the client's address: no need to fetch
+            // the session's record.
             Phase::Connect => {
-                if let Some(ip) = net::client_ip(&session.remote_address) {
+                if let Some(ip) = net::client_ip(param) {
                     self.check_client(ip);
                 }
                 Decision::Proceed
