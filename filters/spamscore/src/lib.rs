@@ -256,22 +256,59 @@ struct Score {
 }
 
 impl Score {
+    /// The two fields, built by hand: the float formatting machinery is
+    /// a large piece of code to bring into the caches on every message.
     fn headers(&self, threshold: f64) -> [Vec<u8>; 2] {
         let verdict = if self.total >= threshold { "Yes" } else { "No" };
-        let tests = if self.tests.is_empty() {
-            "none".to_string()
-        } else {
-            self.tests.join(",")
-        };
-        [
-            format!("X-Spam-Score: {:.1}", self.total).into_bytes(),
-            format!(
-                "X-Spam-Status: {verdict}, score={:.1} required={threshold:.1} tests={tests}",
-                self.total
-            )
-            .into_bytes(),
-        ]
+        let mut score = String::from("X-Spam-Score: ");
+        push_tenths(&mut score, self.total);
+        let mut status = String::from("X-Spam-Status: ");
+        status.push_str(verdict);
+        status.push_str(", score=");
+        push_tenths(&mut status, self.total);
+        status.push_str(" required=");
+        push_tenths(&mut status, threshold);
+        status.push_str(" tests=");
+        if self.tests.is_empty() {
+            status.push_str("none");
+        }
+        for (i, test) in self.tests.iter().enumerate() {
+            if i > 0 {
+                status.push(',');
+            }
+            status.push_str(test);
+        }
+        [score.into_bytes(), status.into_bytes()]
     }
+}
+
+/// `x` rounded to one decimal ("6.5", "-1.0"), as SpamAssassin shows
+/// scores; halves round away from zero.
+fn push_tenths(out: &mut String, x: f64) {
+    let t = (x * 10.0).round();
+    if !t.is_finite() || t.abs() >= 1e15 {
+        out.push_str(&format!("{x:.1}"));
+        return;
+    }
+    let t = t as i64;
+    if t < 0 {
+        out.push('-');
+    }
+    let t = t.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut n = t / 10;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().for_each(|d| out.push(char::from(*d)));
+    out.push('.');
+    out.push(char::from(b'0' + (t % 10) as u8));
 }
 
 fn is_spam_field(line: &[u8]) -> bool {
@@ -537,6 +574,23 @@ mod tests {
             .headers(s.threshold)
             .map(|f| String::from_utf8_lossy(&f).into_owned())
             .join("\n")
+    }
+
+    #[test]
+    fn scores_show_one_decimal() {
+        let shown = |x: f64| {
+            let mut s = String::new();
+            push_tenths(&mut s, x);
+            s
+        };
+        assert_eq!(shown(0.0), "0.0");
+        assert_eq!(shown(6.5), "6.5");
+        assert_eq!(shown(1000.0), "1000.0");
+        assert_eq!(shown(2.25), "2.3");
+        assert_eq!(shown(-1.5), "-1.5");
+        assert_eq!(shown(-0.04), "0.0");
+        assert_eq!(shown(0.1 + 0.2), "0.3");
+        assert_eq!(shown(1e300), format!("{:.1}", 1e300));
     }
 
     #[test]
