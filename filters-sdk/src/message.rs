@@ -17,7 +17,10 @@ pub enum Part<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct MessageReader {
     in_body: bool,
-    pending: Option<Vec<u8>>,
+    /// The field under way, when `has_pending`; its buffer is reused from
+    /// field to field instead of allocated for each.
+    pending: Vec<u8>,
+    has_pending: bool,
 }
 
 impl MessageReader {
@@ -42,13 +45,12 @@ impl MessageReader {
             return;
         }
         let continues = matches!(line[0], b' ' | b'\t');
-        match &mut self.pending {
-            Some(field) if continues => field.extend_from_slice(line),
-            _ => {
-                self.flush(&mut f);
-                self.pending = Some(line.to_vec());
-            }
+        if !(continues && self.has_pending) {
+            self.flush(&mut f);
+            self.pending.clear();
+            self.has_pending = true;
         }
+        self.pending.extend_from_slice(line);
     }
 
     /// Feeds the lines of a batch (CRLF-terminated, see [`crate::lines`])
@@ -71,8 +73,8 @@ impl MessageReader {
     }
 
     fn flush(&mut self, f: &mut impl FnMut(Part<'_>)) {
-        if let Some(field) = self.pending.take() {
-            f(Part::Header(&field));
+        if std::mem::take(&mut self.has_pending) {
+            f(Part::Header(&self.pending));
         }
     }
 }
