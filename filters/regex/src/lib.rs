@@ -15,9 +15,9 @@
 //! Only the phases the configured keys need are subscribed. helo,
 //! mail-from and rcpt-to decide at once; header and body matches are
 //! remembered and decided at `commit`. Every subscription is guarded by
-//! its patterns (the message by the header and body patterns together),
-//! so the host calls the filter only for what matches: on clean mail it
-//! is never started.
+//! its patterns (the message by the header patterns and by the body
+//! patterns), so the host calls the filter only for what matches: on
+//! clean mail it is never started.
 //!
 //! Patterns are compiled by the host (`host-regex`), once for the filter
 //! and not per session, when an instance starts; a pattern that does not
@@ -108,8 +108,6 @@ struct Rules {
     rcpt_to: KeyPatterns,
     header: KeyPatterns,
     body: KeyPatterns,
-    /// The header and body patterns together: the message's guard.
-    content: KeyPatterns,
     action: Action,
     message: String,
 }
@@ -122,7 +120,6 @@ impl Default for Rules {
             rcpt_to: KeyPatterns::new("rcpt-to"),
             header: KeyPatterns::new("header"),
             body: KeyPatterns::new("body"),
-            content: KeyPatterns::new("content"),
             action: Action::Reject,
             message: DEFAULT_MESSAGE.to_string(),
         }
@@ -182,7 +179,11 @@ impl Rules {
             .into_iter()
             .filter_map(|phase| self.for_phase(phase)?.guard(Guarded::Phase(phase)))
             .collect();
-        guards.extend(self.content.guard(Guarded::Message));
+        // Two guards for the message are alternatives: the header
+        // patterns over its fields and lines, the body patterns too (more
+        // than the filter itself matches, which a guard may be).
+        guards.extend(self.header.guard(Guarded::Message));
+        guards.extend(self.body.guard(Guarded::Message));
         Subscriptions {
             phases,
             data_lines: content,
@@ -222,15 +223,10 @@ impl Rules {
         errors
     }
 
-    /// Compiles the content patterns; errors for the log (the guard's
-    /// are the same ones again).
+    /// Compiles the content patterns; errors for the log.
     fn prepare_content(&mut self) -> Vec<String> {
         let mut errors = self.header.prepare();
         errors.extend(self.body.prepare());
-        self.content.sources = [&self.header.sources[..], &self.body.sources[..]].concat();
-        if !self.content.is_empty() {
-            let _ = self.content.prepare();
-        }
         errors
     }
 }
@@ -360,11 +356,10 @@ mod tests {
                 Guarded::Phase(Phase::Helo),
                 Guarded::Phase(Phase::Ehlo),
                 Guarded::Phase(Phase::MailFrom),
+                Guarded::Message,
                 Guarded::Message
             ]
         );
-        // The message's guard holds the header and body patterns.
-        assert_eq!(rules.content.compiled_len(), 2);
     }
 
     /// `text`'s lines (split at LF) in the batch format.

@@ -154,6 +154,13 @@ impl SessionFilters {
         verdict
     }
 
+    /// The transaction under way was dropped (RSET, a new MAIL FROM, the
+    /// session's end) or ended: the filters that serve a message at a
+    /// time hand their instances back.
+    pub fn end_message(&mut self) {
+        self.release_per_message();
+    }
+
     /// Hands back the instances of the filters that serve a message at a
     /// time: the message is decided. The next message takes one again.
     fn release_per_message(&mut self) {
@@ -215,6 +222,9 @@ impl SessionFilters {
                 Decision::Proceed => {}
                 Decision::Junk => junk = true,
                 Decision::Bypass => break,
+                // The client's address is a fact, not a parameter: the
+                // filters after this one (a DNSBL) see the real one.
+                Decision::Rewrite(_) if phase == Phase::Connect => {}
                 Decision::Rewrite(v) => {
                     param = v;
                     rewritten = true;
@@ -267,6 +277,17 @@ impl SessionFilters {
         }
     }
 
+    /// Whether member `i` has no instance yet but its filter's interest
+    /// is known (see [`SessionFilters::not_wanted`]).
+    fn not_started_known(&self, i: usize) -> bool {
+        match &self.members[i] {
+            Slot::Wasm(member) => {
+                matches!(member.state, State::NotStarted) && member.filter.interest.get().is_some()
+            }
+            Slot::Builtin(_) => false,
+        }
+    }
+
     /// The commit decision member `i` gave with the message's last
     /// lines, when `phase` is commit.
     fn early_commit(&mut self, i: usize, phase: Phase) -> Option<Decision> {
@@ -309,7 +330,11 @@ impl SessionFilters {
             if self.not_wanted(i, |s| s.subscriptions.data_lines) {
                 continue;
             }
-            if self.not_wanted(i, |s| s.wants_message(&content)) {
+            // Checked here when the filter's interest is known and it has
+            // no instance yet, else once it has one (never twice: the
+            // check reads the whole message).
+            let guard_checked = self.not_started_known(i);
+            if guard_checked && self.not_wanted(i, |s| s.wants_message(&content)) {
                 self.pass_message(i);
                 continue;
             }
@@ -322,7 +347,7 @@ impl SessionFilters {
                 Ok(Some(instance)) if !instance.interest.subscriptions.data_lines => continue,
                 Ok(Some(instance)) => instance,
             };
-            if !instance.interest.wants_message(&content) {
+            if !guard_checked && !instance.interest.wants_message(&content) {
                 self.pass_message(i);
                 continue;
             }

@@ -14,32 +14,41 @@ use std::sync::Arc;
 use super::bindings::{Guarded, Phase, Subscriptions};
 use super::regex::{CompiledSet, RegexCache};
 
+/// Guards one filter may give: every check is host work done for it on
+/// every session, outside its fuel and budgets. A guard per phase and a
+/// few for the message are plenty.
+pub const MAX_GUARDS: usize = 32;
+
 /// A filter's `init` answer with its guards resolved to compiled sets.
 pub struct Interest {
     pub subscriptions: Subscriptions,
     phase_guards: Vec<(Phase, Arc<CompiledSet>)>,
-    message_guard: Option<Arc<CompiledSet>>,
+    message_guards: Vec<Arc<CompiledSet>>,
 }
 
 impl Interest {
     /// Resolves the guards' `host-regex` handles in the filter's sets.
-    /// A handle the filter never got from `compile` is a bad answer.
+    /// A handle the filter never got from `compile`, or too many guards,
+    /// is a bad answer.
     pub fn resolve(subscriptions: Subscriptions, sets: &RegexCache) -> Result<Interest, String> {
+        if subscriptions.guards.len() > MAX_GUARDS {
+            return Err(format!("more than {MAX_GUARDS} guards"));
+        }
         let mut phase_guards = Vec::new();
-        let mut message_guard = None;
+        let mut message_guards = Vec::new();
         for guard in &subscriptions.guards {
             let set = sets
                 .get(guard.patterns)
                 .ok_or_else(|| format!("guard with unknown pattern set {}", guard.patterns))?;
             match guard.on {
                 Guarded::Phase(phase) => phase_guards.push((phase, set)),
-                Guarded::Message => message_guard = Some(set),
+                Guarded::Message => message_guards.push(set),
             }
         }
         Ok(Interest {
             subscriptions,
             phase_guards,
-            message_guard,
+            message_guards,
         })
     }
 
@@ -55,7 +64,7 @@ impl Interest {
                 guards: Vec::new(),
             },
             phase_guards: Vec::new(),
-            message_guard: None,
+            message_guards: Vec::new(),
         }
     }
 
@@ -64,37 +73,39 @@ impl Interest {
     }
 
     /// Whether the filter wants `phase` with this parameter: subscribed,
-    /// and `param` passes the phase's guards (all of them, when the
-    /// filter gave several).
+    /// and, when it guarded the phase, a pattern of one of those guards
+    /// matches `param`.
     pub fn wants_phase(&self, phase: Phase, param: &str) -> bool {
+        let mut guards = self.phase_guards.iter().filter(|(p, _)| *p == phase);
         self.subscribed(phase)
-            && self
-                .phase_guards
-                .iter()
-                .filter(|(p, _)| *p == phase)
-                .all(|(_, set)| set.is_match(param.as_bytes()))
+            && match guards.next() {
+                None => true,
+                Some(first) => std::iter::once(first)
+                    .chain(guards)
+                    .any(|(_, set)| set.is_match(param.as_bytes())),
+            }
     }
 
     /// Whether the filter wants this message (CRLF lines) at all: its
-    /// lines, and its commit phase.
+    /// lines, and its commit phase. With message guards, a pattern of one
+    /// of them must match one of the message's unfolded header fields or
+    /// one of its body lines. The fields are unfolded into a buffer of
+    /// one field per line, so both parts are searched whole (a search per
+    /// line costs more than the matching of a short line).
     pub fn wants_message(&self, content: &[u8]) -> bool {
-        self.message_guard
-            .as_ref()
-            .is_none_or(|set| message_matches(set, content))
+        if self.message_guards.is_empty() {
+            return true;
+        }
+        let (header, body) = split_header(content);
+        let fields = unfold(header);
+        self.message_guards
+            .iter()
+            .any(|set| set.any_line_may_match(&fields) || set.any_line_may_match(body))
     }
 
     pub fn guards_message(&self) -> bool {
-        self.message_guard.is_some()
+        !self.message_guards.is_empty()
     }
-}
-
-/// Whether a pattern of `set` matches one of the message's unfolded
-/// header fields or one of its body lines. The fields are unfolded into
-/// a buffer of one field per line, so both parts are searched whole (a
-/// search per line costs more than the matching of a short line).
-fn message_matches(set: &CompiledSet, content: &[u8]) -> bool {
-    let (header, body) = split_header(content);
-    set.any_line_may_match(&unfold(header)) || set.any_line_may_match(body)
 }
 
 /// The header (its lines, CRLF ended) and the body after the empty line
@@ -179,6 +190,36 @@ mod tests {
         let anchored = interest(&[(Guarded::Message, &["(?-m)^Subject:.*pills$"])]);
         assert!(anchored.wants_message(b"From: a\r\nSubject: more\r\n\tpills\r\n\r\n"));
         assert!(!anchored.wants_message(b"From: a\r\nSubject: more\r\n\r\npills\r\n"));
+    }
+
+    #[test]
+    fn several_guards_for_one_event_are_alternatives() {
+        let i = interest(&[
+            (Guarded::Message, &["^Subject:.*pills"]),
+            (Guarded::Message, &["EICAR"]),
+            (Guarded::Phase(Phase::MailFrom), &["^a@"]),
+            (Guarded::Phase(Phase::MailFrom), &["^b@"]),
+        ]);
+        assert!(i.wants_message(b"Subject: pills\r\n\r\nclean\r\n"));
+        assert!(i.wants_message(b"Subject: hi\r\n\r\nEICAR\r\n"));
+        assert!(!i.wants_message(b"Subject: hi\r\n\r\nclean\r\n"));
+        assert!(i.wants_phase(Phase::MailFrom, "b@example.org"));
+        assert!(!i.wants_phase(Phase::MailFrom, "c@example.org"));
+    }
+
+    #[test]
+    fn too_many_guards_are_a_bad_answer() {
+        let sets = RegexCache::default();
+        let (handle, _) = sets.compile(vec!["x".into()]).unwrap();
+        let mut subscriptions = Interest::nothing().subscriptions;
+        subscriptions.guards = vec![
+            Guard {
+                on: Guarded::Message,
+                patterns: handle,
+            };
+            MAX_GUARDS + 1
+        ];
+        assert!(Interest::resolve(subscriptions, &sets).is_err());
     }
 
     #[test]

@@ -484,6 +484,43 @@ async fn a_per_message_filter_hands_its_instance_back_once_the_message_is_decide
 }
 
 #[tokio::test]
+async fn a_dropped_transaction_frees_a_per_message_instance() {
+    let reg = registry("filter r regex mail-from \"^spammer@\"\n");
+    let filter = reg.get("r").unwrap();
+    let mut f = SessionFilters::new(reg.chain("r"), "1");
+    let verdict = f
+        .phase(&session(), Phase::MailFrom, "spammer@example.org")
+        .await;
+    assert!(matches!(verdict, Verdict::Reject(_)), "{verdict:?}");
+    assert_eq!(filter.idle.len(), 0);
+    // RSET, or the next MAIL FROM: the next message starts afresh.
+    f.end_message();
+    assert_eq!(filter.idle.len(), 1);
+}
+
+#[tokio::test]
+async fn the_clients_address_cannot_be_rewritten_for_the_next_filters() {
+    let reg = registry(
+        "filter a phase connect match !rdns rewrite \"127.0.0.1\"\n\
+         filter b phase mail-from match !rdns rewrite \"x@example.org\"\n\
+         filter c chain { a, b }\n",
+    );
+    let mut f = SessionFilters::new(reg.chain("c"), "1");
+    assert_eq!(
+        f.phase(&session(), Phase::Connect, "192.0.2.7").await,
+        Verdict::PROCEED
+    );
+    let verdict = f.phase(&session(), Phase::MailFrom, "y@example.org").await;
+    assert_eq!(
+        verdict,
+        Verdict::Proceed {
+            rewrite: Some("x@example.org".into()),
+            junk: false
+        }
+    );
+}
+
+#[tokio::test]
 async fn a_guarded_filter_is_not_called_for_what_matches_none_of_its_patterns() {
     let reg = registry("filter r regex mail-from \"^spammer@\" body \"EICAR\"\n");
     let filter = reg.get("r").unwrap();

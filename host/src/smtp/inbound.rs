@@ -436,12 +436,16 @@ impl Inbound {
         }
     }
 
-    /// Drops the transaction in progress, giving back its message id.
+    /// Drops the transaction in progress, giving back its message id;
+    /// the filters serving one message at a time hand back their instances.
     async fn abandon(&mut self, session: &Session) {
         if let Some(tx) = self.tx.take() {
             self.services.queue.release_msgid(tx.msgid);
             self.report(session, Report::TxRollback(tx.msgid.to_string()))
                 .await;
+        }
+        if let Some(filters) = self.filters.as_mut() {
+            filters.end_message();
         }
     }
 
