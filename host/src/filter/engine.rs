@@ -149,6 +149,8 @@ impl FilterEngine {
         let mut linker = Linker::new(&engine);
         MailFilter::add_to_linker::<FilterHost, HasSelf<FilterHost>>(&mut linker, |h| h)
             .map_err(|e| FilterError::Engine(e.to_string()))?;
+        super::host::link_regex_in_place(&mut linker)
+            .map_err(|e| FilterError::Engine(e.to_string()))?;
         let mut wasi_linker = linker.clone();
         wasmtime_wasi::p2::add_to_linker_async(&mut wasi_linker)
             .map_err(|e| FilterError::Engine(e.to_string()))?;

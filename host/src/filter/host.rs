@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable, WasmList};
 use wasmtime::StoreLimits;
+use wasmtime::{AsContext, StoreContextMut};
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
@@ -429,6 +430,8 @@ impl host_regex::Host for FilterHost {
             .is_some_and(|set| set.is_match(&text)))
     }
 
+    /// Shadowed by [`link_regex_in_place`], which matches the lines
+    /// without copying them; kept for the trait, and as its reference.
     fn matches_any_line(&mut self, handle: u32, lines: Vec<u8>) -> wasmtime::Result<Vec<u32>> {
         self.charge_regex(lines.len())?;
         Ok(self
@@ -436,6 +439,36 @@ impl host_regex::Host for FilterHost {
             .map(|set| set.matches_any_line(&lines))
             .unwrap_or_default())
     }
+}
+
+/// The `host-regex` interface's name in the linker.
+const HOST_REGEX: &str = "wasmtpd:filter/host-regex@0.4.0";
+
+/// Redefines `host-regex.matches-any-line` to match the lines where they
+/// lie in the guest's memory. A content filter hands it whole batches
+/// (up to 256 KiB a call); the generated binding would first copy each
+/// into a fresh host buffer. The guest waits in the call, so its memory
+/// cannot change under the match.
+pub fn link_regex_in_place(linker: &mut Linker<FilterHost>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.instance(HOST_REGEX)?.func_wrap(
+        "matches-any-line",
+        |mut store: StoreContextMut<'_, FilterHost>, (handle, lines): (u32, WasmList<u8>)| {
+            let host = store.data_mut();
+            host.charge_regex(lines.len())?;
+            if host.regex_set(handle).is_none() {
+                return Ok((Vec::new(),));
+            }
+            let store = store.as_context();
+            let found = match store.data().regex_sets.get(handle as usize) {
+                Some(Some(set)) => set.matches_any_line(lines.as_le_slice(store)),
+                _ => Vec::new(),
+            };
+            Ok((found,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 impl FilterHost {
