@@ -7,7 +7,8 @@
 # ends when every message is a file in the maildir's new/ (or .Junk/new).
 #
 # Usage: benches/filters.sh [MESSAGES]   (default 2000)
-#        BENCH_SIZES="1024" BENCH_CONCS="20" BENCH_REPEAT=3
+#        BENCH_SIZES="1024" BENCH_CONCS="20" BENCH_REPEAT=3 (rounds; the
+#        median ratio per size is printed at the end)
 #        BENCH_CHAIN='"rbl"' to run one filter; BENCH_SKIP_ENGINE=1
 #        BENCH_TMP=/dev/shm puts spools and maildirs on tmpfs: fsync costs
 #        nothing there, so the CPU per message is the filters' and steady
@@ -99,8 +100,15 @@ for port in 22535 22536 22537; do
     smtp-source -l 1024 -m 1000 -s 20 -f bench@example.org -t user@example.org "127.0.0.1:$port"
 done
 sleep 1
+# The machine's speed drifts between rounds (on the 2-core VM used here,
+# the no-filter rate moved by up to 15%), and a drift inside a round
+# lands on one case only: with BENCH_REPEAT > 1 the median ratio per
+# size and concurrency is what to compare, printed at the end.
+MEDIANS=""
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 for size in ${BENCH_SIZES:-1024 102400}; do
   for conc in ${BENCH_CONCS:-20}; do
+    RATIOS=""; UNC_RATIOS=""
     for _ in $(seq "${BENCH_REPEAT:-1}"); do
       read -r p pc < <(case_run 22535 "$WORK/plain/mail" "$PLAIN_PID" "$size" "$conc")
       read -r f fc < <(case_run 22536 "$WORK/filtered/mail" "$FILTERED_PID" "$size" "$conc")
@@ -108,6 +116,14 @@ for size in ${BENCH_SIZES:-1024 102400}; do
       printf "%-7s %-4s %10.0f %10.0f %6.2f %10.0f %6.2f %7.0f us %7.0f us %7.0f us\n" \
           "$size" "$conc" "$p" "$f" "$(echo "$f / $p" | bc -l)" "$u" "$(echo "$u / $p" | bc -l)" \
           "$pc" "$fc" "$uc"
+      RATIOS="$RATIOS $(echo "$f / $p" | bc -l)"
+      UNC_RATIOS="$UNC_RATIOS $(echo "$u / $p" | bc -l)"
     done
+    MEDIANS="$MEDIANS$(printf "%-7s %-4s 3-filters %.3f  uncached %.3f" "$size" "$conc" \
+        "$(echo "$RATIOS" | tr ' ' '\n' | grep . | median)" \
+        "$(echo "$UNC_RATIOS" | tr ' ' '\n' | grep . | median)")
+"
   done
 done
+echo "== median ratio to no filters, over ${BENCH_REPEAT:-1} round(s) =="
+printf "%s" "$MEDIANS"
