@@ -268,23 +268,17 @@ impl SessionFilters {
     /// touched no earlier: each instance a session touches costs it
     /// cache misses.
     fn not_wanted(&self, i: usize, wants: impl Fn(&Interest) -> bool) -> bool {
-        match &self.members[i] {
-            Slot::Wasm(member) => {
-                matches!(member.state, State::NotStarted)
-                    && member.filter.interest.get().is_some_and(|s| !wants(s))
-            }
-            Slot::Builtin(_) => false,
-        }
+        self.known_interest(i).is_some_and(|s| !wants(s))
     }
 
-    /// Whether member `i` has no instance yet but its filter's interest
-    /// is known (see [`SessionFilters::not_wanted`]).
-    fn not_started_known(&self, i: usize) -> bool {
+    /// The filter's interest when member `i` has no instance yet and an
+    /// earlier instance answered `init`.
+    fn known_interest(&self, i: usize) -> Option<&Interest> {
         match &self.members[i] {
-            Slot::Wasm(member) => {
-                matches!(member.state, State::NotStarted) && member.filter.interest.get().is_some()
+            Slot::Wasm(member) if matches!(member.state, State::NotStarted) => {
+                member.filter.interest.get().map(|s| &**s)
             }
-            Slot::Builtin(_) => false,
+            _ => None,
         }
     }
 
@@ -333,11 +327,12 @@ impl SessionFilters {
             // Checked here when the filter's interest is known and it has
             // no instance yet, else once it has one (never twice: the
             // check reads the whole message).
-            let guard_checked = self.not_started_known(i);
-            if guard_checked && self.not_wanted(i, |s| s.wants_message(&content)) {
+            let wanted = self.known_interest(i).map(|s| s.wants_message(&content));
+            if wanted == Some(false) {
                 self.pass_message(i);
                 continue;
             }
+            let guard_checked = wanted.is_some();
             let instance = match self.live(i).await {
                 Err(failure) => match self.failed(i, "data-line", failure) {
                     Some(v) => return Err(self.message_refused(v)),

@@ -76,14 +76,13 @@ impl Interest {
     /// and, when it guarded the phase, a pattern of one of those guards
     /// matches `param`.
     pub fn wants_phase(&self, phase: Phase, param: &str) -> bool {
-        let mut guards = self.phase_guards.iter().filter(|(p, _)| *p == phase);
+        let mut guards = self
+            .phase_guards
+            .iter()
+            .filter(|(p, _)| *p == phase)
+            .peekable();
         self.subscribed(phase)
-            && match guards.next() {
-                None => true,
-                Some(first) => std::iter::once(first)
-                    .chain(guards)
-                    .any(|(_, set)| set.is_match(param.as_bytes())),
-            }
+            && (guards.peek().is_none() || guards.any(|(_, set)| set.is_match(param.as_bytes())))
     }
 
     /// Whether the filter wants this message (CRLF lines) at all: its
@@ -103,6 +102,7 @@ impl Interest {
             .any(|set| set.any_line_may_match(&fields) || set.any_line_may_match(body))
     }
 
+    #[cfg(test)]
     pub fn guards_message(&self) -> bool {
         !self.message_guards.is_empty()
     }
@@ -114,7 +114,7 @@ fn split_header(content: &[u8]) -> (&[u8], &[u8]) {
     if let Some(body) = content.strip_prefix(b"\r\n") {
         return (&[], body);
     }
-    match content.windows(4).position(|w| w == b"\r\n\r\n") {
+    match memchr::memmem::find(content, b"\r\n\r\n") {
         Some(i) => (&content[..i + 2], &content[i + 4..]),
         None => (content, &[]),
     }
